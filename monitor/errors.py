@@ -1,0 +1,89 @@
+"""Every error monitor raises on purpose derives from :class:`MonitorError`.
+
+Library code raises; ``cli.py`` turns an error into a message and an exit code
+(``exit_code`` on the class). The tree::
+
+    MonitorError                      exit 1
+    ├── UsageError                    exit 2  bad arguments (e.g. a slug that is not watched)
+    ├── ConfigError                   exit 2  bad config file (key, line, suggestion)
+    ├── RulesError                    exit 2  bad rule files (a list of path:line problems)
+    ├── NotWatchedError               exit 1  history/unwatch of a slug that is not watched
+    ├── PackageNotFound               exit 1  the package's own URL answered 404
+    ├── SourceError                   exit 1  a poll failed (network, 5xx, timeout, too big)
+    │   └── InvalidRecord                     the body is not a valid package record
+    └── DeliveryError                 exit 1  a notifier could not deliver
+        ├── RetryableError                    try again later (5xx, 429, timeouts, SMTP 4xx)
+        └── PermanentError                    do not retry (other 4xx, SMTP 5xx, bad channel)
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    exit_code = 1
+
+
+class UsageError(MonitorError):
+    exit_code = 2
+
+
+class ConfigError(MonitorError):
+    """A config problem; ``str()`` is ``path:line: message`` when the line is known."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None):
+        self.message = message
+        self.path = path
+        self.line = line
+        where = path or ""
+        if path and line:
+            where = f"{path}:{line}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class RulesError(MonitorError):
+    """One or more problems in rule files, each already formatted as ``path:line: message``."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class NotWatchedError(MonitorError):
+    pass
+
+
+class PackageNotFound(MonitorError):
+    def __init__(self, slug: str, suggestions: list[str] | None = None):
+        self.slug = slug
+        self.suggestions = suggestions or []
+        super().__init__(f"package {slug!r} not found on djangopackages")
+
+
+class SourceError(MonitorError):
+    pass
+
+
+class InvalidRecord(SourceError):
+    def __init__(self, package: str, field: str | None, problem: str):
+        self.package = package
+        self.field = field
+        where = f"field {field!r}" if field else "record"
+        super().__init__(f"{package}: {where}: {problem}")
+
+
+class DeliveryError(MonitorError):
+    pass
+
+
+class RetryableError(DeliveryError):
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentError(DeliveryError):
+    pass
