@@ -1,0 +1,352 @@
+"""The config file (SPEC §5): discovery, ``${VAR}`` expansion, validation with line numbers.
+
+Discovery: ``--config PATH``, else ``$MONITOR_CONFIG``, else ``./monitor.toml`` if it exists,
+else built-in defaults. Every problem raises :class:`~monitor.errors.ConfigError` naming the
+key, with a suggestion for a near miss and ``path:line`` where the key stands. Secret values are
+never echoed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from monitor.alerts import Severity
+from monitor.durations import parse_duration
+from monitor.errors import ConfigError
+
+DEFAULT_URL = "https://djangopackages.org"
+CONSOLE = "console"
+NOTIFIER_TYPES = ("slack", "email", "webhook", "console")
+SECRET_KEYS = frozenset({"token", "password", "secret", "webhook_url", "url", "username"})
+
+_COMMON_NOTIFIER_KEYS = {"type": str, "min_severity": str, "digest": bool, "timeout": str}
+_NOTIFIER_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "slack": {"webhook_url": str, "token": str, "channel": str, "api_url": str},
+    "email": {
+        "host": str, "port": int, "security": str, "username": str, "password": str,
+        "from": str, "to": (list, str),
+    },
+    "webhook": {"url": str, "secret": str},
+    "console": {},
+}
+_SCHEMA: dict[str, Any] = {
+    "database": str,
+    "sources": {"djangopackages": {"url": str, "timeout": str, "concurrency": int}},
+    "schedule": {"interval": str, "jitter": str, "digest": str, "timezone": str},
+    "rules": {"paths": list},
+    "defaults": {"notify": list},
+    "notifiers": None,  # validated per notifier
+}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    url: str = DEFAULT_URL
+    timeout: float = 30.0
+    concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    interval: timedelta = timedelta(hours=6)
+    jitter: timedelta = timedelta(minutes=5)
+    digest: str = "0 8 * * mon"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    name: str
+    type: str
+    min_severity: Severity = Severity.INFO
+    digest: bool = False
+    timeout: float = 30.0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    database: Path = Path("monitor.db")
+    djangopackages: SourceConfig = SourceConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    rule_paths: tuple[Path, ...] = ()
+    default_notify: tuple[str, ...] = (CONSOLE,)
+    notifiers: dict[str, NotifierConfig] = field(
+        default_factory=lambda: {CONSOLE: NotifierConfig(CONSOLE, "console")}
+    )
+
+    def notifier(self, name: str) -> NotifierConfig:
+        return self.notifiers[name]
+
+    def check_channels(self, names: list[str] | tuple[str, ...], where: str) -> None:
+        """Raise ConfigError when a channel names no notifier."""
+        for name in names:
+            if name not in self.notifiers:
+                hint = _did_you_mean(name, self.notifiers)
+                raise ConfigError(f"{where}: no notifier named {name!r}{hint}", path=_p(self))
+
+
+def _p(config: Config) -> str | None:
+    return str(config.path) if config.path else None
+
+
+def find_config_path(explicit: str | None, env: dict[str, str] | None = None) -> Path | None:
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("MONITOR_CONFIG"):
+        return Path(env["MONITOR_CONFIG"])
+    local = Path("monitor.toml")
+    return local if local.exists() else None
+
+
+def load_config(path: Path | None, env: dict[str, str] | None = None) -> Config:
+    """Load and validate the config at ``path``; ``None`` gives the built-in defaults."""
+    if path is None:
+        return Config(database=Path("monitor.db").resolve())
+    env = dict(os.environ) if env is None else env
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror}", path=str(path)) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
+        raise ConfigError(f"not valid TOML: {exc}", path=str(path), line=line) from None
+    return _Validator(path, text, env).build(raw)
+
+
+def _line_from_message(message: str) -> int | None:
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+def _did_you_mean(name: str, choices: Any) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Validator:
+    def __init__(self, path: Path, text: str, env: dict[str, str]):
+        self.path = path
+        self.lines = _key_lines(text)
+        self.env = env
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{key}: {message}", path=str(self.path), line=self.line_of(key))
+
+    def line_of(self, key: str) -> int | None:
+        parts = key.split(".")
+        while parts:
+            line = self.lines.get(".".join(parts))
+            if line:
+                return line
+            parts.pop()
+        return None
+
+    def check_keys(self, table: dict[str, Any], allowed: Any, prefix: str) -> None:
+        for key in table:
+            if key not in allowed:
+                name = f"{prefix}{key}"
+                raise self.error(name, f"unknown key{_did_you_mean(key, allowed)}")
+
+    def typed(self, value: Any, expected: Any, key: str) -> Any:
+        if isinstance(expected, tuple):
+            ok = isinstance(value, expected)
+        else:
+            ok = isinstance(value, expected) and not (
+                expected is int and isinstance(value, bool)
+            )
+        if not ok:
+            names = expected if isinstance(expected, tuple) else (expected,)
+            wanted = " or ".join(_TYPE_NAMES[t] for t in names)
+            got = _TYPE_NAMES.get(type(value), type(value).__name__)
+            raise self.error(key, f"expected {wanted}, got {got}")
+        return self.expand(value, key)
+
+    def expand(self, value: Any, key: str) -> Any:
+        if isinstance(value, list):
+            return [self.expand(item, key) for item in value]
+        if not isinstance(value, str):
+            return value
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name = match.group(1)
+            if name not in self.env:
+                raise self.error(key, f"environment variable {name} is not set")
+            return self.env[name]
+
+        return re.sub(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}", substitute, value)
+
+    def duration(self, value: str, key: str) -> timedelta:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
+
+    def build(self, raw: dict[str, Any]) -> Config:
+        self.check_keys(raw, _SCHEMA, "")
+        base = self.path.resolve().parent
+        database = base / self.typed(raw.get("database", "monitor.db"), str, "database")
+
+        sources = raw.get("sources", {})
+        self.typed(sources, dict, "sources")
+        self.check_keys(sources, _SCHEMA["sources"], "sources.")
+        dp = self.typed(sources.get("djangopackages", {}), dict, "sources.djangopackages")
+        self.check_keys(dp, _SCHEMA["sources"]["djangopackages"], "sources.djangopackages.")
+        url = self.typed(dp.get("url", DEFAULT_URL), str, "sources.djangopackages.url")
+        if not re.match(r"https?://", url):
+            raise self.error("sources.djangopackages.url", "expected an http(s) URL")
+        timeout = self.duration(
+            self.typed(dp.get("timeout", "30s"), str, "sources.djangopackages.timeout"),
+            "sources.djangopackages.timeout",
+        )
+        concurrency = self.typed(
+            dp.get("concurrency", 8), int, "sources.djangopackages.concurrency"
+        )
+        if concurrency < 1:
+            raise self.error("sources.djangopackages.concurrency", "must be at least 1")
+        source = SourceConfig(url.rstrip("/"), timeout.total_seconds(), concurrency)
+
+        sched = self.typed(raw.get("schedule", {}), dict, "schedule")
+        self.check_keys(sched, _SCHEMA["schedule"], "schedule.")
+        interval = self.duration(
+            self.typed(sched.get("interval", "6h"), str, "schedule.interval"), "schedule.interval"
+        )
+        if interval <= timedelta(0):
+            raise self.error("schedule.interval", "must be longer than 0s")
+        jitter = self.duration(
+            self.typed(sched.get("jitter", "5m"), str, "schedule.jitter"), "schedule.jitter"
+        )
+        digest = self.typed(sched.get("digest", "0 8 * * mon"), str, "schedule.digest")
+        timezone = self.typed(sched.get("timezone", "UTC"), str, "schedule.timezone")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(timezone)
+        except Exception:
+            raise self.error("schedule.timezone", f"unknown time zone {timezone!r}") from None
+        try:
+            from monitor.cron import parse_cron
+
+            parse_cron(digest)
+        except ValueError as exc:
+            raise self.error("schedule.digest", str(exc)) from None
+        schedule = ScheduleConfig(interval, jitter, digest, timezone)
+
+        rules = self.typed(raw.get("rules", {}), dict, "rules")
+        self.check_keys(rules, _SCHEMA["rules"], "rules.")
+        rule_paths = []
+        for item in self.typed(rules.get("paths", []), list, "rules.paths"):
+            if not isinstance(item, str):
+                raise self.error("rules.paths", "expected a list of paths")
+            rule_path = base / item
+            if not rule_path.exists():
+                raise self.error("rules.paths", f"{item!r} does not exist")
+            rule_paths.append(rule_path)
+
+        notifiers = {CONSOLE: NotifierConfig(CONSOLE, "console")}
+        tables = self.typed(raw.get("notifiers", {}), dict, "notifiers")
+        for name, table in tables.items():
+            notifiers[name] = self.notifier(name, table)
+
+        defaults = self.typed(raw.get("defaults", {}), dict, "defaults")
+        self.check_keys(defaults, _SCHEMA["defaults"], "defaults.")
+        notify = self.typed(defaults.get("notify", []), list, "defaults.notify")
+        for channel in notify:
+            if not isinstance(channel, str) or channel not in notifiers:
+                hint = _did_you_mean(str(channel), notifiers)
+                raise self.error("defaults.notify", f"no notifier named {channel!r}{hint}")
+
+        return Config(
+            path=self.path,
+            database=database,
+            djangopackages=source,
+            schedule=schedule,
+            rule_paths=tuple(rule_paths),
+            default_notify=tuple(notify) or (CONSOLE,),
+            notifiers=notifiers,
+        )
+
+    def notifier(self, name: str, table: Any) -> NotifierConfig:
+        prefix = f"notifiers.{name}"
+        self.typed(table, dict, prefix)
+        kind = self.typed(table.get("type"), str, f"{prefix}.type") if "type" in table else None
+        if kind not in NOTIFIER_TYPES:
+            got = "missing" if kind is None else repr(kind)
+            raise self.error(
+                f"{prefix}.type",
+                f"{got}; expected one of {', '.join(NOTIFIER_TYPES)}"
+                f"{_did_you_mean(kind or '', NOTIFIER_TYPES)}",
+            )
+        allowed = {**_COMMON_NOTIFIER_KEYS, **_NOTIFIER_KEYS[kind]}
+        self.check_keys(table, allowed, f"{prefix}.")
+        settings = {}
+        for key, value in table.items():
+            if key in _COMMON_NOTIFIER_KEYS:
+                continue
+            settings[key] = self.typed(value, allowed[key], f"{prefix}.{key}")
+        severity = self.typed(table.get("min_severity", "info"), str, f"{prefix}.min_severity")
+        if severity not in Severity.__members__.values():
+            raise self.error(
+                f"{prefix}.min_severity",
+                f"{severity!r}; expected info, warning or critical"
+                f"{_did_you_mean(severity, [s.value for s in Severity])}",
+            )
+        timeout = self.duration(
+            self.typed(table.get("timeout", "30s"), str, f"{prefix}.timeout"), f"{prefix}.timeout"
+        )
+        digest = self.typed(table.get("digest", kind == "email"), bool, f"{prefix}.digest")
+        if isinstance(settings.get("to"), str):
+            settings["to"] = [settings["to"]]
+        try:
+            from monitor.notify import notifier_class
+
+            notifier_class(kind)(name, settings, timeout=timeout.total_seconds())
+        except ValueError as exc:
+            key = getattr(exc, "key", None)
+            raise self.error(f"{prefix}.{key}" if key else prefix, str(exc)) from None
+        return NotifierConfig(
+            name, kind, Severity(severity), digest, timeout.total_seconds(), settings
+        )
+
+
+_TYPE_NAMES: dict[Any, str] = {
+    str: "a string", int: "an integer", bool: "true or false", list: "a list",
+    dict: "a table", float: "a number",
+}
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Map each dotted key (``notifiers.team-slack.type``) and table to its line number."""
+    lines: dict[str, int] = {}
+    table: list[str] = []
+    header = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+    assignment = re.compile(r"^\s*([A-Za-z0-9_\-.\"' ]+?)\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = header.match(line)
+        if match:
+            table = _split_key(match.group(1))
+            lines.setdefault(".".join(table), number)
+            continue
+        match = assignment.match(line)
+        if match:
+            key = ".".join([*table, *_split_key(match.group(1))])
+            lines.setdefault(key, number)
+    return lines
+
+
+def _split_key(key: str) -> list[str]:
+    parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', key)
+    return [next(p for p in group if p) for group in parts if any(group)]

@@ -1,0 +1,345 @@
+"""The SQLite history (SPEC §1, §3): watches, snapshots, checks, alerts, the outbox.
+
+One file, WAL mode and a busy timeout so ``monitor run`` and a CLI command share it. Every
+write that must not be half-done goes through :meth:`Store.transaction` (``BEGIN IMMEDIATE``,
+so two writers queue instead of failing). ``PRAGMA user_version`` holds the schema version;
+``MIGRATIONS[n]`` brings a database from version ``n`` to ``n + 1``.
+
+Times are stored as UTC ISO-8601 text (``2026-11-22T10:00:00Z``), except the upstream
+bookkeeping kept with each check (``last_fetched``, ``modified``), stored as Unix seconds to keep
+an unchanged poll's row small.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def from_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _migrate_1(db: sqlite_utils.Database) -> None:
+    db["watches"].create(
+        {
+            "id": int, "slug": str, "package_id": int, "title": str, "notify": str,
+            "interval": str, "active": int, "added_at": str, "next_due_at": str,
+            "last_checked_at": str, "last_status": str, "last_error": str, "failures": int,
+            "snapshot_id": int,
+        },
+        pk="id",
+        not_null={"slug", "active", "failures"},
+        defaults={"active": 1, "failures": 0, "notify": "[]"},
+    )
+    db["watches"].create_index(["slug"], unique=True)
+    db["snapshots"].create(
+        {"id": int, "watch_id": int, "taken_at": str, "data": str}, pk="id",
+        not_null={"watch_id", "taken_at", "data"},
+    )
+    db["snapshots"].create_index(["watch_id", "id"])
+    db["checks"].create(
+        {
+            "id": int, "watch_id": int, "checked_at": str, "duration_ms": int, "status": str,
+            "error": str, "snapshot_id": int, "last_fetched": int, "modified": int,
+        },
+        pk="id",
+        not_null={"watch_id", "checked_at", "status"},
+    )
+    db["checks"].create_index(["watch_id", "id"])
+    db["alerts"].create(
+        {
+            "id": int, "episode": str, "rule": str, "watch_id": int, "kind": str,
+            "severity": str, "status": str, "started_at": str, "resolved_at": str,
+            "summary": str, "description": str, "labels": str, "last_notified_at": str,
+        },
+        pk="id",
+        not_null={"episode", "rule", "watch_id", "kind", "severity", "status", "started_at"},
+    )
+    db["alerts"].create_index(["watch_id", "rule"])
+    db["alerts"].create_index(["status"])
+    db["rule_states"].create(
+        {
+            "rule": str, "watch_id": int, "holds": int, "alert_id": int, "firing_since": str,
+            "last_notified_at": str, "episode": str,
+        },
+        pk=("rule", "watch_id"),
+        not_null={"holds"},
+    )
+    db["transitions"].create(
+        {
+            "id": int, "alert_id": int, "status": str, "repeat": int, "at": str,
+            "snapshot_id": int, "changes": str, "summary": str, "muted": int, "notice": str,
+        },
+        pk="id",
+        not_null={"alert_id", "status", "at", "notice"},
+    )
+    db["transitions"].create_index(["alert_id"])
+    db["transitions"].create_index(["at"])
+    db["outbox"].create(
+        {
+            "id": str, "channel": str, "kind": str, "created_at": str, "payload": str,
+            "status": str, "attempts": int, "first_attempt_at": str, "next_attempt_at": str,
+            "lease_owner": str, "lease_until": str, "last_error": str, "delivered_at": str,
+        },
+        pk="id",
+        not_null={"channel", "kind", "created_at", "payload", "status", "attempts"},
+        defaults={"attempts": 0},
+    )
+    db["outbox"].create_index(["status", "next_attempt_at"])
+    db["deliveries"].create(
+        {"id": int, "transition_id": int, "group_id": str, "channel": str},
+        pk="id",
+        not_null={"transition_id", "group_id", "channel"},
+    )
+    db["deliveries"].create_index(["transition_id"])
+    db["deliveries"].create_index(["group_id"])
+    db["attempts"].create(
+        {"id": int, "group_id": str, "at": str, "outcome": str, "error": str},
+        pk="id",
+        not_null={"group_id", "at", "outcome"},
+    )
+    db["attempts"].create_index(["group_id"])
+    db["mutes"].create(
+        {"id": int, "slug": str, "rule": str, "until": str, "comment": str, "created_at": str},
+        pk="id",
+        not_null={"slug", "created_at"},
+    )
+    db["meta"].create({"key": str, "value": str}, pk="key")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Watch:
+    id: int
+    slug: str
+    package_id: int | None
+    title: str | None
+    notify: tuple[str, ...]
+    interval: str | None
+    added_at: datetime
+    next_due_at: datetime | None
+    last_checked_at: datetime | None
+    last_status: str | None
+    last_error: str | None
+    failures: int
+    snapshot_id: int | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Watch:
+        return cls(
+            id=row["id"],
+            slug=row["slug"],
+            package_id=row["package_id"],
+            title=row["title"],
+            notify=tuple(json.loads(row["notify"] or "[]")),
+            interval=row["interval"],
+            added_at=datetime.fromisoformat(row["added_at"]),
+            next_due_at=from_iso(row["next_due_at"]),
+            last_checked_at=from_iso(row["last_checked_at"]),
+            last_status=row["last_status"],
+            last_error=row["last_error"],
+            failures=row["failures"],
+            snapshot_id=row["snapshot_id"],
+        )
+
+
+class Store:
+    """The database. Library code reads through it and writes inside :meth:`transaction`."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            check_same_thread=False,
+        )
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.db = sqlite_utils.Database(self.conn)
+        self._depth = 0
+        self.migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            from monitor.errors import MonitorError
+
+            raise MonitorError(
+                f"{self.path}: database schema {version} is newer than this monitor "
+                f"understands ({SCHEMA_VERSION}); upgrade monitor"
+            )
+        while version < SCHEMA_VERSION:
+            with self.transaction():
+                current = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                if current != version:  # another process migrated meanwhile
+                    version = current
+                    continue
+                MIGRATIONS[version](self.db)
+                version += 1
+                self.conn.execute(f"PRAGMA user_version = {version}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; nested calls join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.conn.execute(sql, params)]
+
+    def insert(self, table: str, row: dict[str, Any]) -> int:
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        cursor = self.conn.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(row.values())
+        )
+        return int(cursor.lastrowid or 0)
+
+    def update(self, table: str, key: Any, values: dict[str, Any], pk: str = "id") -> None:
+        sets = ", ".join(f"{column} = ?" for column in values)
+        self.conn.execute(
+            f"UPDATE {table} SET {sets} WHERE {pk} = ?", (*values.values(), key)
+        )
+
+    # -- meta ---------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- watches ------------------------------------------------------------------------
+
+    def watch(self, slug: str) -> Watch | None:
+        rows = self.query("SELECT * FROM watches WHERE slug = ? AND active = 1", (slug,))
+        return Watch.from_row(rows[0]) if rows else None
+
+    def watches(self, slugs: list[str] | None = None) -> list[Watch]:
+        rows = self.query("SELECT * FROM watches WHERE active = 1 ORDER BY slug")
+        found = [Watch.from_row(row) for row in rows]
+        if slugs is None:
+            return found
+        wanted = set(slugs)
+        return [w for w in found if w.slug in wanted]
+
+    def due_watches(self, now: datetime) -> list[Watch]:
+        rows = self.query(
+            "SELECT * FROM watches WHERE active = 1 AND (next_due_at IS NULL OR next_due_at <= ?)"
+            " ORDER BY next_due_at, slug",
+            (iso(now),),
+        )
+        return [Watch.from_row(row) for row in rows]
+
+    def upsert_watch(
+        self, slug: str, *, package_id: int | None, title: str | None, notify: list[str],
+        interval: str | None, now: datetime,
+    ) -> int:
+        """Add a watch or reactivate an unwatched one (its history is kept); return its id."""
+        row = self.conn.execute("SELECT id FROM watches WHERE slug = ?", (slug,)).fetchone()
+        values = {
+            "package_id": package_id, "title": title, "notify": json.dumps(notify),
+            "interval": interval, "active": 1,
+        }
+        if row:
+            self.update("watches", row[0], values)
+            return int(row[0])
+        return self.insert("watches", {"slug": slug, "added_at": iso(now), **values})
+
+    def set_watch_options(self, slug: str, *, notify: list[str], interval: str | None) -> None:
+        self.conn.execute(
+            "UPDATE watches SET notify = ?, interval = ?, next_due_at = NULL "
+            "WHERE slug = ? AND active = 1",
+            (json.dumps(notify), interval, slug),
+        )
+
+    def unwatch(self, slug: str) -> bool:
+        cursor = self.conn.execute(
+            "UPDATE watches SET active = 0 WHERE slug = ? AND active = 1", (slug,)
+        )
+        return cursor.rowcount > 0
+
+    # -- snapshots and checks -----------------------------------------------------------
+
+    def snapshot_data(self, snapshot_id: int | None) -> str | None:
+        if snapshot_id is None:
+            return None
+        row = self.conn.execute(
+            "SELECT data FROM snapshots WHERE id = ?", (snapshot_id,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def latest_snapshots(self, watch_ids: list[int]) -> dict[int, tuple[int, str]]:
+        """watch id -> (snapshot id, content JSON) of its newest snapshot."""
+        out: dict[int, tuple[int, str]] = {}
+        for chunk in _chunks(watch_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self.conn.execute(
+                f"SELECT w.id, s.id, s.data FROM watches w JOIN snapshots s ON s.id = w.snapshot_id"
+                f" WHERE w.id IN ({marks})",
+                chunk,
+            ):
+                out[row[0]] = (row[1], row[2])
+        return out
+
+    def history(self, watch_id: int) -> list[dict[str, Any]]:
+        return self.query(
+            "SELECT id, taken_at, data FROM snapshots WHERE watch_id = ? ORDER BY id", (watch_id,)
+        )
+
+    # -- mutes --------------------------------------------------------------------------
+
+    def active_mutes(self, now: datetime) -> list[dict[str, Any]]:
+        return self.query(
+            "SELECT * FROM mutes WHERE until IS NULL OR until > ? ORDER BY id", (iso(now),)
+        )
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
