@@ -1,0 +1,489 @@
+"""Rule files: load, validate and render rules (SPEC §6).
+
+A rule file is YAML with a top-level ``rules:`` list. The shipped rules
+(:func:`shipped_rules_dir`) load first, then the user's files; a user rule with a shipped id
+replaces it (``enabled: false`` turns it off, and then needs no ``when``). Every problem in every
+file is collected and reported at once as ``path:line: message``.
+
+Message templates are jinja2 (sandboxed, not autoescaped; notifiers escape for their medium).
+A template sees (:func:`message_context` builds it):
+
+- every snapshot field as a bare name (the new snapshot): ``title``, ``pypi_version``,
+  ``repo_watchers``...; ``title`` falls back to the slug when the package has none;
+- ``new`` and ``old``: dicts of field values (``old`` is ``{}`` when there is no history);
+- ``slug``, ``title``, ``rule`` (the rule id), ``severity`` (``info|warning|critical``);
+- ``changes``: a list of ``{"field", "old", "new"}`` dicts (plus ``added``/``removed`` for
+  lists such as ``participants``), empty for a condition rule on an unchanged poll.
+
+A rule without a message, or whose template fails to render, gets the default text:
+``title: description``, then `` — `` and the changes to the fields the rule reads as
+``field: old → new`` joined with ``; `` (``field: +added, −removed`` for lists).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monitor.alerts import RuleKind, Severity
+from monitor.durations import parse_duration
+from monitor.errors import RulesError
+from monitor.expr import Expression, ExpressionError, compile_expression
+from monitor.snapshot import FIELDS, json_value
+
+__all__ = [
+    "Rule",
+    "check_rule_files",
+    "load_rules",
+    "message_context",
+    "shipped_rules_dir",
+]
+
+KEYS = (
+    "id",
+    "when",
+    "description",
+    "severity",
+    "message",
+    "repeat",
+    "for",
+    "labels",
+    "packages",
+    "notify",
+    "enabled",
+)
+_ID = re.compile(r"[a-z0-9-]+")
+_SEVERITIES = tuple(s.value for s in Severity)
+_RULE_SUFFIXES = (".yaml", ".yml")
+_TEXT_KEYS = frozenset({"id", "when", "description", "severity", "message", "repeat"})
+_NULL_TAG = "tag:yaml.org,2002:null"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    when: Expression
+    kind: RuleKind
+    description: str = ""
+    severity: Severity = Severity.WARNING
+    message: str | None = None  # jinja2 template source
+    repeat: timedelta | None = None
+    for_polls: int = 1
+    labels: dict[str, str] = field(default_factory=dict)
+    packages: tuple[str, ...] = ()  # slugs or fnmatch globs; () = all
+    notify: tuple[str, ...] = ()
+    enabled: bool = True
+    origin: str = ""  # "path:line"
+
+    def applies_to(self, slug: str) -> bool:
+        return not self.packages or any(fnmatchcase(slug, p) for p in self.packages)
+
+    def render_message(self, context: dict[str, Any]) -> str:
+        """The rule's message for one alert; never raises (falls back to the default text)."""
+        if self.message is not None:
+            try:
+                text = _template(self.message).render(context).strip()
+            except Exception:  # a user template: any failure means "use the default"
+                text = ""
+            if text:
+                return text
+        return self.default_message(context)
+
+    def default_message(self, context: dict[str, Any]) -> str:
+        title = context.get("title") or context.get("slug") or "?"
+        text = f"{title}: {self.description or self.id}"
+        changes = [
+            text
+            for change in context.get("changes") or ()
+            if isinstance(change, dict) and change.get("field") in self.when.fields
+            for text in [_describe_change(change)]
+            if text
+        ]
+        if changes:
+            text += " — " + "; ".join(changes)
+        return text
+
+
+def message_context(
+    rule: Rule,
+    *,
+    slug: str,
+    new: dict[str, Any],
+    old: dict[str, Any] | None = None,
+    changes: Iterable[Any] = (),
+) -> dict[str, Any]:
+    """The template context described in the module docstring.
+
+    ``new``/``old`` are ``Snapshot.values()``; ``changes`` are :class:`monitor.diff.Change`
+    objects or ``{"field", "old", "new"}`` dicts.
+    """
+    change_dicts = []
+    for change in changes:
+        if isinstance(change, dict):
+            change_dicts.append(dict(change))
+            continue
+        item = {"field": change.field, "old": change.old, "new": change.new}
+        if change.added or change.removed:
+            item["added"] = list(change.added)
+            item["removed"] = list(change.removed)
+        change_dicts.append(item)
+    context: dict[str, Any] = {name: new.get(name) for name in FIELDS}
+    context.update(
+        old=dict(old or {}),
+        new=dict(new),
+        slug=slug,
+        title=new.get("title") or slug,
+        changes=change_dicts,
+        rule=rule.id,
+        severity=str(rule.severity),
+    )
+    return context
+
+
+def _describe_change(change: dict[str, Any]) -> str | None:
+    """``field: old → new`` (``+added, −removed`` for lists); None for long lists of counts."""
+    name = change.get("field", "?")
+    added, removed = change.get("added") or (), change.get("removed") or ()
+    if added or removed:
+        return f"{name}: " + ", ".join([f"+{a}" for a in added] + [f"−{r}" for r in removed])
+    old, new = json_value(change.get("old")), json_value(change.get("new"))
+    if any(isinstance(v, list) and len(v) > 5 for v in (old, new)):
+        return None  # e.g. 52 weekly commit counts: nothing a reader could take in
+    return f"{name}: {_show(old)} → {_show(new)}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+
+
+@lru_cache(maxsize=1024)
+def _template(source: str) -> Any:
+    return _environment().from_string(source)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def shipped_rules_dir() -> Path:
+    """Where the shipped rules live: inside the installed package, else the repo's ``rules/``."""
+    import monitor
+
+    installed = Path(monitor.__file__).parent / "shipped_rules"
+    if installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parent.parent / "rules"
+
+
+def load_rules(extra_paths: Iterable[Path] = ()) -> list[Rule]:
+    """The shipped rules, then the user's (files, or folders of ``*.yaml``/``*.yml``).
+
+    A user rule with a shipped id replaces it in place; disabled rules are left out. Raises
+    :class:`RulesError` listing every problem found.
+    """
+    problems: list[str] = []
+    shipped = _load_group([shipped_rules_dir()], problems)
+    user = _load_group(extra_paths, problems)
+    if problems:
+        raise RulesError(problems)
+    merged: dict[str, _Entry] = {entry.id: entry for entry in shipped}
+    for entry in user:
+        merged[entry.id] = entry  # replaces a shipped rule, keeping its place
+    return [entry.rule for entry in merged.values() if entry.rule is not None]
+
+
+def check_rule_files(paths: Sequence[Path] = ()) -> list[str]:
+    """Every problem in ``paths`` (the shipped rules when empty) as ``path:line: message``."""
+    problems: list[str] = []
+    _load_group(paths or [shipped_rules_dir()], problems)
+    return problems
+
+
+@dataclass(frozen=True)
+class _Entry:
+    id: str
+    origin: str
+    rule: Rule | None  # None: disabled
+
+
+def _rule_files(paths: Iterable[Path], problems: list[str]) -> Iterator[Path]:
+    """Each file, each folder's ``*.yaml``/``*.yml`` (sorted); a missing path is a problem."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            yield from sorted(
+                p for p in path.iterdir() if p.suffix in _RULE_SUFFIXES and p.is_file()
+            )
+        elif path.is_file():
+            yield path
+        else:
+            problems.append(f"{path}: no such rule file or folder")
+
+
+def _load_group(paths: Iterable[Path], problems: list[str]) -> list[_Entry]:
+    """Load files that share one id space; duplicate ids among them are problems."""
+    entries: list[_Entry] = []
+    seen: dict[str, str] = {}
+    for path in _rule_files(paths, problems):
+        for entry, line in _load_file(path, problems):
+            if entry.id in seen:
+                problems.append(
+                    f"{path}:{line}: duplicate rule id '{entry.id}' (first defined at "
+                    f"{seen[entry.id]})"
+                )
+                continue
+            seen[entry.id] = entry.origin
+            entries.append(entry)
+    return entries
+
+
+def _load_file(path: Path, problems: list[str]) -> list[tuple[_Entry, int]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: cannot read: {exc}")
+        return []
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else 1
+            problems.append(f"{path}:{line}: not valid YAML: {exc.problem or exc.context}")
+            return []
+        except yaml.YAMLError as exc:
+            problems.append(f"{path}:1: not valid YAML: {exc}")
+            return []
+        return _RuleFile(path, loader, problems).rules(root)
+    finally:
+        loader.dispose()
+
+
+class _RuleFile:
+    """Validates the composed YAML of one file, keeping the line of every key."""
+
+    def __init__(self, path: Path, loader: yaml.SafeLoader, problems: list[str]):
+        self.path = path
+        self.loader = loader
+        self.problems = problems
+
+    def problem(self, node: yaml.Node | None, message: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else 1
+        self.problems.append(f"{self.path}:{line}: {message}")
+
+    def value(self, node: yaml.Node) -> Any:
+        return self.loader.construct_object(node, deep=True)
+
+    def rules(self, root: yaml.Node | None) -> list[tuple[_Entry, int]]:
+        if not isinstance(root, yaml.MappingNode):
+            self.problem(root, "expected a top-level `rules:` list")
+            return []
+        rules_node = None
+        for key, value in root.value:
+            name = self.value(key)
+            if name == "rules":
+                rules_node = value
+            else:
+                self.problem(key, f"unknown top-level key {name!r}{_suggest(name, ('rules',))}")
+        if not isinstance(rules_node, yaml.SequenceNode):
+            self.problem(rules_node or root, "expected a top-level `rules:` list")
+            return []
+        out = []
+        for item in rules_node.value:
+            entry = self.rule(item)
+            if entry is not None:
+                out.append((entry, item.start_mark.line + 1))
+        return out
+
+    def rule(self, node: yaml.Node) -> _Entry | None:
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, "each rule must be a map with at least `id` and `when`")
+            return None
+        keys: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        ok = True
+        for key, value in node.value:
+            name = self.value(key)
+            if not isinstance(name, str) or name not in KEYS:
+                self.problem(key, f"unknown key {name!r}{_suggest(name, KEYS)}")
+                ok = False
+            elif name in keys:
+                self.problem(key, f"duplicate key '{name}'")
+                ok = False
+            else:
+                keys[name] = (key, value)
+
+        def get(name: str) -> tuple[yaml.Node | None, Any]:
+            if name not in keys:
+                return None, None
+            key_node, value_node = keys[name]
+            if name in _TEXT_KEYS and isinstance(value_node, yaml.ScalarNode):
+                # The text as written: `id: off` or `when: True` stay strings, not booleans.
+                return key_node, None if value_node.tag == _NULL_TAG else value_node.value
+            return key_node, self.value(value_node)
+
+        def fail(key_node: yaml.Node | None, message: str) -> None:
+            nonlocal ok
+            ok = False
+            self.problem(key_node or node, message)
+
+        key, rule_id = get("id")
+        if rule_id is None:
+            fail(node, "rule has no `id`")
+        elif not isinstance(rule_id, str) or not _ID.fullmatch(rule_id):
+            fail(key, f"bad id {rule_id!r}: use lowercase letters, digits and '-'")
+            rule_id = None
+        name = f"rule '{rule_id}'" if rule_id else "rule"
+
+        key, enabled = get("enabled")
+        if enabled is None:
+            enabled = True
+        elif not isinstance(enabled, bool):
+            fail(key, f"`enabled` must be true or false, got {enabled!r}")
+
+        key, source = get("when")
+        when: Expression | None = None
+        if source is None:
+            if enabled is not False:  # a rule switched off needs no condition
+                fail(node, f"{name} has no `when`")
+        elif not isinstance(source, str):
+            fail(key, f"`when` must be an expression string, got {source!r}")
+        else:
+            try:
+                when = compile_expression(source)
+            except ExpressionError as exc:
+                fail(key, f"bad expression in `when`: {exc.message}")
+
+        key, description = get("description")
+        if description is None:
+            description = ""
+        elif not isinstance(description, str):
+            fail(key, "`description` must be a string")
+
+        key, severity = get("severity")
+        if severity is None:
+            severity = Severity.WARNING
+        elif severity in _SEVERITIES:
+            severity = Severity(severity)
+        else:
+            fail(
+                key,
+                f"bad severity {severity!r}{_suggest(str(severity), _SEVERITIES)}"
+                f" (use {', '.join(_SEVERITIES)})",
+            )
+
+        key, message = get("message")
+        if message is not None:
+            if not isinstance(message, str):
+                fail(key, "`message` must be a string (a jinja2 template)")
+            else:
+                error = _template_error(message)
+                if error:
+                    fail(key, f"`message` is not a valid jinja2 template: {error}")
+
+        key, repeat_text = get("repeat")
+        repeat: timedelta | None = None
+        if repeat_text is not None:
+            try:
+                repeat = parse_duration(str(repeat_text))
+            except ValueError as exc:
+                fail(key, f"bad `repeat`: {exc}")
+            else:
+                if repeat <= timedelta(0):
+                    fail(key, "`repeat` must be a positive duration")
+        repeat_key = key
+
+        key, for_polls = get("for")
+        for_key = key
+        if for_polls is None:
+            for_polls = 1
+        elif isinstance(for_polls, bool) or not isinstance(for_polls, int) or for_polls < 1:
+            fail(key, f"`for` must be a positive whole number of polls, got {for_polls!r}")
+
+        if when is not None and when.is_change:
+            for option, option_key in (("repeat", repeat_key), ("for", for_key)):
+                if option_key is not None:
+                    fail(
+                        option_key,
+                        f"`{option}` is not allowed on a change rule "
+                        "(it uses old/new or changed())",
+                    )
+
+        key, labels = get("labels")
+        if labels is None:
+            labels = {}
+        elif not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            fail(key, "`labels` must be a map of strings to strings")
+
+        lists: dict[str, tuple[str, ...]] = {}
+        for list_name in ("packages", "notify"):
+            key, items = get(list_name)
+            if items is None:
+                lists[list_name] = ()
+            elif isinstance(items, list) and all(isinstance(i, str) and i for i in items):
+                lists[list_name] = tuple(items)
+            else:
+                fail(key, f"`{list_name}` must be a list of strings")
+
+        if not ok or rule_id is None:
+            # Still claim the id so duplicates are reported even for broken rules.
+            return _Entry(rule_id, self.origin(node), None) if rule_id else None
+        origin = self.origin(node)
+        if not enabled or when is None:
+            return _Entry(rule_id, origin, None)
+        rule = Rule(
+            id=rule_id,
+            when=when,
+            kind=RuleKind.CHANGE if when.is_change else RuleKind.CONDITION,
+            description=description,
+            severity=severity,
+            message=message,
+            repeat=repeat,
+            for_polls=for_polls,
+            labels=labels,
+            packages=lists["packages"],
+            notify=lists["notify"],
+            enabled=True,
+            origin=origin,
+        )
+        return _Entry(rule_id, origin, rule)
+
+    def origin(self, node: yaml.Node) -> str:
+        return f"{self.path}:{node.start_mark.line + 1}"
+
+
+def _template_error(source: str) -> str | None:
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        _template(source)
+    except TemplateSyntaxError as exc:
+        return f"{exc.message} (template line {exc.lineno})" if exc.lineno else str(exc.message)
+    return None
+
+
+def _suggest(name: Any, candidates: Sequence[str]) -> str:
+    if not isinstance(name, str):
+        return ""
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
