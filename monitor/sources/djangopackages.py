@@ -1,0 +1,318 @@
+"""The djangopackages.org API v4 source (SPEC §2).
+
+``fetch`` gets one package; ``poll`` gets many and never raises for one package's failure:
+every package gets a :class:`PollResult`. When many packages are due, ``poll`` reads the list
+endpoint in pages of ``page_size`` instead, if that takes fewer requests:
+
+- with ``known_count`` (the list's ``count`` from last time), it pages when
+  ``ceil(count / page_size) < len(slugs)``;
+- without it, and for more than one slug, it reads the first page (which tells the count),
+  keeps what it matched and then decides the same way for the rest;
+- a page that fails (after retries, or malformed, oversized, not the expected shape) is
+  dropped: every slug no page matched is fetched singly, so "not found" always comes from a
+  404 of the package's own URL; a record in a page that fails validation is fetched singly
+  too, so its failure is its own and its neighbours are unaffected;
+- when a page reports a larger ``count`` than planned for, the extra pages are read too if
+  that is still cheaper than single requests for what is still missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeGuard, TypeVar
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+from monitor.errors import InvalidRecord, PackageNotFound, SourceError
+from monitor.snapshot import Snapshot, parse_record
+from monitor.sources import PollResult, PollStatus
+from monitor.sources.http import MAX_BODY, FetchError, JsonClient, Sleep
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 200
+T = TypeVar("T")
+_LAST_SEGMENT = re.compile(r"/([^/]+)/?$")
+
+__all__ = ["DjangoPackagesSource", "GridNotFound", "PollResult", "PollStatus"]
+
+
+class GridNotFound(PackageNotFound):
+    """The grid's own URL answered 404 (a :class:`PackageNotFound`, so it exits alike)."""
+
+    def __init__(self, grid: str):
+        super().__init__(grid)
+        self.grid = grid
+        self.args = (f"grid {grid!r} not found on djangopackages",)
+
+
+class DjangoPackagesSource:
+    """Packages from ``base_url`` (e.g. ``https://djangopackages.org``) through ``session``.
+
+    ``last_count`` is the best known size of the package list after a poll (what a page
+    said, else the ``known_count`` given): persist it and pass it back next time.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        session: aiohttp.ClientSession,
+        timeout: float = 30,
+        concurrency: int = 8,
+        retries: int = 3,
+        sleep: Sleep = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        page_size: int = PAGE_SIZE,
+        max_body: int = MAX_BODY,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.page_size = max(page_size, 1)
+        self.last_count: int | None = None
+        self._http = JsonClient(
+            session,
+            timeout=timeout,
+            concurrency=concurrency,
+            retries=retries,
+            sleep=sleep,
+            rng=rng,
+            max_body=max_body,
+        )
+
+    @property
+    def requests_sent(self) -> int:
+        """Every HTTP request sent so far, retries included (for benchmarks)."""
+        return self._http.requests_sent
+
+    def package_url(self, key: str | int) -> str:
+        return f"{self.base_url}/api/v4/packages/{quote(str(key), safe='')}/"
+
+    # -- one package ---------------------------------------------------------------------
+
+    async def fetch(self, slug: str) -> tuple[Snapshot, int | None]:
+        """One package by slug (or id, when all digits): its snapshot and id.
+
+        Raises :class:`PackageNotFound` on 404, :class:`SourceError` (or its
+        :class:`InvalidRecord`) otherwise.
+        """
+        return await self._fetch(slug, subject=slug)
+
+    async def _fetch(self, key: str, *, subject: str) -> tuple[Snapshot, int | None]:
+        try:
+            fetched = await self._http.get_json(self.package_url(key), subject=subject)
+        except FetchError as exc:
+            if exc.status == 404:
+                raise PackageNotFound(key) from None
+            raise
+        return parse_record(fetched.data, package=subject), _package_id(fetched.data)
+
+    # -- many packages -------------------------------------------------------------------
+
+    async def poll(
+        self,
+        slugs: list[str],
+        *,
+        known_count: int | None = None,
+        on_result: Callable[[PollResult], None] | None = None,
+    ) -> list[PollResult]:
+        """A result per distinct slug, in the order given; ``on_result`` is called as each
+        is known. Failures are results (``failed`` with the reason, or ``not_found``)."""
+        wanted = list(dict.fromkeys(slugs))
+        results: dict[str, PollResult] = {}
+
+        def done(result: PollResult) -> None:
+            results[result.slug] = result
+            if on_result is not None:
+                on_result(result)
+
+        if known_count is not None:
+            self.last_count = known_count
+        if len(wanted) > 1:
+            await _Pager(self, wanted, done).run(known_count)
+        await _all(self._poll_single(slug, done) for slug in wanted if slug not in results)
+        return [results[slug] for slug in wanted]
+
+    async def _poll_single(self, slug: str, done: Callable[[PollResult], None]) -> None:
+        start = time.monotonic()
+        try:
+            fetched = await self._http.get_json(self.package_url(slug), subject=slug)
+            snapshot = parse_record(fetched.data, package=slug)
+        except FetchError as exc:
+            if exc.status == 404:
+                error = str(PackageNotFound(slug))
+                done(PollResult(slug, PollStatus.NOT_FOUND, None, error, None, exc.duration))
+            else:
+                done(PollResult(slug, PollStatus.FAILED, None, str(exc), None, exc.duration))
+        except InvalidRecord as exc:
+            done(PollResult(slug, PollStatus.FAILED, None, str(exc), None, fetched.duration))
+        except Exception as exc:  # a bug must not fail the other packages of the poll
+            log.exception("%s: unexpected error while polling", slug)
+            error = f"{slug}: unexpected error: {exc!r}"
+            done(PollResult(slug, PollStatus.FAILED, None, error, None, time.monotonic() - start))
+        else:
+            done(_ok(slug, snapshot, fetched.data, fetched.duration))
+
+    # -- search and grids ----------------------------------------------------------------
+
+    async def search(self, text: str) -> list[str]:
+        """Package slugs suggested for ``text`` (best effort: ``[]`` on any error)."""
+        try:
+            fetched = await self._http.get_json(
+                f"{self.base_url}/api/v4/search/",
+                params={"q": text},
+                subject=f"search {text!r}",
+                attempts=1,
+            )
+        except SourceError as exc:
+            log.debug("no suggestions: %s", exc)
+            return []
+        if not isinstance(fetched.data, list):
+            return []
+        slugs = [
+            item["slug"]
+            for item in fetched.data
+            if isinstance(item, dict)
+            and item.get("item_type") == "package"
+            and isinstance(item.get("slug"), str)
+        ]
+        return list(dict.fromkeys(slugs))
+
+    async def grid_members(self, grid: str) -> list[tuple[Snapshot, int | None]]:
+        """The grid's members as they are now, fetched through ``base_url`` by the id in
+        each member URL. Raises :class:`GridNotFound` when the grid's URL answers 404; a
+        member whose own URL answers 404 is left out (logged); other failures raise."""
+        url = f"{self.base_url}/api/v4/grids/{quote(grid, safe='')}/"
+        subject = f"grid {grid!r}"
+        try:
+            fetched = await self._http.get_json(url, subject=subject)
+        except FetchError as exc:
+            if exc.status == 404:
+                raise GridNotFound(grid) from None
+            raise
+        members = fetched.data.get("packages") if isinstance(fetched.data, dict) else None
+        if not isinstance(members, list):
+            raise InvalidRecord(subject, "packages", "expected a list of package URLs")
+        keys: list[str] = []
+        for member in members:
+            match = _LAST_SEGMENT.search(urlsplit(member).path) if isinstance(member, str) else None
+            if match is None:
+                raise InvalidRecord(subject, "packages", f"not a package URL: {str(member)[:80]!r}")
+            keys.append(match.group(1))
+        found = await _all(self._member(grid, key) for key in dict.fromkeys(keys))
+        return [member for member in found if member is not None]
+
+    async def _member(self, grid: str, key: str) -> tuple[Snapshot, int | None] | None:
+        try:
+            return await self._fetch(key, subject=f"package {key} of grid {grid!r}")
+        except PackageNotFound:
+            log.warning("grid %r lists package %s, which is not found; left out", grid, key)
+            return None
+
+
+class _Pager:
+    """Reads list pages for one ``poll`` and reports the packages it matches."""
+
+    def __init__(
+        self,
+        source: DjangoPackagesSource,
+        wanted: list[str],
+        done: Callable[[PollResult], None],
+    ):
+        self.source = source
+        self.size = source.page_size
+        self.done = done
+        self.missing = set(wanted)  # not matched in any page yet
+        self.invalid: set[str] = set()  # failed validation in a page: fetched singly
+        self.count: int | None = None  # the largest count a page reported
+        self.read: set[int] = set()  # offsets requested
+
+    def pages(self, count: int) -> int:
+        return max(1, math.ceil(count / self.size))
+
+    def worth_it(self, offsets: list[int]) -> bool:
+        return 0 < len(offsets) < len(self.missing - self.invalid)
+
+    async def run(self, known_count: int | None) -> None:
+        if known_count is None:
+            offsets = [0]  # it tells the count; what it matches is kept
+        else:
+            offsets = [i * self.size for i in range(self.pages(known_count))]
+            if not self.worth_it(offsets):
+                return
+        while offsets:
+            self.read.update(offsets)
+            await _all(self.page(offset) for offset in offsets)
+            if self.count is None:
+                return  # no page answered: everything goes single
+            self.source.last_count = self.count
+            offsets = [
+                i * self.size
+                for i in range(self.pages(self.count))
+                if i * self.size not in self.read
+            ]
+            if not self.worth_it(offsets):
+                return
+
+    async def page(self, offset: int) -> None:
+        source = self.source
+        subject = f"packages page at offset {offset}"
+        try:
+            fetched = await source._http.get_json(
+                f"{source.base_url}/api/v4/packages/",
+                params={"limit": self.size, "offset": offset},
+                subject=subject,
+            )
+        except FetchError as exc:
+            log.info("%s; its packages are fetched singly", exc)
+            return
+        data = fetched.data
+        count = data.get("count") if isinstance(data, dict) else None
+        records = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(records, list) or not _is_count(count):
+            log.info("%s: not a page of packages; its packages are fetched singly", subject)
+            return
+        self.count = count if self.count is None else max(self.count, count)
+        for record in records:
+            slug = record.get("slug") if isinstance(record, dict) else None
+            if not isinstance(slug, str) or slug not in self.missing or slug in self.invalid:
+                continue
+            try:
+                snapshot = parse_record(record, package=slug)
+            except Exception as exc:  # InvalidRecord, or a bug: the single fetch reports it
+                log.info("%s (in %s); fetching it singly", exc, subject)
+                self.invalid.add(slug)
+                continue
+            self.missing.discard(slug)
+            self.done(_ok(slug, snapshot, record, fetched.duration))
+
+
+async def _all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run ``coros`` concurrently; the first to fail cancels the others and is raised as is
+    (not wrapped in an ExceptionGroup, so callers see a :class:`SourceError`)."""
+    tasks: list[asyncio.Task[T]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coro) for coro in coros]
+    except BaseExceptionGroup as errors:
+        raise errors.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def _ok(slug: str, snapshot: Snapshot, record: Any, duration: float) -> PollResult:
+    return PollResult(slug, PollStatus.OK, snapshot, None, _package_id(record), duration)
+
+
+def _package_id(record: Any) -> int | None:
+    ident = record.get("id") if isinstance(record, dict) else None
+    return ident if isinstance(ident, int) and not isinstance(ident, bool) else None
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

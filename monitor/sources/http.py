@@ -1,0 +1,272 @@
+"""One polite GET of a JSON document, shared by the sources.
+
+:class:`JsonClient` sends ``User-Agent: monitor/<version>`` and ``Accept: application/json``,
+bounds concurrency with a semaphore, times out each request, caps the body size while reading
+the stream, and retries what is worth retrying:
+
+- 5xx, timeouts and connection errors: up to ``retries`` attempts in all, sleeping between
+  them with exponential backoff and full jitter (base 1 s, factor 2, cap 30 s);
+- 429: sleeps for ``Retry-After`` (seconds or an HTTP date, at most 60 s; backoff when it is
+  missing) and gets :data:`RATE_LIMIT_EXTRA` attempts more than the others;
+- anything else (other 4xx, malformed JSON, a body over the cap) fails at once.
+
+A request that fails for good raises :class:`FetchError`, whose message names the subject (the
+package) and the reason, e.g. ``django-otp: HTTP 503 after 3 attempts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+
+from monitor import USER_AGENT
+from monitor.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+HEADERS = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+MAX_BODY = 5 * 1024 * 1024
+BACKOFF_BASE = 1.0
+BACKOFF_FACTOR = 2.0
+BACKOFF_CAP = 30.0
+RETRY_AFTER_CAP = 60.0
+RATE_LIMIT_EXTRA = 2
+_CHUNK = 64 * 1024
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+class FetchError(SourceError):
+    """A request failed for good. ``status`` is the last HTTP status, if any answer came;
+    ``duration`` the seconds spent on the request, retries included."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, attempts: int = 1, duration: float = 0.0
+    ):
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts
+        self.duration = duration
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    data: Any
+    duration: float
+    attempts: int
+
+
+def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
+    """Full-jitter backoff before retry number ``attempt`` (1 for the first retry)."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * BACKOFF_FACTOR ** (attempt - 1))
+    return rng() * ceiling
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date), bounded
+    to :data:`RETRY_AFTER_CAP`; ``None`` when missing or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
+
+def format_size(size: int) -> str:
+    mb = 1024 * 1024
+    return f"{size // mb} MB" if size % mb == 0 else f"{size} bytes"
+
+
+def _plural(n: int) -> str:
+    return f"{n} attempt" if n == 1 else f"{n} attempts"
+
+
+class _Retry(Exception):
+    """An attempt failed in a way worth retrying."""
+
+    def __init__(self, reason: str, *, status: int | None = None, wait: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.wait = wait
+
+
+class JsonClient:
+    """GETs JSON documents for a source. ``requests_sent`` counts every attempt."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float = 30,
+        concurrency: int = 8,
+        retries: int = 3,
+        sleep: Sleep = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        max_body: int = MAX_BODY,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.session = session
+        self.timeout = timeout
+        self.retries = max(retries, 1)
+        self.max_body = max_body
+        self.requests_sent = 0
+        self._sleep = sleep
+        self._rng = rng
+        self._clock = clock
+        self._semaphore = asyncio.Semaphore(concurrency)
+
+    async def get_json(
+        self,
+        url: str,
+        *,
+        subject: str,
+        params: Mapping[str, str | int] | None = None,
+        attempts: int | None = None,
+    ) -> Fetched:
+        """GET ``url`` and decode its JSON body. ``subject`` starts every error message;
+        ``attempts`` overrides ``retries`` (1: never retried, not even on 429)."""
+        limit = max(attempts or self.retries, 1)
+        rate_limit = limit + RATE_LIMIT_EXTRA if limit > 1 else limit
+        start: float | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._semaphore:
+                    if start is None:
+                        start = self._clock()
+                    body = await self._attempt(url, subject, params, attempt, start)
+                break
+            except _Retry as retry:
+                assert start is not None
+                budget = rate_limit if retry.status == 429 else limit
+                if attempt >= budget:
+                    raise self._gave_up(subject, retry, attempt, start) from None
+                delay = retry.wait if retry.wait is not None else backoff_delay(attempt, self._rng)
+                log.debug("%s: %s; retrying in %.1fs", subject, retry.reason, delay)
+                await self._sleep(delay)
+        duration = self._clock() - start
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise FetchError(
+                f"{subject}: malformed JSON: {str(exc)[:200]}",
+                status=200,
+                attempts=attempt,
+                duration=duration,
+            ) from None
+        return Fetched(data=data, duration=duration, attempts=attempt)
+
+    async def _attempt(
+        self,
+        url: str,
+        subject: str,
+        params: Mapping[str, str | int] | None,
+        attempt: int,
+        start: float,
+    ) -> bytes:
+        """One request: the body of a 2xx answer, :class:`_Retry`, or :class:`FetchError`."""
+        self.requests_sent += 1
+
+        def fail(message: str, status: int | None = None) -> FetchError:
+            return FetchError(
+                f"{subject}: {message}",
+                status=status,
+                attempts=attempt,
+                duration=self._clock() - start,
+            )
+
+        try:
+            async with self.session.get(
+                url,
+                params=params,
+                headers=HEADERS,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as response:
+                status = response.status
+                if status == 429:
+                    wait = retry_after_seconds(response.headers.get("Retry-After"))
+                    raise _Retry("HTTP 429 (rate limited)", status=429, wait=wait)
+                if status >= 500:
+                    raise _Retry(f"HTTP {status}", status=status)
+                if status == 404:
+                    raise fail("HTTP 404 (not found)", status)
+                if not 200 <= status < 300:
+                    raise fail(f"HTTP {status}", status)
+                return await self._read(response, fail)
+        except TimeoutError:
+            raise _Retry(f"timed out after {self.timeout:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise _Retry(_connect_reason(exc)) from None
+        except aiohttp.ServerDisconnectedError:
+            raise _Retry("server disconnected") from None
+        except aiohttp.ClientPayloadError:
+            raise _Retry("incomplete response body") from None
+        except (aiohttp.InvalidURL, aiohttp.TooManyRedirects) as exc:
+            raise fail(f"cannot fetch {url}: {type(exc).__name__}") from None
+        except aiohttp.ClientOSError as exc:
+            raise _Retry(f"connection error: {exc.strerror or exc}") from None
+        except aiohttp.ClientError as exc:
+            raise _Retry(f"connection error: {exc or type(exc).__name__}") from None
+
+    async def _read(
+        self, response: aiohttp.ClientResponse, fail: Callable[[str, int | None], FetchError]
+    ) -> bytes:
+        """The body, read in chunks and abandoned as soon as it passes ``max_body``."""
+        too_big = f"response body over {format_size(self.max_body)}"
+        length = response.content_length
+        if length is not None and length > self.max_body:
+            response.close()
+            raise fail(too_big, response.status)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > self.max_body:
+                response.close()
+                raise fail(too_big, response.status)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _gave_up(self, subject: str, retry: _Retry, attempts: int, start: float) -> FetchError:
+        if retry.status is not None:
+            message = f"{subject}: {retry.reason} after {_plural(attempts)}"
+        else:
+            message = f"{subject}: {retry.reason} ({_plural(attempts)})"
+        return FetchError(
+            message, status=retry.status, attempts=attempts, duration=self._clock() - start
+        )
+
+
+def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
+    error = exc.os_error
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve {exc.host}"
+    return f"cannot connect to {exc.host}: {error.strerror or error}"
