@@ -30,8 +30,13 @@ _COMMON_NOTIFIER_KEYS = {"type": str, "min_severity": str, "digest": bool, "time
 _NOTIFIER_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "slack": {"webhook_url": str, "token": str, "channel": str, "api_url": str},
     "email": {
-        "host": str, "port": int, "security": str, "username": str, "password": str,
-        "from": str, "to": (list, str),
+        "host": str,
+        "port": int,
+        "security": str,
+        "username": str,
+        "password": str,
+        "from": str,
+        "to": (list, str),
     },
     "webhook": {"url": str, "secret": str},
     "console": {},
@@ -163,9 +168,7 @@ class _Validator:
         if isinstance(expected, tuple):
             ok = isinstance(value, expected)
         else:
-            ok = isinstance(value, expected) and not (
-                expected is int and isinstance(value, bool)
-            )
+            ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
         if not ok:
             names = expected if isinstance(expected, tuple) else (expected,)
             wanted = " or ".join(_TYPE_NAMES[t] for t in names)
@@ -323,8 +326,12 @@ class _Validator:
 
 
 _TYPE_NAMES: dict[Any, str] = {
-    str: "a string", int: "an integer", bool: "true or false", list: "a list",
-    dict: "a table", float: "a number",
+    str: "a string",
+    int: "an integer",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+    float: "a number",
 }
 
 

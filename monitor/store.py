@@ -37,9 +37,19 @@ def from_iso(text: str | None) -> datetime | None:
 def _migrate_1(db: sqlite_utils.Database) -> None:
     db["watches"].create(
         {
-            "id": int, "slug": str, "package_id": int, "title": str, "notify": str,
-            "interval": str, "active": int, "added_at": str, "next_due_at": str,
-            "last_checked_at": str, "last_status": str, "last_error": str, "failures": int,
+            "id": int,
+            "slug": str,
+            "package_id": int,
+            "title": str,
+            "notify": str,
+            "interval": str,
+            "active": int,
+            "added_at": str,
+            "next_due_at": str,
+            "last_checked_at": str,
+            "last_status": str,
+            "last_error": str,
+            "failures": int,
             "snapshot_id": int,
         },
         pk="id",
@@ -48,14 +58,22 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     )
     db["watches"].create_index(["slug"], unique=True)
     db["snapshots"].create(
-        {"id": int, "watch_id": int, "taken_at": str, "data": str}, pk="id",
+        {"id": int, "watch_id": int, "taken_at": str, "data": str},
+        pk="id",
         not_null={"watch_id", "taken_at", "data"},
     )
     db["snapshots"].create_index(["watch_id", "id"])
     db["checks"].create(
         {
-            "id": int, "watch_id": int, "checked_at": str, "duration_ms": int, "status": str,
-            "error": str, "snapshot_id": int, "last_fetched": int, "modified": int,
+            "id": int,
+            "watch_id": int,
+            "checked_at": str,
+            "duration_ms": int,
+            "status": str,
+            "error": str,
+            "snapshot_id": int,
+            "last_fetched": int,
+            "modified": int,
         },
         pk="id",
         not_null={"watch_id", "checked_at", "status"},
@@ -63,9 +81,19 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db["checks"].create_index(["watch_id", "id"])
     db["alerts"].create(
         {
-            "id": int, "episode": str, "rule": str, "watch_id": int, "kind": str,
-            "severity": str, "status": str, "started_at": str, "resolved_at": str,
-            "summary": str, "description": str, "labels": str, "last_notified_at": str,
+            "id": int,
+            "episode": str,
+            "rule": str,
+            "watch_id": int,
+            "kind": str,
+            "severity": str,
+            "status": str,
+            "started_at": str,
+            "resolved_at": str,
+            "summary": str,
+            "description": str,
+            "labels": str,
+            "last_notified_at": str,
         },
         pk="id",
         not_null={"episode", "rule", "watch_id", "kind", "severity", "status", "started_at"},
@@ -74,16 +102,29 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db["alerts"].create_index(["status"])
     db["rule_states"].create(
         {
-            "rule": str, "watch_id": int, "holds": int, "alert_id": int, "firing_since": str,
-            "last_notified_at": str, "episode": str,
+            "rule": str,
+            "watch_id": int,
+            "holds": int,
+            "alert_id": int,
+            "firing_since": str,
+            "last_notified_at": str,
+            "episode": str,
         },
         pk=("rule", "watch_id"),
         not_null={"holds"},
     )
     db["transitions"].create(
         {
-            "id": int, "alert_id": int, "status": str, "repeat": int, "at": str,
-            "snapshot_id": int, "changes": str, "summary": str, "muted": int, "notice": str,
+            "id": int,
+            "alert_id": int,
+            "status": str,
+            "repeat": int,
+            "at": str,
+            "snapshot_id": int,
+            "changes": str,
+            "summary": str,
+            "muted": int,
+            "notice": str,
         },
         pk="id",
         not_null={"alert_id", "status", "at", "notice"},
@@ -92,9 +133,19 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db["transitions"].create_index(["at"])
     db["outbox"].create(
         {
-            "id": str, "channel": str, "kind": str, "created_at": str, "payload": str,
-            "status": str, "attempts": int, "first_attempt_at": str, "next_attempt_at": str,
-            "lease_owner": str, "lease_until": str, "last_error": str, "delivered_at": str,
+            "id": str,
+            "channel": str,
+            "kind": str,
+            "created_at": str,
+            "payload": str,
+            "status": str,
+            "attempts": int,
+            "first_attempt_at": str,
+            "next_attempt_at": str,
+            "lease_owner": str,
+            "lease_until": str,
+            "last_error": str,
+            "delivered_at": str,
         },
         pk="id",
         not_null={"channel", "kind", "created_at", "payload", "status", "attempts"},
@@ -169,7 +220,9 @@ class Store:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(
-            str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            str(path),
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
             check_same_thread=False,
         )
         self.conn.row_factory = sqlite3.Row
@@ -237,9 +290,7 @@ class Store:
 
     def update(self, table: str, key: Any, values: dict[str, Any], pk: str = "id") -> None:
         sets = ", ".join(f"{column} = ?" for column in values)
-        self.conn.execute(
-            f"UPDATE {table} SET {sets} WHERE {pk} = ?", (*values.values(), key)
-        )
+        self.conn.execute(f"UPDATE {table} SET {sets} WHERE {pk} = ?", (*values.values(), key))
 
     # -- meta ---------------------------------------------------------------------------
 
@@ -277,14 +328,23 @@ class Store:
         return [Watch.from_row(row) for row in rows]
 
     def upsert_watch(
-        self, slug: str, *, package_id: int | None, title: str | None, notify: list[str],
-        interval: str | None, now: datetime,
+        self,
+        slug: str,
+        *,
+        package_id: int | None,
+        title: str | None,
+        notify: list[str],
+        interval: str | None,
+        now: datetime,
     ) -> int:
         """Add a watch or reactivate an unwatched one (its history is kept); return its id."""
         row = self.conn.execute("SELECT id FROM watches WHERE slug = ?", (slug,)).fetchone()
         values = {
-            "package_id": package_id, "title": title, "notify": json.dumps(notify),
-            "interval": interval, "active": 1,
+            "package_id": package_id,
+            "title": title,
+            "notify": json.dumps(notify),
+            "interval": interval,
+            "active": 1,
         }
         if row:
             self.update("watches", row[0], values)

@@ -1,0 +1,713 @@
+"""The command line (SPEC §4). Library code raises; this module maps errors to exit codes.
+
+Start-up stays light: only click and monitor's own small modules are imported here; aiohttp,
+slack-sdk, jinja2 and sqlite-utils are imported inside the commands that use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from monitor import __version__
+from monitor.durations import parse_duration
+from monitor.errors import MonitorError, NotWatchedError, PackageNotFound, UsageError
+
+if TYPE_CHECKING:
+    from monitor.config import Config
+    from monitor.cycle import CycleReport
+    from monitor.store import Store
+
+CHECK_DELIVERY_BUDGET = 30.0  # seconds `check` keeps retrying its deliveries
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """What a command needs from the world; tests replace the clock and sleep."""
+
+    config_path: str | None = None
+    clock: Callable[[], datetime] = utcnow
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    rng: Callable[[], float] = random.random
+    env: dict[str, str] | None = None
+    _config: Config | None = field(default=None, repr=False)
+    _rules: list[Any] | None = field(default=None, repr=False)
+
+    def config(self) -> Config:
+        if self._config is None:
+            from monitor.config import find_config_path, load_config
+
+            path = find_config_path(self.config_path, self.env)
+            self._config = load_config(path, self.env)
+        return self._config
+
+    def store(self) -> Store:
+        from monitor.store import Store
+
+        return Store(self.config().database)
+
+    def rules(self) -> list[Any]:
+        """The loaded rules; a bad rule file raises RulesError (exit 2) before any work."""
+        if self._rules is None:
+            from monitor.rules import load_rules
+
+            self._rules = load_rules(list(self.config().rule_paths))
+        return self._rules
+
+
+class MonitorGroup(click.Group):
+    """Turns a MonitorError into ``error: message`` on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MonitorError as exc:
+            from monitor.errors import RulesError
+
+            lines = exc.problems if isinstance(exc, RulesError) else [f"error: {exc}"]
+            for line in lines:
+                click.echo(line, err=True)
+            if isinstance(exc, PackageNotFound) and exc.suggestions:
+                click.echo(f"did you mean: {', '.join(exc.suggestions)}?", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+@click.group(cls=MonitorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Config file (else $MONITOR_CONFIG, else ./monitor.toml, else defaults).",
+)
+@click.version_option(__version__, prog_name="monitor")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Watch Python/Django packages on djangopackages.org and alert on health changes.
+
+    \b
+    Quick start:
+      monitor watch django-otp django-mfa    # subscribe and take a baseline
+      monitor check                          # poll now, print changes and alerts
+      monitor run                            # the daemon: poll on schedule, deliver, digest
+    """
+    runtime = ctx.ensure_object(Runtime)
+    if config_path:
+        runtime.config_path = config_path
+
+
+def _runtime(ctx: click.Context) -> Runtime:
+    return ctx.find_object(Runtime) or Runtime()
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+# -- watch / unwatch / list ---------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("slugs", nargs=-1)
+@click.option("--grid", metavar="GRID", help="Watch every member of this grid (slug or id).")
+@click.option(
+    "--notify",
+    "notify",
+    multiple=True,
+    metavar="CHANNEL",
+    help="Channel to alert (a [notifiers.NAME] or 'console'); repeatable.",
+)
+@click.option(
+    "--interval",
+    callback=_duration,
+    metavar="DURATION",
+    help="Poll interval for these packages, e.g. 1h or 1d (default: [schedule] interval).",
+)
+@click.pass_context
+def watch(
+    ctx: click.Context,
+    slugs: tuple[str, ...],
+    grid: str | None,
+    notify: tuple[str, ...],
+    interval: str | None,
+) -> None:
+    """Subscribe to packages: fetch each once, store it as the baseline, evaluate rules.
+
+    An unknown slug is an error (with suggestions) and then nothing is stored. Watching a
+    package that is already watched updates its --notify/--interval without fetching.
+    """
+    runtime = _runtime(ctx)
+    if bool(slugs) == bool(grid):
+        raise UsageError("give package slugs or --grid GRID (not both)")
+    config = runtime.config()
+    config.check_channels(notify, "--notify")
+    runtime.rules()
+    store = runtime.store()
+    with store.transaction():
+        existing = [s for s in slugs if store.watch(s)]
+        for slug in existing:
+            store.set_watch_options(slug, notify=list(notify), interval=interval)
+            click.echo(f"updated {slug}")
+    fresh = [s for s in dict.fromkeys(slugs) if s not in existing]
+    if not fresh and not grid:
+        return
+    report = asyncio.run(_watch_new(runtime, store, fresh, grid, list(notify), interval))
+    _print_transitions(report)
+    if report.failed:
+        sys.exit(1)
+
+
+async def _watch_new(
+    runtime: Runtime,
+    store: Store,
+    slugs: list[str],
+    grid: str | None,
+    notify: list[str],
+    interval: str | None,
+) -> CycleReport:
+    from monitor.cycle import CycleRecorder, Outcome
+
+    config = runtime.config()
+    async with _source(runtime) as source:
+        if grid:
+            fetched = await source.grid_members(grid)
+        else:
+            results = await asyncio.gather(
+                *(source.fetch(slug) for slug in slugs), return_exceptions=True
+            )
+            missing = [
+                s for s, r in zip(slugs, results, strict=True) if isinstance(r, PackageNotFound)
+            ]
+            if missing:
+                suggestions = await source.search(missing[0])
+                raise PackageNotFound(missing[0], [s for s in suggestions if s != missing[0]][:5])
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            fetched = list(results)  # type: ignore[arg-type]
+    rules = runtime.rules()
+    now = runtime.clock()
+    with store.transaction():
+        for snapshot, package_id in fetched:
+            store.upsert_watch(
+                snapshot.slug,
+                package_id=package_id,
+                title=snapshot.title,
+                notify=notify,
+                interval=interval,
+                now=now,
+            )
+        outcomes = [Outcome(s.slug, "ok", s, package_id=pid) for s, pid in fetched]
+        report = CycleRecorder(store, config, rules, now=now, rng=runtime.rng).record(
+            outcomes, baseline=True
+        )
+    for snapshot, _ in fetched:
+        stars = snapshot.repo_watchers if snapshot.repo_watchers is not None else "?"
+        click.echo(
+            f"watching {snapshot.slug} ({snapshot.pypi_version or 'no release'}, {stars} stars)"
+        )
+    await _deliver(runtime, store, report)
+    return report
+
+
+@asynccontextmanager
+async def _source(runtime: Runtime) -> AsyncIterator[Any]:
+    """The djangopackages source on one aiohttp session for the whole command."""
+    import aiohttp
+
+    from monitor.sources.djangopackages import DjangoPackagesSource
+
+    settings = runtime.config().djangopackages
+    connector = aiohttp.TCPConnector(limit=settings.concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        yield DjangoPackagesSource(
+            settings.url,
+            session=session,
+            timeout=settings.timeout,
+            concurrency=settings.concurrency,
+            sleep=runtime.sleep,
+            rng=runtime.rng,
+        )
+
+
+@cli.command()
+@click.argument("slugs", nargs=-1, required=True)
+@click.pass_context
+def unwatch(ctx: click.Context, slugs: tuple[str, ...]) -> None:
+    """Stop watching packages (their history is kept)."""
+    store = _runtime(ctx).store()
+    with store.transaction():
+        missing = [s for s in slugs if store.watch(s) is None]
+        if missing:
+            raise NotWatchedError(f"not watched: {', '.join(missing)}")
+        for slug in slugs:
+            store.unwatch(slug)
+    for slug in slugs:
+        click.echo(f"unwatched {slug}")
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def list_(ctx: click.Context, as_json: bool) -> None:
+    """List watched packages with version, stars, forks and the last check."""
+    store = _runtime(ctx).store()
+    rows = store.query(
+        "SELECT w.*, s.data FROM watches w LEFT JOIN snapshots s ON s.id = w.snapshot_id"
+        " WHERE w.active = 1 ORDER BY w.slug"
+    )
+    items = []
+    for row in rows:
+        data = json.loads(row["data"]) if row["data"] else {}
+        items.append(
+            {
+                "slug": row["slug"],
+                "title": data.get("title", row["title"]),
+                "pypi_version": data.get("pypi_version"),
+                "repo_watchers": data.get("repo_watchers"),
+                "repo_forks": data.get("repo_forks"),
+                "last_checked": row["last_checked_at"],
+                "last_status": row["last_status"],
+                "notify": json.loads(row["notify"] or "[]"),
+                "interval": row["interval"],
+            }
+        )
+    if as_json:
+        _print_json(items)
+        return
+    if not items:
+        click.echo("no packages watched; add one with: monitor watch SLUG")
+        return
+    header = ("package", "version", "stars", "forks", "last checked", "status")
+    table = [header] + [
+        (
+            i["slug"],
+            str(i["pypi_version"] or "-"),
+            _num(i["repo_watchers"]),
+            _num(i["repo_forks"]),
+            i["last_checked"] or "-",
+            i["last_status"] or "-",
+        )
+        for i in items
+    ]
+    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("slugs", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def check(ctx: click.Context, slugs: tuple[str, ...], as_json: bool) -> None:
+    """Poll watched packages now (all, or the named ones), evaluate rules, notify.
+
+    Exit 0 when every poll succeeded and every notification was delivered, 1 otherwise,
+    2 when a named package is not watched.
+    """
+    runtime = _runtime(ctx)
+    runtime.rules()
+    store = runtime.store()
+    if slugs:
+        watched = {w.slug for w in store.watches(list(slugs))}
+        missing = [s for s in slugs if s not in watched]
+        if missing:
+            raise UsageError(f"not watched: {', '.join(missing)} (see: monitor list)")
+    watches = store.watches(list(slugs) if slugs else None)
+    console = sys.stderr if as_json else sys.stdout
+    report, undelivered = asyncio.run(_check(runtime, store, watches, console, as_json))
+    if as_json:
+        data = report.to_json_dict()
+        data["undelivered"] = undelivered
+        _print_json(data)
+    else:
+        _print_summary(report, undelivered)
+    if report.failed or undelivered:
+        sys.exit(1)
+
+
+async def _check(
+    runtime: Runtime, store: Store, watches: Sequence[Any], console: Any, quiet: bool
+) -> tuple[CycleReport, list[str]]:
+    from monitor.cycle import poll_and_record
+
+    show_bar = not quiet and sys.stderr.isatty() and len(watches) > 1
+    bar = None
+    if show_bar:
+        bar = click.progressbar(length=len(watches), label="checking", file=sys.stderr)
+        bar.__enter__()
+    try:
+        async with _source(runtime) as source:
+            report = await poll_and_record(
+                store,
+                runtime.config(),
+                runtime.rules(),
+                source,
+                watches,
+                now=runtime.clock(),
+                rng=runtime.rng,
+                on_result=(lambda _r: bar.update(1)) if bar else None,
+            )
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    undelivered = await _deliver(runtime, store, report, console=console)
+    return report, undelivered
+
+
+async def _deliver(
+    runtime: Runtime, store: Store, report: CycleReport, console: Any = None
+) -> list[str]:
+    """Send the cycle's groups (and anything else due); return channels left undelivered."""
+    from monitor.outbox import Outbox
+
+    outbox = Outbox(
+        store,
+        runtime.config(),
+        clock=runtime.clock,
+        sleep=runtime.sleep,
+        rng=runtime.rng,
+        console=console,
+    )
+    try:
+        drained = await outbox.drain(budget=CHECK_DELIVERY_BUDGET, only=report.groups)
+    finally:
+        await outbox.aclose()
+    stuck = [g for g, _ in drained.failed] + list(drained.pending)
+    if not stuck:
+        return []
+    marks = ",".join("?" * len(stuck))
+    rows = store.query(
+        f"SELECT channel, status, last_error FROM outbox WHERE id IN ({marks})", stuck
+    )
+    return [f"{r['channel']}: {r['status']}: {r['last_error'] or 'not sent yet'}" for r in rows]
+
+
+def _print_transitions(report: CycleReport) -> None:
+    for t in report.transitions:
+        muted = " (muted)" if t.muted else ""
+        status = "REPEAT" if t.repeat else str(t.status).upper()
+        click.echo(
+            f"{status} [{t.notice.severity}] {t.rule} {t.package}: {t.notice.summary}{muted}"
+        )
+
+
+def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
+    changed = len(report.changed)
+    click.echo(
+        f"checked {report.checked}: {report.unchanged} unchanged, {changed} changed, "
+        f"{len(report.failed)} failed, {len(report.not_found)} not found, "
+        f"{len(report.transitions)} alert transitions"
+    )
+    for slug, changes in report.changed:
+        click.echo(f"  {slug}:")
+        for change in changes:
+            click.echo(f"    {_describe_change(change.to_json_dict())}")
+    for slug, error in report.failed:
+        click.echo(f"  FAILED {error if error.startswith(slug) else f'{slug}: {error}'}")
+    for slug in report.not_found:
+        click.echo(f"  {slug}: NOT FOUND on djangopackages")
+    for line in undelivered:
+        click.echo(f"  undelivered: {line}")
+
+
+def _describe_change(change: dict[str, Any]) -> str:
+    field_name, old, new = change["field"], change["old"], change["new"]
+    if "added" in change:
+        parts = []
+        if change["added"]:
+            parts.append("+" + ", +".join(map(str, change["added"])))
+        if change["removed"]:
+            parts.append("-" + ", -".join(map(str, change["removed"])))
+        return f"{field_name}: {' '.join(parts) or 'reordered'}"
+    if isinstance(old, list) or isinstance(new, list):
+        old_sum = sum(old) if isinstance(old, list) else None
+        new_sum = sum(new) if isinstance(new, list) else None
+        if field_name == "commits_over_52":
+            return f"{field_name}: {_show(old_sum)} → {_show(new_sum)} commits in 52 weeks"
+    return f"{field_name}: {_show(old)} → {_show(new)}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "unknown"
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# -- history ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("slug")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def history(ctx: click.Context, slug: str, as_json: bool) -> None:
+    """Show how a watched package changed over time, oldest first."""
+    from monitor.diff import diff
+    from monitor.snapshot import Snapshot
+
+    store = _runtime(ctx).store()
+    watch_row = store.watch(slug)
+    if watch_row is None:
+        raise NotWatchedError(f"{slug!r} is not watched (see: monitor list)")
+    entries: list[dict[str, Any]] = []
+    previous = None
+    for row in store.history(watch_row.id):
+        data = json.loads(row["data"])
+        current = Snapshot.from_json_dict(data)
+        if previous is None:
+            entries.append({"time": row["taken_at"], "changes": [], "snapshot": data})
+        else:
+            entries.append(
+                {
+                    "time": row["taken_at"],
+                    "changes": [c.to_json_dict() for c in diff(previous, current)],
+                }
+            )
+        previous = current
+    if as_json:
+        _print_json(entries)
+        return
+    for entry in entries:
+        if "snapshot" in entry:
+            snap = entry["snapshot"]
+            click.echo(
+                f"{entry['time']}  baseline: {snap.get('pypi_version') or 'no release'},"
+                f" {_num(snap.get('repo_watchers'))} stars,"
+                f" {_num(snap.get('repo_forks'))} forks"
+            )
+            continue
+        click.echo(f"{entry['time']}")
+        for change in entry["changes"]:
+            click.echo(f"  {_describe_change(change)}")
+
+
+# -- alerts, mute, unmute -----------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Show every alert ever raised.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def alerts(ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """Show alerts: firing now, changes of the last 7 days, and undelivered ones."""
+    from monitor.report import list_alerts
+
+    runtime = _runtime(ctx)
+    items = list_alerts(runtime.store(), now=runtime.clock(), show_all=show_all)
+    if as_json:
+        _print_json(items)
+        return
+    if not items:
+        click.echo("no alerts" + ("" if show_all else " (use --all for history)"))
+        return
+    for item in items:
+        muted = " (muted)" if item["muted"] else ""
+        click.echo(
+            f"{item['status'].upper():8} [{item['severity']}] {item['rule']} "
+            f"{item['package']} since {item['started_at']}{muted}"
+        )
+        click.echo(f"         {item['summary']}")
+        for d in item["deliveries"]:
+            if d["status"] != "delivered":
+                error = f": {d['last_error']}" if d["last_error"] else ""
+                click.echo(
+                    f"         {d['channel']}: {d['status']} after {d['attempts']} "
+                    f"attempt(s){error}"
+                )
+
+
+@cli.command()
+@click.argument("slug")
+@click.option("--rule", metavar="RULE", help="Mute only this rule (default: every rule).")
+@click.option(
+    "--for",
+    "for_",
+    callback=_duration,
+    metavar="DURATION",
+    help="Mute for this long, e.g. 2w (default: until unmuted).",
+)
+@click.option("--comment", metavar="TEXT", help="Why it is muted.")
+@click.pass_context
+def mute(
+    ctx: click.Context, slug: str, rule: str | None, for_: str | None, comment: str | None
+) -> None:
+    """Stop delivering a package's alerts (they are still recorded)."""
+    from monitor.store import iso
+
+    runtime = _runtime(ctx)
+    store = runtime.store()
+    if store.watch(slug) is None:
+        raise NotWatchedError(f"{slug!r} is not watched (see: monitor list)")
+    if rule is not None:
+        known = {r.id for r in runtime.rules()} | {"package-not-found", "poll-failing"}
+        if rule not in known:
+            raise UsageError(f"no rule named {rule!r}")
+    now = runtime.clock()
+    until = now + parse_duration(for_) if for_ else None
+    with store.transaction():
+        store.insert(
+            "mutes",
+            {
+                "slug": slug,
+                "rule": rule,
+                "until": iso(until) if until else None,
+                "comment": comment,
+                "created_at": iso(now),
+            },
+        )
+    what = f"{slug} ({rule})" if rule else slug
+    click.echo(f"muted {what}" + (f" until {iso(until)}" if until else ""))
+
+
+@cli.command()
+@click.argument("slug")
+@click.option("--rule", metavar="RULE", help="Unmute only this rule's mute.")
+@click.pass_context
+def unmute(ctx: click.Context, slug: str, rule: str | None) -> None:
+    """Deliver a package's alerts again (nothing is sent retroactively)."""
+    store = _runtime(ctx).store()
+    with store.transaction() as conn:
+        if rule is None:
+            cursor = conn.execute("DELETE FROM mutes WHERE slug = ?", (slug,))
+        else:
+            cursor = conn.execute("DELETE FROM mutes WHERE slug = ? AND rule = ?", (slug, rule))
+    if cursor.rowcount == 0:
+        raise NotWatchedError(f"{slug} has no mute" + (f" for {rule}" if rule else ""))
+    click.echo(f"unmuted {slug}" + (f" ({rule})" if rule else ""))
+
+
+# -- rules, notify-test -------------------------------------------------------------------
+
+
+@cli.group()
+def rules() -> None:
+    """Rule files: validate them."""
+
+
+@rules.command("check")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.pass_context
+def rules_check(ctx: click.Context, paths: tuple[str, ...]) -> None:
+    """Validate rule files (default: the shipped rules and [rules] paths).
+
+    Prints path:line: message for every problem; exit 2 when there is any.
+    """
+    from pathlib import Path
+
+    from monitor.rules import check_rule_files, shipped_rules_dir
+
+    if paths:
+        targets = [Path(p) for p in paths]
+    else:
+        targets = [shipped_rules_dir(), *_runtime(ctx).config().rule_paths]
+    problems = check_rule_files(targets)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(2)
+    click.echo(f"ok: {', '.join(str(t) for t in targets)}")
+
+
+@cli.command("notify-test")
+@click.argument("channel")
+@click.pass_context
+def notify_test(ctx: click.Context, channel: str) -> None:
+    """Send a test message to CHANNEL and report success or the exact error."""
+    from monitor.outbox import make_notifier
+
+    runtime = _runtime(ctx)
+    config = runtime.config()
+    config.check_channels([channel], "notify-test")
+
+    async def send() -> None:
+        notifier = make_notifier(config, channel)
+        try:
+            group_id = uuid.uuid4().hex
+            payload = notifier.render_test(group_id=group_id, created_at=runtime.clock())
+            await notifier.send(payload, group_id=group_id)
+        finally:
+            await notifier.aclose()
+
+    asyncio.run(send())
+    click.echo(f"{channel}: test message delivered")
+
+
+# -- run, digest ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines for people, or one JSON object per line.",
+)
+@click.pass_context
+def run(ctx: click.Context, log_format: str) -> None:
+    """The daemon: poll packages when due, deliver notifications, send the weekly digest.
+
+    Stops within 5 s on SIGINT/SIGTERM with exit 0.
+    """
+    from monitor.scheduler import Daemon, install_signal_handlers, setup_logging
+
+    runtime = _runtime(ctx)
+    config = runtime.config()
+    store = runtime.store()
+    rules_loaded = runtime.rules()
+    setup_logging(log_format == "json")
+
+    def queue_digest(now: datetime) -> None:
+        from monitor.digest import queue_digest_groups
+
+        queue_digest_groups(store, config, now=now)
+
+    async def daemon() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        await Daemon(
+            config,
+            store,
+            rules_loaded,
+            source=lambda: _source(runtime),
+            clock=runtime.clock,
+            queue_digest=queue_digest,
+        ).run(stop)
+
+    asyncio.run(daemon())
+
+
+def main() -> None:
+    cli(obj=Runtime(), prog_name="monitor")

@@ -1,0 +1,581 @@
+"""One cycle: poll results -> snapshots -> changes -> rules -> transitions -> outbox groups.
+
+The packages polled by one ``check``, one ``watch`` or one ``run`` tick form a cycle. Polling
+happens first (no database lock held); then :func:`record_cycle` writes everything the cycle
+learned in ONE transaction: check rows, new snapshots, alert state, transitions and their
+delivery groups. A crash before the commit stores nothing (the next poll sees the same
+changes); a crash after it leaves pending deliveries for the outbox. Nothing is lost and no
+alert is decided twice.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from monitor.alerts import (
+    BUILTIN_RULES,
+    BuiltinRule,
+    Event,
+    Notice,
+    RuleKind,
+    RuleState,
+    Status,
+    builtin_observations,
+    severity_at_least,
+    step,
+)
+from monitor.config import Config
+from monitor.diff import Change, diff
+from monitor.durations import parse_duration
+from monitor.snapshot import BOOKKEEPING, Snapshot
+from monitor.store import Store, Watch, from_iso, iso
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one poll of one package gave (a source's result, reduced to what we store)."""
+
+    slug: str
+    status: str  # ok | not_found | failed
+    snapshot: Snapshot | None = None
+    error: str | None = None
+    duration: float = 0.0
+    package_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    rule: str
+    package: str
+    kind: RuleKind
+    status: Status
+    repeat: bool
+    notice: Notice
+    muted: bool
+    changes: tuple[Change, ...] = ()
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "package": self.package,
+            "status": str(self.status),
+            "kind": str(self.kind),
+            "repeat": self.repeat,
+            "severity": str(self.notice.severity),
+            "summary": self.notice.summary,
+            "muted": self.muted,
+        }
+
+
+@dataclass
+class CycleReport:
+    checked: int = 0
+    unchanged: int = 0
+    changed: list[tuple[str, list[Change]]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "unchanged": self.unchanged,
+            "changed": [
+                {"slug": slug, "changes": [c.to_json_dict() for c in changes]}
+                for slug, changes in self.changed
+            ],
+            "failed": [{"slug": slug, "error": error} for slug, error in self.failed],
+            "not_found": list(self.not_found),
+            "transitions": [t.to_json_dict() for t in self.transitions],
+        }
+
+
+def package_links(base_url: str, slug: str, snapshot: Snapshot | None) -> dict[str, str | None]:
+    return {
+        "djangopackages": f"{base_url}/packages/p/{slug}/",
+        "repo": snapshot.repo_url if snapshot else None,
+        "pypi": snapshot.pypi_url if snapshot else None,
+    }
+
+
+def next_due(
+    watch_interval: str | None,
+    config: Config,
+    now: datetime,
+    rng: Callable[[], float] = random.random,
+) -> datetime:
+    interval = parse_duration(watch_interval) if watch_interval else config.schedule.interval
+    return now + interval + config.schedule.jitter * rng()
+
+
+_Stored = tuple[RuleState, int | None]  # a rule's state and its firing alert's row id
+
+
+class CycleRecorder:
+    """Writes one cycle's outcomes. Create one per cycle; call :meth:`record` once."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        rules: Sequence[Any],
+        *,
+        now: datetime,
+        rng: Callable[[], float] = random.random,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ):
+        self.store = store
+        self.config = config
+        self.rules = [r for r in rules if getattr(r, "enabled", True)]
+        self.now = now
+        self.rng = rng
+        self.new_id = new_id
+        self.report = CycleReport()
+        self._channel_notices: dict[str, list[tuple[int, Notice]]] = {}
+
+    # -- entry point --------------------------------------------------------------------
+
+    def record(self, outcomes: Sequence[Outcome], *, baseline: bool = False) -> CycleReport:
+        """Store the outcomes, decide transitions and queue their deliveries (one txn)."""
+        with self.store.transaction():
+            watches = {w.slug: w for w in self.store.watches([o.slug for o in outcomes])}
+            latest = self.store.latest_snapshots([w.id for w in watches.values()])
+            states = self._load_states([w.id for w in watches.values()])
+            self._mutes = self.store.active_mutes(self.now)
+            for outcome in outcomes:
+                watch = watches.get(outcome.slug)
+                if watch is None:  # unwatched while we polled
+                    continue
+                self._record_one(
+                    watch,
+                    outcome,
+                    latest.get(watch.id),
+                    states.get(watch.id, {}),
+                    baseline=baseline,
+                )
+            self._queue_groups()
+        return self.report
+
+    # -- one package --------------------------------------------------------------------
+
+    def _record_one(
+        self,
+        watch: Watch,
+        outcome: Outcome,
+        latest: tuple[int, str] | None,
+        states: dict[str, _Stored],
+        *,
+        baseline: bool,
+    ) -> None:
+        report = self.report
+        report.checked += 1
+        status = outcome.status
+        snapshot_id = watch.snapshot_id
+        new_snapshot_id = None
+        old: Snapshot | None = None
+        changes: list[Change] = []
+        snapshot = outcome.snapshot
+        if status == "ok" and snapshot is not None:
+            content = snapshot.content_json()
+            if latest is not None and latest[1] == content:
+                status = "unchanged"
+                report.unchanged += 1
+            else:
+                if latest is not None:
+                    old = Snapshot.from_json_dict(json.loads(latest[1]))
+                    changes = diff(old, snapshot)
+                    report.changed.append((watch.slug, changes))
+                snapshot_id = new_snapshot_id = self.store.insert(
+                    "snapshots",
+                    {"watch_id": watch.id, "taken_at": iso(self.now), "data": content},
+                )
+        elif status == "failed":
+            report.failed.append((watch.slug, outcome.error or "failed"))
+        elif status == "not_found":
+            report.not_found.append(watch.slug)
+
+        self.store.insert(
+            "checks",
+            {
+                "watch_id": watch.id,
+                "checked_at": iso(self.now),
+                "duration_ms": round(outcome.duration * 1000),
+                "status": status,
+                "error": outcome.error,
+                "snapshot_id": new_snapshot_id,
+                **{name: _unix(getattr(snapshot, name)) for name in BOOKKEEPING if snapshot},
+            },
+        )
+        failures = watch.failures + 1 if status == "failed" else 0
+        self.store.update(
+            "watches",
+            watch.id,
+            {
+                "last_checked_at": iso(self.now),
+                "last_status": status,
+                "last_error": outcome.error,
+                "failures": failures,
+                "snapshot_id": snapshot_id,
+                "title": snapshot.title if snapshot else watch.title,
+                "package_id": outcome.package_id or watch.package_id,
+                "next_due_at": iso(next_due(watch.interval, self.config, self.now, self.rng)),
+            },
+        )
+
+        current = snapshot if snapshot is not None else self._stored_snapshot(watch, latest)
+        for rule in BUILTIN_RULES:
+            holds = builtin_observations(status)[rule.id]
+            self._condition(watch, rule, holds, states, current, new_snapshot_id, outcome)
+        if status not in ("ok", "unchanged") or snapshot is None:
+            return
+        values = snapshot.values()
+        old_values = old.values() if old is not None else None
+        for rule in self.rules:
+            if not rule.applies_to(watch.slug):
+                continue
+            if rule.kind == RuleKind.CHANGE:
+                if baseline or old_values is None or not changes:
+                    continue
+                if self._holds(rule, values, old_values) is True:
+                    self._fire_change(watch, rule, snapshot, old, changes, new_snapshot_id)
+            else:
+                holds = self._holds(rule, values, None)
+                self._condition(watch, rule, holds, states, snapshot, new_snapshot_id, outcome)
+
+    def _stored_snapshot(self, watch: Watch, latest: tuple[int, str] | None) -> Snapshot | None:
+        return Snapshot.from_json_dict(json.loads(latest[1])) if latest else None
+
+    def _holds(self, rule: Any, values: dict[str, Any], old: dict[str, Any] | None) -> bool | None:
+        from monitor.expr import UnknownValue
+
+        try:
+            return bool(rule.when.evaluate(values, old, self.now))
+        except UnknownValue:
+            return None
+
+    # -- transitions --------------------------------------------------------------------
+
+    def _condition(
+        self,
+        watch: Watch,
+        rule: Any,
+        holds: bool | None,
+        states: dict[str, _Stored],
+        snapshot: Snapshot | None,
+        snapshot_id: int | None,
+        outcome: Outcome,
+    ) -> None:
+        state, alert_id = states.get(rule.id, (RuleState(), None))
+        new_state, event = step(
+            state,
+            holds,
+            for_polls=rule.for_polls,
+            repeat=rule.repeat,
+            now=self.now,
+            new_episode=self.new_id,
+        )
+        if event is Event.FIRING:
+            summary = self._summary(rule, watch, snapshot, None, [], outcome)
+            alert_id = self.store.insert(
+                "alerts",
+                {
+                    "episode": new_state.episode,
+                    "rule": rule.id,
+                    "watch_id": watch.id,
+                    "kind": str(RuleKind.CONDITION),
+                    "severity": str(rule.severity),
+                    "status": str(Status.FIRING),
+                    "started_at": iso(self.now),
+                    "summary": summary,
+                    "description": rule.description,
+                    "labels": json.dumps(rule.labels),
+                    "last_notified_at": iso(self.now),
+                },
+            )
+            self._transition(
+                watch,
+                rule,
+                alert_id,
+                Status.FIRING,
+                False,
+                new_state.episode,
+                self.now,
+                None,
+                summary,
+                snapshot,
+                snapshot_id,
+                (),
+            )
+        elif event is Event.REPEAT and alert_id is not None:
+            summary = self._summary(rule, watch, snapshot, None, [], outcome)
+            self.store.update("alerts", alert_id, {"last_notified_at": iso(self.now)})
+            self._transition(
+                watch,
+                rule,
+                alert_id,
+                Status.FIRING,
+                True,
+                state.episode,
+                state.firing_since,
+                None,
+                summary,
+                snapshot,
+                snapshot_id,
+                (),
+            )
+        elif event is Event.RESOLVED and alert_id is not None:
+            summary = self._summary(rule, watch, snapshot, None, [], outcome)
+            self.store.update(
+                "alerts",
+                alert_id,
+                {
+                    "status": str(Status.RESOLVED),
+                    "resolved_at": iso(self.now),
+                },
+            )
+            self._transition(
+                watch,
+                rule,
+                alert_id,
+                Status.RESOLVED,
+                False,
+                state.episode,
+                state.firing_since,
+                self.now,
+                summary,
+                snapshot,
+                snapshot_id,
+                (),
+            )
+            alert_id = None
+        if new_state != state:
+            self.store.conn.execute(
+                "INSERT INTO rule_states (rule, watch_id, holds, alert_id, firing_since,"
+                " last_notified_at, episode) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(rule, watch_id) DO UPDATE SET holds = excluded.holds,"
+                " alert_id = excluded.alert_id, firing_since = excluded.firing_since,"
+                " last_notified_at = excluded.last_notified_at, episode = excluded.episode",
+                (
+                    rule.id,
+                    watch.id,
+                    new_state.holds,
+                    alert_id,
+                    iso(new_state.firing_since) if new_state.firing_since else None,
+                    iso(new_state.last_notified_at) if new_state.last_notified_at else None,
+                    new_state.episode,
+                ),
+            )
+
+    def _fire_change(
+        self,
+        watch: Watch,
+        rule: Any,
+        snapshot: Snapshot,
+        old: Snapshot | None,
+        changes: list[Change],
+        snapshot_id: int | None,
+    ) -> None:
+        episode = self.new_id()
+        summary = self._summary(rule, watch, snapshot, old, changes, None)
+        alert_id = self.store.insert(
+            "alerts",
+            {
+                "episode": episode,
+                "rule": rule.id,
+                "watch_id": watch.id,
+                "kind": str(RuleKind.CHANGE),
+                "severity": str(rule.severity),
+                "status": "fired",
+                "started_at": iso(self.now),
+                "summary": summary,
+                "description": rule.description,
+                "labels": json.dumps(rule.labels),
+                "last_notified_at": iso(self.now),
+            },
+        )
+        self._transition(
+            watch,
+            rule,
+            alert_id,
+            Status.FIRING,
+            False,
+            episode,
+            self.now,
+            None,
+            summary,
+            snapshot,
+            snapshot_id,
+            tuple(changes),
+        )
+
+    def _summary(
+        self,
+        rule: Any,
+        watch: Watch,
+        snapshot: Snapshot | None,
+        old: Snapshot | None,
+        changes: list[Change],
+        outcome: Outcome | None,
+    ) -> str:
+        title = (snapshot.title if snapshot else None) or watch.title or watch.slug
+        if isinstance(rule, BuiltinRule):
+            if rule.id == "package-not-found":
+                return f"{watch.slug}: not found on djangopackages (404)"
+            reason = outcome.error if outcome and outcome.error else "polls failing"
+            return f"{watch.slug}: polling failed {rule.for_polls} times in a row ({reason})"
+        new_values = snapshot.values() if snapshot else {}
+        context = {
+            **new_values,
+            "old": old.values() if old else {},
+            "new": new_values,
+            "slug": watch.slug,
+            "title": title,
+            "changes": [c.to_json_dict() for c in changes],
+            "rule": rule.id,
+            "severity": str(rule.severity),
+        }
+        return rule.render_message(context)
+
+    def _transition(
+        self,
+        watch: Watch,
+        rule: Any,
+        alert_id: int,
+        status: Status,
+        repeat: bool,
+        episode: str | None,
+        started_at: datetime | None,
+        resolved_at: datetime | None,
+        summary: str,
+        snapshot: Snapshot | None,
+        snapshot_id: int | None,
+        changes: tuple[Change, ...],
+    ) -> None:
+        notice = Notice(
+            id=episode or "",
+            status=status,
+            kind=rule.kind,
+            repeat=repeat,
+            rule=rule.id,
+            description=rule.description,
+            severity=rule.severity,
+            package=watch.slug,
+            title=(snapshot.title if snapshot else None) or watch.title or watch.slug,
+            summary=summary,
+            started_at=started_at or self.now,
+            resolved_at=resolved_at,
+            changes=tuple(c.to_json_dict() for c in changes),
+            labels=dict(rule.labels),
+            links=package_links(self.config.djangopackages.url, watch.slug, snapshot),
+        )
+        muted = self._is_muted(watch.slug, rule.id)
+        transition_id = self.store.insert(
+            "transitions",
+            {
+                "alert_id": alert_id,
+                "status": str(status),
+                "repeat": int(repeat),
+                "at": iso(self.now),
+                "snapshot_id": snapshot_id,
+                "changes": json.dumps(notice.changes),
+                "summary": summary,
+                "muted": int(muted),
+                "notice": json.dumps(notice.to_json_dict()),
+            },
+        )
+        self.report.transitions.append(
+            Transition(rule.id, watch.slug, rule.kind, status, repeat, notice, muted, changes)
+        )
+        if muted:
+            return
+        channels = list(watch.notify or self.config.default_notify)
+        channels += [c for c in rule.notify if c not in channels]
+        for channel in channels:
+            notifier = self.config.notifiers.get(channel)
+            if notifier is None or not severity_at_least(rule.severity, notifier.min_severity):
+                continue
+            self._channel_notices.setdefault(channel, []).append((transition_id, notice))
+
+    def _is_muted(self, slug: str, rule_id: str) -> bool:
+        return any(m["slug"] == slug and m["rule"] in (None, rule_id) for m in self._mutes)
+
+    # -- outbox -------------------------------------------------------------------------
+
+    def _queue_groups(self) -> None:
+        from monitor.outbox import queue_group
+
+        for channel, items in self._channel_notices.items():
+            group_id = queue_group(
+                self.store,
+                self.config,
+                channel,
+                "alerts",
+                [n for _, n in items],
+                now=self.now,
+                new_id=self.new_id,
+            )
+            for transition_id, _ in items:
+                self.store.insert(
+                    "deliveries",
+                    {
+                        "transition_id": transition_id,
+                        "group_id": group_id,
+                        "channel": channel,
+                    },
+                )
+            self.report.groups.append(group_id)
+
+    def _load_states(self, watch_ids: list[int]) -> dict[int, dict[str, _Stored]]:
+        out: dict[int, dict[str, _Stored]] = {}
+        if not watch_ids:
+            return out
+        for row in self.store.query("SELECT * FROM rule_states"):
+            state = RuleState(
+                holds=row["holds"],
+                firing_since=from_iso(row["firing_since"]),
+                last_notified_at=from_iso(row["last_notified_at"]),
+                episode=row["episode"],
+            )
+            out.setdefault(row["watch_id"], {})[row["rule"]] = (state, row["alert_id"])
+        return out
+
+
+def _unix(value: datetime | None) -> int | None:
+    return int(value.timestamp()) if value else None
+
+
+async def poll_and_record(
+    store: Store,
+    config: Config,
+    rules: Sequence[Any],
+    source: Any,
+    watches: Sequence[Watch],
+    *,
+    now: datetime,
+    rng: Callable[[], float] = random.random,
+    on_result: Callable[[Any], None] | None = None,
+) -> CycleReport:
+    """Poll ``watches`` through ``source`` and record the cycle (see module docstring)."""
+    known = store.get_meta("djangopackages.count")
+    results = await source.poll(
+        [w.slug for w in watches],
+        known_count=int(known) if known else None,
+        on_result=on_result,
+    )
+    outcomes = [
+        Outcome(r.slug, str(r.status), r.snapshot, r.error, r.duration, r.package_id)
+        for r in results
+    ]
+    recorder = CycleRecorder(store, config, rules, now=now, rng=rng)
+    report = recorder.record(outcomes)
+    if source.last_count is not None and str(source.last_count) != known:
+        with store.transaction():
+            store.set_meta("djangopackages.count", str(source.last_count))
+    return report

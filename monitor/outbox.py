@@ -1,0 +1,287 @@
+"""The outbox (SPEC §7): durable delivery groups, leased, sent, retried, recorded.
+
+A group is one message to one channel. Its body is rendered once, when the group is queued (in
+the transaction that records its transitions), so every retry sends the same bytes under the
+same id. Sending is a pipeline of small stages:
+
+    lease (only one process sends a group)  ->  send (the notifier raises)
+    ->  decide (pure: delivered / retry at T / failed, clock injected)  ->  record
+
+Delivery is at-least-once: a process killed after sending but before recording sends again
+when the lease expires; a delivered group is never sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, TextIO
+
+from monitor.config import Config
+from monitor.errors import PermanentError, RetryableError
+from monitor.store import Store, from_iso, iso
+
+BASE_DELAY = 2.0
+MAX_DELAY = 3600.0
+MAX_RETRY_AFTER = 300.0
+GIVE_UP_AFTER = timedelta(hours=24)
+LEASE_MARGIN = 60.0
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def decide(
+    error: Exception | None,
+    *,
+    attempts: int,
+    first_attempt_at: datetime,
+    now: datetime,
+    rng: Callable[[], float] = random.random,
+) -> Decision:
+    """What to do after an attempt (pure). ``attempts`` counts this one."""
+    if error is None:
+        return Decision(Outcome.DELIVERED)
+    message = str(error)
+    if not isinstance(error, RetryableError):
+        return Decision(Outcome.FAILED, error=message)
+    if now - first_attempt_at >= GIVE_UP_AFTER:
+        return Decision(Outcome.FAILED, error=f"{message} (gave up after 24h)")
+    delay = min(MAX_DELAY, BASE_DELAY * 2 ** (attempts - 1)) * (0.5 + rng() / 2)
+    if error.retry_after is not None:
+        delay = min(MAX_RETRY_AFTER, error.retry_after)
+    # Stored times have whole seconds: round up so a wait is never shorter than asked.
+    at = now + timedelta(seconds=delay)
+    if at.microsecond:
+        at += timedelta(microseconds=1_000_000 - at.microsecond)
+    return Decision(Outcome.RETRY, at, message)
+
+
+def make_notifier(config: Config, channel: str, **kwargs: Any) -> Any:
+    from monitor.notify import notifier_class
+
+    settings = config.notifiers[channel]
+    cls = notifier_class(settings.type)
+    return cls(channel, settings.settings, timeout=settings.timeout, **kwargs)
+
+
+def queue_group(
+    store: Store,
+    config: Config,
+    channel: str,
+    kind: str,
+    notices: Sequence[Any],
+    *,
+    now: datetime,
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    digest: dict[str, Any] | None = None,
+) -> str:
+    """Render a group's body once and store it pending. Call inside a transaction."""
+    group_id = new_id()
+    notifier = make_notifier(config, channel)
+    if kind == "alerts":
+        payload = notifier.render_alerts(list(notices), group_id=group_id, created_at=now)
+    elif kind == "digest":
+        payload = notifier.render_digest(**(digest or {}), group_id=group_id, created_at=now)
+    else:
+        payload = notifier.render_test(group_id=group_id, created_at=now)
+    store.insert(
+        "outbox",
+        {
+            "id": group_id,
+            "channel": channel,
+            "kind": kind,
+            "created_at": iso(now),
+            "payload": json.dumps(payload),
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": iso(now),
+        },
+    )
+    return group_id
+
+
+@dataclass
+class DrainReport:
+    delivered: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (group id, error)
+    pending: list[str] = field(default_factory=list)
+
+
+class Outbox:
+    """Sends what is due. ``clock`` and ``sleep`` are injected so tests never wait."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        console: TextIO | None = None,
+    ):
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+        self.console = console
+        self.owner = uuid.uuid4().hex
+        self._notifiers: dict[str, Any] = {}
+
+    def notifier(self, channel: str) -> Any:
+        if channel not in self._notifiers:
+            extra: dict[str, Any] = {}
+            if self.config.notifiers[channel].type == "console" and self.console is not None:
+                extra["stream"] = self.console
+            self._notifiers[channel] = make_notifier(self.config, channel, **extra)
+        return self._notifiers[channel]
+
+    async def aclose(self) -> None:
+        for notifier in self._notifiers.values():
+            await notifier.aclose()
+        self._notifiers.clear()
+
+    async def drain(self, *, budget: float = 0.0, only: Sequence[str] | None = None) -> DrainReport:
+        """Send every group that is due; keep retrying for up to ``budget`` seconds.
+
+        ``only`` limits the report (not the sending) to these group ids.
+        """
+        report = DrainReport()
+        deadline = self.clock() + timedelta(seconds=budget)
+        while True:
+            due = self._due(self.clock())
+            if due:
+                by_channel: dict[str, list[dict[str, Any]]] = {}
+                for row in due:
+                    by_channel.setdefault(row["channel"], []).append(row)
+                await asyncio.gather(
+                    *(self._send_all(rows, report) for rows in by_channel.values())
+                )
+                continue
+            wake = self._next_wake()
+            if wake is None or wake > deadline:
+                break
+            await self.sleep(max(0.0, (wake - self.clock()).total_seconds()))
+        pending = {
+            row["id"] for row in self.store.query("SELECT id FROM outbox WHERE status = 'pending'")
+        }
+        report.pending = sorted(pending)
+        if only is not None:
+            wanted = set(only)
+            report.delivered = [g for g in report.delivered if g in wanted]
+            report.failed = [(g, e) for g, e in report.failed if g in wanted]
+            report.pending = [g for g in report.pending if g in wanted]
+        return report
+
+    def _due(self, now: datetime) -> list[dict[str, Any]]:
+        return self.store.query(
+            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+            " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY created_at, id",
+            (iso(now), iso(now)),
+        )
+
+    def _next_wake(self) -> datetime | None:
+        row = self.store.conn.execute(
+            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, ''))) FROM outbox"
+            " WHERE status = 'pending'"
+        ).fetchone()
+        return from_iso(row[0]) if row and row[0] else None
+
+    async def _send_all(self, rows: list[dict[str, Any]], report: DrainReport) -> None:
+        for row in rows:
+            await self._send_one(row, report)
+
+    def _lease(self, row: dict[str, Any], now: datetime) -> bool:
+        if row["channel"] not in self.config.notifiers:
+            with self.store.transaction():
+                self._record(
+                    row,
+                    Decision(
+                        Outcome.FAILED, error=(f"{row['channel']}: no such notifier in the config")
+                    ),
+                    now,
+                )
+            return False
+        timeout = self.config.notifiers[row["channel"]].timeout
+        until = now + timedelta(seconds=timeout + LEASE_MARGIN)
+        with self.store.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE outbox SET lease_owner = ?, lease_until = ? WHERE id = ?"
+                " AND status = 'pending' AND (lease_until IS NULL OR lease_until <= ?)",
+                (self.owner, iso(until), row["id"], iso(now)),
+            )
+            return cursor.rowcount == 1
+
+    async def _send_one(self, row: dict[str, Any], report: DrainReport) -> None:
+        if not self._lease(row, self.clock()):
+            return
+        error: Exception | None = None
+        try:
+            await self.notifier(row["channel"]).send(json.loads(row["payload"]), group_id=row["id"])
+        except (RetryableError, PermanentError) as exc:
+            error = exc
+        except Exception as exc:  # a notifier bug must not lose the delivery
+            error = RetryableError(f"{row['channel']}: {type(exc).__name__}")
+        now = self.clock()
+        first = from_iso(row["first_attempt_at"]) or now
+        decision = decide(
+            error, attempts=row["attempts"] + 1, first_attempt_at=first, now=now, rng=self.rng
+        )
+        with self.store.transaction():
+            self._record(row, decision, now)
+        if decision.outcome is Outcome.DELIVERED:
+            report.delivered.append(row["id"])
+        elif decision.outcome is Outcome.FAILED:
+            report.failed.append((row["id"], decision.error or "failed"))
+
+    def _record(self, row: dict[str, Any], decision: Decision, now: datetime) -> None:
+        self.store.insert(
+            "attempts",
+            {
+                "group_id": row["id"],
+                "at": iso(now),
+                "outcome": str(decision.outcome),
+                "error": decision.error,
+            },
+        )
+        status = {Outcome.DELIVERED: "delivered", Outcome.FAILED: "failed"}.get(
+            decision.outcome, "pending"
+        )
+        self.store.update(
+            "outbox",
+            row["id"],
+            {
+                "status": status,
+                "attempts": row["attempts"] + 1,
+                "first_attempt_at": row["first_attempt_at"] or iso(now),
+                "next_attempt_at": iso(decision.next_attempt_at)
+                if decision.next_attempt_at
+                else row["next_attempt_at"],
+                "last_error": decision.error,
+                "lease_owner": None,
+                "lease_until": None,
+                "delivered_at": iso(now) if status == "delivered" else None,
+            },
+        )

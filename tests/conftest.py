@@ -1,0 +1,118 @@
+"""Shared test harness: a fake clock, the fake upstream in a thread, and a CLI runner that
+goes through the same code path users run (``monitor.cli.cli``), with sleeps injected."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import textwrap
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from monitor.cli import Runtime, cli
+from monitor.store import Store
+from tests.fakeupstream import FakeUpstream
+
+START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakeClock:
+    """``clock()`` gives the fake now; ``await clock.sleep(s)`` advances it without waiting."""
+
+    now: datetime = START
+    slept: list[float] = field(default_factory=list)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+
+@dataclass
+class Monitor:
+    """One user's monitor: a config file in tmp_path pointing at the fake upstream."""
+
+    tmp_path: Path
+    upstream: FakeUpstream
+    clock: FakeClock
+    config_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def configure(self, extra: str = "", *, timeout: str = "2s") -> None:
+        self.config_path.write_text(
+            textwrap.dedent(f"""\
+            database = "monitor.db"
+
+            [sources.djangopackages]
+            url = "{self.upstream.url}"
+            timeout = "{timeout}"
+
+            [schedule]
+            jitter = "0s"
+            """)
+            + textwrap.dedent(extra)
+        )
+
+    def run(self, *args: str) -> Result:
+        runtime = Runtime(
+            config_path=str(self.config_path),
+            clock=self.clock,
+            sleep=self.clock.sleep,
+            rng=lambda: 0.5,
+            env=self.env or None,
+        )
+        return CliRunner().invoke(cli, list(args), obj=runtime, catch_exceptions=False)
+
+    def json(self, *args: str) -> Any:
+        result = self.run(*args, "--json")
+        assert result.exit_code in (0, 1), result.output
+        return json.loads(result.stdout)
+
+    def store(self) -> Store:
+        return Store(self.tmp_path / "monitor.db")
+
+    def count(self, table: str) -> int:
+        store = self.store()
+        try:
+            return store.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        finally:
+            store.close()
+
+
+@pytest.fixture
+def upstream() -> Any:
+    with FakeUpstream.in_thread() as up:
+        yield up
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def monitor(tmp_path: Path, upstream: FakeUpstream, clock: FakeClock) -> Monitor:
+    m = Monitor(tmp_path, upstream, clock, tmp_path / "monitor.toml")
+    m.configure()
+    return m
+
+
+FIVE = [
+    "django-mfa",
+    "django-oauth-toolkit",
+    "django-organizations",
+    "django-otp",
+    "django-two-factor-auth",
+]
