@@ -1,0 +1,443 @@
+"""The weekly digest (SPEC §8): what happened to every watched package over a period.
+
+``build_digest`` reads the history in the store as of ``now`` (the clock is injected) and
+returns a :class:`Digest`; ``render_text``, ``render_html``, ``digest_subject`` and
+``digest_data`` turn it into what the notifiers send (email text + HTML, the webhook's
+``package.digest`` ``data``, console lines). The period is ``[now - since, now]``.
+
+What each number means:
+
+- **version** is the current ``pypi_version``; **new_versions** are versions that appear in a
+  snapshot stored in the period and in no snapshot before it. The baseline snapshot of a
+  package (its first one) only establishes what is known, so watching a package does not list
+  its current version as a release.
+- **stars_change** / **forks_change**: current value − the value at the start of the period
+  (the newest snapshot before it), or − the first snapshot inside the period when the package
+  was added during it; ``None`` when either side is unknown.
+- **changed**: a snapshot other than the package's baseline was stored in the period.
+- **fired** / **resolved**: alerts whose ``started_at`` / ``resolved_at`` falls in the period;
+  **firing**: condition alerts firing now.
+
+Order: packages with firing alerts (highest severity first: critical, warning, info), then
+those with failed polls in the period, then those that changed, then the rest; by slug within
+each group.
+
+Importing this module imports no jinja2 (``monitor --help`` stays fast); the render functions
+import it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monitor.alerts import Severity
+from monitor.notify.base import one_line, safe_url
+from monitor.store import Store, iso
+
+if TYPE_CHECKING:
+    import jinja2
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+DEFAULT_SINCE = timedelta(days=7)
+DEFAULT_BASE_URL = "https://djangopackages.org"
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+NO_COMMITS = "no commit data"
+SPARK_HEIGHT_PX = 24  # the HTML sparkline's tallest bar
+
+
+@dataclass(frozen=True)
+class PackageDigest:
+    slug: str
+    title: str
+    version: str | None
+    new_versions: list[str]
+    stars: int | None
+    stars_change: int | None
+    forks: int | None
+    forks_change: int | None
+    commits: list[int] | None  # 52 weekly counts, oldest first; None when unknown
+    sparkline: str  # 52 block characters, or "" when the commits are unknown
+    fired: list[dict[str, Any]]  # {rule, kind, severity, summary, started_at}
+    resolved: list[dict[str, Any]]  # {rule, kind, severity, summary, started_at, resolved_at}
+    firing: list[dict[str, Any]]  # {rule, kind, severity, summary, started_at}
+    failures: int
+    last_error: str | None
+    changed: bool
+    url: str
+    repo_url: str | None
+    pypi_url: str | None
+
+    @property
+    def severity(self) -> Severity | None:
+        """The highest severity among the alerts firing now."""
+        ranked = [_severity(alert["severity"]) for alert in self.firing]
+        return max(ranked, key=lambda s: s.rank) if ranked else None
+
+    @property
+    def attention(self) -> tuple[int, int]:
+        """Sort key of SPEC §8: (group, -severity rank); lower needs attention sooner."""
+        severity = self.severity
+        if severity is not None:
+            return (0, -severity.rank)
+        if self.failures:
+            return (1, 0)
+        if self.changed:
+            return (2, 0)
+        return (3, 0)
+
+
+@dataclass(frozen=True)
+class Digest:
+    since: datetime
+    until: datetime
+    packages: list[PackageDigest]
+    totals: dict[str, int] = field(default_factory=dict)
+
+
+# -- building -------------------------------------------------------------------------------
+
+
+def build_digest(
+    store: Store,
+    *,
+    now: datetime,
+    since: timedelta = DEFAULT_SINCE,
+    base_url: str = DEFAULT_BASE_URL,
+) -> Digest:
+    """The digest of every active watch over ``[now - since, now]``."""
+    until = now.astimezone(UTC)
+    start = until - since
+    packages = [
+        _package(store, row, start=start, until=until, base_url=base_url)
+        for row in store.query("SELECT * FROM watches WHERE active = 1 ORDER BY slug")
+    ]
+    packages.sort(key=lambda p: (p.attention, p.slug))
+    totals = {
+        "packages": len(packages),
+        "firing": sum(len(p.firing) for p in packages),
+        "fired": sum(len(p.fired) for p in packages),
+        "resolved": sum(len(p.resolved) for p in packages),
+        "failures": sum(p.failures for p in packages),
+        "releases": sum(len(p.new_versions) for p in packages),
+        "changed": sum(1 for p in packages if p.changed),
+    }
+    return Digest(since=start, until=until, packages=packages, totals=totals)
+
+
+def _package(
+    store: Store, watch: dict[str, Any], *, start: datetime, until: datetime, base_url: str
+) -> PackageDigest:
+    watch_id, slug = watch["id"], watch["slug"]
+    # Snapshots up to `until`, oldest first, each as (taken_at, content).
+    history = [
+        (_when(row["taken_at"]), json.loads(row["data"]))
+        for row in store.query(
+            "SELECT taken_at, data FROM snapshots WHERE watch_id = ? ORDER BY id", (watch_id,)
+        )
+    ]
+    history = [(at, data) for at, data in history if at <= until]
+    before = [data for at, data in history if at < start]
+    inside = [(index, data) for index, (at, data) in enumerate(history) if at >= start]
+    current = history[-1][1] if history else {}
+    # The reference for "change over the period": the value at its start, else (a package
+    # added during it) its first snapshot inside the period.
+    reference = before[-1] if before else (inside[0][1] if inside else {})
+
+    seen: set[str] = {data["pypi_version"] for data in before if data.get("pypi_version")}
+    new_versions: list[str] = []
+    for index, data in inside:
+        version = data.get("pypi_version")
+        if not version or version in seen:
+            continue
+        seen.add(version)
+        if index > 0:  # the baseline snapshot only says what was already there
+            new_versions.append(one_line(version))
+
+    commits = current.get("commits_over_52")
+    commits = list(commits) if commits else None
+
+    alerts = store.query(
+        "SELECT rule, kind, severity, status, summary, started_at, resolved_at FROM alerts"
+        " WHERE watch_id = ? ORDER BY started_at, id",
+        (watch_id,),
+    )
+    fired = [_alert(a) for a in alerts if _in_period(a["started_at"], start, until)]
+    resolved = [
+        _alert(a, resolved=True)
+        for a in alerts
+        if a["status"] == "resolved" and _in_period(a["resolved_at"], start, until)
+    ]
+    firing = sorted(
+        (_alert(a) for a in alerts if a["kind"] == "condition" and a["status"] == "firing"),
+        key=lambda a: (-_severity(a["severity"]).rank, a["started_at"], a["rule"]),
+    )
+
+    failed = [
+        check
+        for check in store.query(
+            "SELECT checked_at, error FROM checks WHERE watch_id = ? AND status = 'failed'"
+            " ORDER BY id",
+            (watch_id,),
+        )
+        if _in_period(check["checked_at"], start, until)
+    ]
+    last_error = (one_line(failed[-1]["error"]) or None) if failed else None
+
+    title = one_line(current.get("title") or watch.get("title") or slug) or slug
+    return PackageDigest(
+        slug=slug,
+        title=title,
+        version=one_line(current["pypi_version"]) if current.get("pypi_version") else None,
+        new_versions=new_versions,
+        stars=current.get("repo_watchers"),
+        stars_change=_change(current.get("repo_watchers"), reference.get("repo_watchers")),
+        forks=current.get("repo_forks"),
+        forks_change=_change(current.get("repo_forks"), reference.get("repo_forks")),
+        commits=commits,
+        sparkline=sparkline(commits),
+        fired=fired,
+        resolved=resolved,
+        firing=firing,
+        failures=len(failed),
+        last_error=last_error,
+        changed=any(index > 0 for index, _ in inside),
+        url=f"{base_url.rstrip('/')}/packages/p/{slug}/",
+        repo_url=safe_url(current.get("repo_url")),
+        pypi_url=safe_url(current.get("pypi_url")),
+    )
+
+
+def _when(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _in_period(text: str | None, start: datetime, until: datetime) -> bool:
+    if not text:
+        return False
+    return start <= _when(text) <= until
+
+
+def _change(current: int | None, reference: int | None) -> int | None:
+    if current is None or reference is None:
+        return None
+    return current - reference
+
+
+def _severity(value: str) -> Severity:
+    try:
+        return Severity(value)
+    except ValueError:
+        return Severity.INFO
+
+
+def _alert(row: dict[str, Any], *, resolved: bool = False) -> dict[str, Any]:
+    alert = {
+        "rule": one_line(row["rule"]),
+        "kind": row["kind"],
+        "severity": str(_severity(row["severity"])),
+        "summary": one_line(row["summary"]),
+        "started_at": iso(_when(row["started_at"])),
+    }
+    if resolved:
+        alert["resolved_at"] = iso(_when(row["resolved_at"]))
+    return alert
+
+
+def sparkline(counts: list[int] | None) -> str:
+    """One block character per week, scaled to the busiest week (``█``).
+
+    A week without commits is ``▁``; a week with any commits is at least ``▂``, so activity
+    never looks like silence. Unknown counts (``None`` or ``[]``) give ``""``.
+    """
+    if not counts:
+        return ""
+    return "".join(BLOCKS[level] for level in _levels(counts, len(BLOCKS) - 1))
+
+
+def _levels(counts: list[int], top: int) -> list[int]:
+    """Each count on a scale of 0..``top``: 0 for none, at least 1 for any, ``top`` for max."""
+    peak = max(max(counts), 0)
+    if peak == 0:
+        return [0 for _ in counts]
+    # Rounded half up, in integers: count * top / peak.
+    return [0 if count <= 0 else max(1, (2 * count * top + peak) // (2 * peak)) for count in counts]
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def digest_subject(digest: Digest) -> str:
+    """``[monitor] weekly digest: 12 packages, 2 firing`` (+ releases when there are any)."""
+    totals = digest.totals
+    parts = [_plural(totals.get("packages", 0), "package"), f"{totals.get('firing', 0)} firing"]
+    if totals.get("releases"):
+        parts.append(_plural(totals["releases"], "release"))
+    return f"[monitor] {_period_name(digest)}: {', '.join(parts)}"
+
+
+def digest_data(digest: Digest) -> dict[str, Any]:
+    """The digest as JSON-able data (the webhook ``package.digest`` body's ``data``)."""
+    return {
+        "since": iso(digest.since),
+        "until": iso(digest.until),
+        "totals": dict(digest.totals),
+        "packages": [
+            {
+                "slug": p.slug,
+                "title": p.title,
+                "version": p.version,
+                "new_versions": list(p.new_versions),
+                "stars": p.stars,
+                "stars_change": p.stars_change,
+                "forks": p.forks,
+                "forks_change": p.forks_change,
+                "commits": list(p.commits) if p.commits is not None else None,
+                "sparkline": p.sparkline,
+                "fired": [dict(a) for a in p.fired],
+                "resolved": [dict(a) for a in p.resolved],
+                "firing": [dict(a) for a in p.firing],
+                "failures": p.failures,
+                "last_error": p.last_error,
+                "changed": p.changed,
+                "links": {"djangopackages": p.url, "repo": p.repo_url, "pypi": p.pypi_url},
+            }
+            for p in digest.packages
+        ],
+    }
+
+
+def render_text(digest: Digest) -> str:
+    return _environment(html=False).get_template("digest.txt.j2").render(_context(digest))
+
+
+def render_html(digest: Digest) -> str:
+    return _environment(html=True).get_template("digest.html.j2").render(_context(digest))
+
+
+@cache
+def _environment(*, html: bool) -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=html,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def _context(digest: Digest) -> dict[str, Any]:
+    return {
+        "subject": digest_subject(digest),
+        "period": _period_name(digest),
+        "since": _display(digest.since),
+        "until": _display(digest.until),
+        "totals": digest.totals,
+        "packages": [_package_context(p) for p in digest.packages],
+    }
+
+
+def _package_context(p: PackageDigest) -> dict[str, Any]:
+    severity = p.severity
+    if severity is not None:
+        status = f"{severity} firing"
+    elif p.failures:
+        status = "poll failures"
+    elif p.changed:
+        status = "changed"
+    else:
+        status = "quiet"
+    return {
+        "slug": p.slug,
+        "title": p.title,
+        "status": status,
+        "severity": str(severity) if severity else None,
+        "version": p.version or "no PyPI release",
+        "new_versions": p.new_versions,
+        "stars": _count(p.stars),
+        "stars_change": _signed(p.stars_change),
+        "forks": _count(p.forks),
+        "forks_change": _signed(p.forks_change),
+        "sparkline": p.sparkline or NO_COMMITS,
+        "commits_known": p.commits is not None,
+        "commits_total": sum(p.commits) if p.commits else 0,
+        "bars": _bars(p.commits),
+        "fired": [_alert_context(a) for a in p.fired],
+        "resolved": [_alert_context(a) for a in p.resolved],
+        "firing": [_alert_context(a) for a in p.firing],
+        "failures": p.failures,
+        "last_error": p.last_error,
+        "changed": p.changed,
+        "url": safe_url(p.url),
+        "repo_url": p.repo_url,
+        "pypi_url": p.pypi_url,
+    }
+
+
+def _alert_context(alert: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **alert,
+        "started_at": _display(_when(alert["started_at"])),
+        "resolved_at": _display(_when(alert["resolved_at"])) if alert.get("resolved_at") else None,
+    }
+
+
+def _bars(counts: list[int] | None) -> list[dict[str, Any]]:
+    """The HTML sparkline: one bar per week, height in pixels proportional to the count."""
+    if not counts:
+        return []
+    weeks = len(counts)
+    heights = _levels(counts, SPARK_HEIGHT_PX)
+    return [
+        {
+            "height": max(height, 1),
+            "active": count > 0,
+            "label": f"{_weeks_ago(weeks - index - 1)}: {_plural(count, 'commit')}",
+        }
+        for index, (count, height) in enumerate(zip(counts, heights, strict=True))
+    ]
+
+
+def _weeks_ago(weeks: int) -> str:
+    return "this week" if weeks == 0 else f"{_plural(weeks, 'week')} ago"
+
+
+def _period_name(digest: Digest) -> str:
+    span = digest.until - digest.since
+    if span == timedelta(days=7):
+        return "weekly digest"
+    if span == timedelta(days=1):
+        return "daily digest"
+    if span % timedelta(days=1) == timedelta(0):
+        return f"digest ({span.days}d)"
+    hours = span / timedelta(hours=1)
+    return f"digest ({hours:g}h)"
+
+
+def _display(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _count(value: int | None) -> str:
+    return "unknown" if value is None else f"{value:,}"
+
+
+def _signed(value: int | None) -> str:
+    if value is None:
+        return "change unknown"
+    if value == 0:
+        return "±0"
+    return f"{value:+,}".replace("-", "−")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
