@@ -1,0 +1,353 @@
+"""What every notifier is, and the one place that turns a transport outcome into retry or stop.
+
+A notifier renders a group of notices for its channel ONCE into a JSON-able payload (stored in
+the outbox, so every retry sends the same bytes) and later sends that payload. ``send`` raises
+:class:`~monitor.errors.RetryableError` or :class:`~monitor.errors.PermanentError`; the outbox
+decides what to do about it (STYLE 4). The mapping from HTTP statuses, SMTP reply codes, Slack
+error codes and network failures to those two errors lives here and nowhere else.
+
+Secrets (Slack tokens, webhook URLs, SMTP passwords, webhook secrets) never appear in an error
+message, a ``repr`` or a log line: errors are built from the channel name and what happened,
+then passed through :meth:`Notifier.redact` as a second line of defence.
+
+This module imports no aiohttp, slack-sdk or jinja2 (``monitor --help`` must stay fast).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from monitor.alerts import Notice, Status
+from monitor.errors import DeliveryError, PermanentError, RetryableError
+
+# Retry-After is honoured up to this many seconds (SPEC §7: "up to 5 min").
+MAX_RETRY_AFTER = 300.0
+
+# Slack `ok: false` error codes worth another try (SPEC §7); every other one is permanent.
+RETRYABLE_SLACK_ERRORS = frozenset(
+    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable"}
+)
+
+# Keys every notifier table may carry; the pipeline (not the notifier) uses them.
+COMMON_KEYS = frozenset({"type", "min_severity", "digest", "timeout"})
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_EXCERPT = 200
+
+
+class SettingError(ValueError):
+    """A notifier setting is missing or wrong; ``key`` names it (config.py adds file:line)."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(message)
+
+
+class Notifier:
+    """Base class: one configured channel (``name``) of one notifier ``type``.
+
+    ``settings`` is the channel's config table with ``${VAR}`` already expanded. Subclasses
+    validate it in ``__init__`` (raising :class:`SettingError`, a ``ValueError`` naming the
+    key) and list their own keys in ``KEYS``.
+    """
+
+    type: ClassVar[str]
+    KEYS: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, name: str, settings: Mapping[str, Any], *, timeout: float = 30.0):
+        self.name = name
+        self.timeout = float(timeout)
+        unknown = sorted(set(settings) - self.KEYS - COMMON_KEYS)
+        if unknown:
+            raise SettingError(
+                unknown[0],
+                f"{name}: unknown key {unknown[0]!r} for a {self.type} notifier "
+                f"(expected: {', '.join(sorted(self.KEYS))})",
+            )
+        self._secret_values: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # -- rendering: the fixed body of one group -------------------------------------------
+
+    def render_alerts(
+        self, notices: list[Notice], *, group_id: str, created_at: datetime
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def render_digest(
+        self,
+        *,
+        subject: str,
+        text: str,
+        html: str,
+        data: dict[str, Any],
+        group_id: str,
+        created_at: datetime,
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def render_test(self, *, group_id: str, created_at: datetime) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def send(self, payload: dict[str, Any], *, group_id: str) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+    # -- secrets ------------------------------------------------------------------------
+
+    def _add_secret(self, value: str | None) -> None:
+        """Remember a secret so :meth:`redact` can cut it out of any text."""
+        if not value:
+            return
+        candidates = [value]
+        parts = urlsplit(value) if "://" in value else None
+        if parts is not None and len(parts.path) > 1:
+            # A webhook URL's secret is its path (and query): cut those out on their own too.
+            candidates.append(parts.path + (f"?{parts.query}" if parts.query else ""))
+        for candidate in candidates:
+            if len(candidate) >= 4 and candidate not in self._secret_values:
+                self._secret_values.append(candidate)
+        self._secret_values.sort(key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secret_values:
+            text = text.replace(secret, "***")
+        return text
+
+    def _redacted(self, error: DeliveryError) -> DeliveryError:
+        """The same error with every known secret cut out of its message."""
+        message = self.redact(str(error))
+        if isinstance(error, RetryableError):
+            return RetryableError(message, retry_after=error.retry_after)
+        return type(error)(message)
+
+
+# -- the one mapping from transport outcomes to retry or stop ----------------------------
+
+
+def http_error(
+    status: int,
+    headers: Mapping[str, str] | None = None,
+    body_excerpt: str = "",
+    *,
+    channel: str,
+    service: str,
+    now: datetime | None = None,
+) -> RetryableError | PermanentError | None:
+    """Classify an HTTP answer: ``None`` for 2xx, else the error to raise.
+
+    5xx, 429 and 408 are worth retrying (429/503 honour ``Retry-After``, capped at 5 min);
+    any other status is permanent.
+    """
+    if 200 <= status < 300:
+        return None
+    message = f"{channel}: HTTP {status} from {service}"
+    detail = excerpt(body_excerpt)
+    if detail:
+        message += f": {detail}"
+    if status in (408, 429) or status >= 500:
+        retry_after = None
+        if status in (429, 503):
+            retry_after = parse_retry_after(header(headers, "Retry-After"), now=now)
+        return RetryableError(message, retry_after=retry_after)
+    return PermanentError(message)
+
+
+def slack_error(
+    code: str | None,
+    *,
+    status: int | None,
+    headers: Mapping[str, str] | None = None,
+    channel: str,
+    now: datetime | None = None,
+) -> RetryableError | PermanentError:
+    """Classify a Slack Web API failure (``ok: false`` with ``error`` = ``code``)."""
+    if code in RETRYABLE_SLACK_ERRORS:
+        retry_after = parse_retry_after(header(headers, "Retry-After"), now=now)
+        return RetryableError(f"{channel}: Slack answered {code}", retry_after=retry_after)
+    if status is not None and (not code or status in (408, 429) or status >= 500):
+        error = http_error(status, headers, code or "", channel=channel, service="Slack", now=now)
+        if error is not None:
+            return error
+    if code:
+        return PermanentError(f"{channel}: Slack answered {code}")
+    return PermanentError(f"{channel}: unexpected answer from Slack (HTTP {status})")
+
+
+def smtp_error(code: int | None, message: str, *, channel: str) -> RetryableError | PermanentError:
+    """SMTP 4xx is worth retrying, 5xx is not; a reply without a code is a broken connection."""
+    text = f"{channel}: SMTP {code} from the mail server" if code else f"{channel}: SMTP error"
+    detail = excerpt(message)
+    if detail:
+        text += f": {detail}"
+    if code is not None and 500 <= code < 600:
+        return PermanentError(text)
+    return RetryableError(text)
+
+
+def connection_error(exc: BaseException, *, channel: str, service: str) -> RetryableError:
+    """A timeout, refused or reset connection, DNS or TLS failure: always worth retrying.
+
+    The message names only the kind of failure, never the exception text (which may hold the
+    URL, and a webhook URL is a secret).
+    """
+    return RetryableError(f"{channel}: cannot reach {service}: {describe_network_error(exc)}")
+
+
+def describe_network_error(exc: BaseException) -> str:
+    """What went wrong on the wire, in a few words (never the exception's own text)."""
+    import ssl
+
+    if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+        return "timed out"
+    os_error = getattr(exc, "os_error", None)  # aiohttp's ClientConnectorError wraps one
+    error = os_error if isinstance(os_error, OSError) else exc
+    if isinstance(error, ssl.SSLError) or "SSL" in type(exc).__name__:
+        return "TLS handshake failed"
+    if isinstance(error, socket.gaierror):
+        return "cannot resolve the host name"
+    if isinstance(error, OSError) and error.errno and error.errno > 0:
+        return os.strerror(error.errno).lower()
+    if isinstance(error, ConnectionError) or "Disconnect" in type(exc).__name__:
+        return "connection lost"
+    return type(exc).__name__
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds (a number or an HTTP-date), between 0 and 5 min."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """Case-insensitive header lookup on any mapping."""
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, item in headers.items():
+        if key.lower() == lowered:
+            return item
+    return None
+
+
+def excerpt(text: str | bytes | None, limit: int = _EXCERPT) -> str:
+    """One clean line of at most ``limit`` characters."""
+    if not text:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    line = " ".join(_CONTROL.sub(" ", text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# -- small helpers the notifiers share -----------------------------------------------------
+
+
+def one_line(text: str | None) -> str:
+    """Upstream text on one line, without control characters (terminal escapes, CR/LF)."""
+    return " ".join(_CONTROL.sub(" ", text or "").split())
+
+
+def safe_url(url: Any) -> str | None:
+    """An ``http(s)`` URL to link to, or ``None`` (no ``javascript:`` from upstream data)."""
+    if not isinstance(url, str):
+        return None
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    if _CONTROL.search(url) or " " in url:
+        return None
+    return url
+
+
+def check_http_url(name: str, key: str, value: Any) -> str:
+    """Validate a URL setting without ever echoing it (it may carry a secret)."""
+    if not isinstance(value, str) or not value.strip():
+        raise SettingError(key, f"{name}: {key!r} must be a non-empty string")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingError(key, f"{name}: {key!r} must be an http:// or https:// URL")
+    return value.strip()
+
+
+def status_word(notice: Notice) -> str:
+    """``FIRING``, ``FIRING (repeat)`` or ``RESOLVED``."""
+    if notice.status == Status.RESOLVED:
+        return "RESOLVED"
+    return "FIRING (repeat)" if notice.repeat else "FIRING"
+
+
+def format_value(value: Any, limit: int = 80) -> str:
+    """A change's old or new value for humans; ``None`` (unknown) shows as ``unknown``."""
+    if value is None:
+        text = "unknown"
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, list | tuple):
+        text = ", ".join(str(item) for item in value) if value else "(none)"
+    else:
+        text = str(value)
+    text = one_line(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_change(change: Mapping[str, Any], limit: int = 80) -> str:
+    """``field: old → new``, or for lists ``field: +added −removed`` when the diff says so."""
+    field = str(change.get("field", "?"))
+    added, removed = change.get("added"), change.get("removed")
+    if added or removed:
+        parts = []
+        if added:
+            parts.append("+" + format_value(list(added), limit))
+        if removed:
+            parts.append("−" + format_value(list(removed), limit))
+        return f"{field}: {' '.join(parts)}"
+    old, new = format_value(change.get("old"), limit), format_value(change.get("new"), limit)
+    return f"{field}: {old} → {new}"
+
+
+def utc_z(value: datetime) -> str:
+    """An aware datetime as ``2026-11-22T10:00:00Z`` (naive values are taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def package_names(notices: list[Notice]) -> list[str]:
+    """The distinct packages of a group, in order."""
+    return list(dict.fromkeys(one_line(n.package) for n in notices))
+
+
+def count_alerts(count: int) -> str:
+    return f"{count} alert" if count == 1 else f"{count} alerts"

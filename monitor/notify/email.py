@@ -1,0 +1,302 @@
+"""The email notifier (aiosmtplib): multipart/alternative text + HTML rendered with jinja2.
+
+The rendered payload holds the whole message (subject, text, HTML, from, to, Message-ID, Date),
+so every retry sends the same message; the Message-ID is derived from the group id, which lets
+mail clients fold an at-least-once duplicate into one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monitor.alerts import Notice, Status
+from monitor.errors import DeliveryError, PermanentError, RetryableError
+from monitor.notify.base import (
+    Notifier,
+    SettingError,
+    connection_error,
+    count_alerts,
+    describe_network_error,
+    excerpt,
+    format_change,
+    one_line,
+    package_names,
+    safe_url,
+    smtp_error,
+    status_word,
+    utc_z,
+)
+
+if TYPE_CHECKING:
+    import jinja2
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+SUBJECT_PACKAGES = 2
+_MSGID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@cache
+def environment() -> jinja2.Environment:
+    """jinja2 over ``monitor/templates``; ``*.html.j2`` (and ``*.html``) are autoescaped."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "html.j2", "htm"),
+            default_for_string=True,
+            default=False,
+        ),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def alerts_subject(notices: list[Notice]) -> str:
+    """``[monitor] 3 alerts: django-otp, django-mfa +1 more``"""
+    packages = package_names(notices)
+    shown = ", ".join(packages[:SUBJECT_PACKAGES])
+    more = len(packages) - SUBJECT_PACKAGES
+    subject = f"[monitor] {count_alerts(len(notices))}: {shown}"
+    if more > 0:
+        subject += f" +{more} more"
+    return subject
+
+
+def notice_context(notice: Notice) -> dict[str, Any]:
+    """What the templates see of one notice (already one-line; links only if http(s))."""
+    return {
+        "severity": str(notice.severity),
+        "status": str(notice.status),
+        "status_word": status_word(notice),
+        "resolved": notice.status == Status.RESOLVED,
+        "repeat": notice.repeat,
+        "rule": one_line(notice.rule),
+        "description": one_line(notice.description),
+        "package": one_line(notice.package),
+        "title": one_line(notice.title) or one_line(notice.package),
+        "summary": one_line(notice.summary),
+        "started_at": utc_z(notice.started_at),
+        "resolved_at": utc_z(notice.resolved_at) if notice.resolved_at else None,
+        "changes": [format_change(change, limit=200) for change in notice.changes],
+        "labels": {one_line(k): one_line(v) for k, v in notice.labels.items()},
+        "djangopackages_url": safe_url(notice.links.get("djangopackages")),
+        "repo_url": safe_url(notice.links.get("repo")),
+        "pypi_url": safe_url(notice.links.get("pypi")),
+    }
+
+
+def message_id(group_id: str, sender: str) -> str:
+    domain = sender.rpartition("@")[2].strip(" >") or "monitor.invalid"
+    domain = _MSGID_UNSAFE.sub("-", domain) or "monitor.invalid"
+    return f"<monitor.{_MSGID_UNSAFE.sub('-', group_id)}@{domain}>"
+
+
+def build_message(payload: Mapping[str, Any], *, group_id: str) -> EmailMessage:
+    """The ``EmailMessage`` of a rendered payload: multipart/alternative text + HTML."""
+    message = EmailMessage()
+    message["Subject"] = one_line(payload["subject"])
+    message["From"] = payload["from"]
+    message["To"] = ", ".join(payload["to"])
+    message["Message-ID"] = payload.get("message_id") or message_id(group_id, payload["from"])
+    if payload.get("date"):
+        message["Date"] = format_datetime(datetime.fromisoformat(payload["date"]))
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(payload["text"])
+    if payload.get("html"):
+        message.add_alternative(payload["html"], subtype="html")
+    return message
+
+
+class EmailNotifier(Notifier):
+    """Settings: ``host``, ``port`` (default by ``security``: 587 starttls, 465 tls, 25 none),
+    ``security`` (``starttls`` | ``tls`` | ``none``; default ``starttls``), ``username``,
+    ``password``, ``from``, ``to`` (a list, or one address).
+
+    Payload: ``{"subject", "text", "html", "from", "to": [...], "message_id", "date"}``.
+    Extra constructor options: ``tls_context`` (an ``ssl.SSLContext``, e.g. to trust a private
+    CA) and ``local_hostname`` (the EHLO name; default the machine's FQDN).
+    """
+
+    type = "email"
+    KEYS = frozenset({"host", "port", "security", "username", "password", "from", "to"})
+
+    def __init__(
+        self,
+        name: str,
+        settings: Mapping[str, Any],
+        *,
+        timeout: float = 30.0,
+        tls_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+    ):
+        super().__init__(name, settings, timeout=timeout)
+        for key in ("host", "from", "to"):
+            if not settings.get(key):
+                raise SettingError(key, f"{name}: missing required key {key!r}")
+        self.host = _string(name, settings, "host")
+        self.security = settings.get("security", "starttls")
+        if self.security not in SECURITY_PORTS:
+            raise SettingError("security", f"{name}: 'security' must be one of starttls, tls, none")
+        port = settings.get("port", SECURITY_PORTS[self.security])
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise SettingError("port", f"{name}: 'port' must be a port number")
+        self.port = port
+        self.username = _string(name, settings, "username") if settings.get("username") else None
+        password = settings.get("password") or None
+        if password is not None and not isinstance(password, str):
+            raise SettingError("password", f"{name}: 'password' must be a string")
+        if password and not self.username:
+            raise SettingError("username", f"{name}: 'password' needs 'username'")
+        if self.username and not password:
+            raise SettingError("password", f"{name}: 'username' needs 'password'")
+        self._password = password
+        self._add_secret(password)
+        self.sender = _string(name, settings, "from")
+        to = settings["to"]
+        recipients = [to] if isinstance(to, str) else to
+        if not isinstance(recipients, list) or not all(
+            isinstance(r, str) and r.strip() and r.strip() == one_line(r) for r in recipients
+        ):
+            raise SettingError("to", f"{name}: 'to' must be an address or a list of addresses")
+        self.recipients = [r.strip() for r in recipients]
+        self._tls_context = tls_context
+        self._local_hostname = local_hostname
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def _payload(
+        self, *, subject: str, text: str, html: str, group_id: str, created_at: datetime
+    ) -> dict[str, Any]:
+        if created_at.tzinfo is None:
+            created_at = created_at.replace(tzinfo=UTC)
+        return {
+            "subject": one_line(subject),
+            "text": text,
+            "html": html,
+            "from": self.sender,
+            "to": list(self.recipients),
+            "message_id": message_id(group_id, self.sender),
+            "date": created_at.isoformat(),
+        }
+
+    def render_alerts(
+        self, notices: list[Notice], *, group_id: str, created_at: datetime
+    ) -> dict[str, Any]:
+        env = environment()
+        subject = alerts_subject(notices)
+        context: dict[str, Any] = {
+            "subject": subject,
+            "count": len(notices),
+            "headline": count_alerts(len(notices)),
+            "notices": [notice_context(notice) for notice in notices],
+            "created_at": utc_z(created_at),
+            "channel": self.name,
+        }
+        return self._payload(
+            subject=subject,
+            text=env.get_template("email_alerts.txt.j2").render(context),
+            html=env.get_template("email_alerts.html.j2").render(context),
+            group_id=group_id,
+            created_at=created_at,
+        )
+
+    def render_digest(
+        self,
+        *,
+        subject: str,
+        text: str,
+        html: str,
+        data: dict[str, Any],
+        group_id: str,
+        created_at: datetime,
+    ) -> dict[str, Any]:
+        return self._payload(
+            subject=subject, text=text, html=html, group_id=group_id, created_at=created_at
+        )
+
+    def render_test(self, *, group_id: str, created_at: datetime) -> dict[str, Any]:
+        env = environment()
+        context = {"channel": self.name, "created_at": utc_z(created_at)}
+        return self._payload(
+            subject="[monitor] test notification",
+            text=env.get_template("email_test.txt.j2").render(context),
+            html=env.get_template("email_test.html.j2").render(context),
+            group_id=group_id,
+            created_at=created_at,
+        )
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def send(self, payload: dict[str, Any], *, group_id: str) -> None:
+        try:
+            await self._send(build_message(payload, group_id=group_id), payload)
+        except DeliveryError as error:
+            raise self._redacted(error) from None
+
+    async def _send(self, message: EmailMessage, payload: Mapping[str, Any]) -> None:
+        import aiosmtplib
+
+        try:
+            errors, _ = await aiosmtplib.send(
+                message,
+                sender=payload["from"],
+                recipients=list(payload["to"]),
+                hostname=self.host,
+                port=self.port,
+                username=self.username,
+                password=self._password,
+                use_tls=self.security == "tls",
+                start_tls=self.security == "starttls",
+                tls_context=self._tls_context,
+                local_hostname=self._local_hostname,
+                timeout=self.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            # Every recipient refused: retry only if each refusal was temporary.
+            codes = [r.code for r in exc.recipients]
+            worst = max(codes) if codes else None
+            refused = exc.recipients[0] if exc.recipients else None
+            raise smtp_error(worst, refused.message if refused else "", channel=self.name) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise smtp_error(exc.code, exc.message, channel=self.name) from None
+        except (
+            aiosmtplib.SMTPConnectError,
+            aiosmtplib.SMTPTimeoutError,
+            aiosmtplib.SMTPServerDisconnected,
+        ) as exc:
+            cause = exc.__cause__
+            what = describe_network_error(cause) if cause is not None else excerpt(exc.message)
+            raise RetryableError(
+                f"{self.name}: cannot reach the mail server {self.host}:{self.port}: {what}"
+            ) from None
+        except aiosmtplib.SMTPException as exc:
+            # The session cannot work as configured (no STARTTLS, no AUTH, no SMTPUTF8).
+            raise PermanentError(f"{self.name}: {excerpt(exc.message)}") from None
+        except (TimeoutError, OSError) as exc:
+            raise connection_error(exc, channel=self.name, service="the mail server") from None
+        if errors:
+            # Some recipients took it and some did not: it was delivered, and a retry would
+            # send a duplicate to the others, so it is not retried.
+            log.warning("%s: the mail server refused %s", self.name, ", ".join(sorted(errors)))
+
+
+def _string(name: str, settings: Mapping[str, Any], key: str) -> str:
+    value = settings.get(key)
+    if not isinstance(value, str) or not value.strip() or value.strip() != one_line(value):
+        raise SettingError(key, f"{name}: {key!r} must be a non-empty string on one line")
+    return value.strip()

@@ -1,0 +1,385 @@
+"""The Slack notifier (slack-sdk, async): an incoming-webhook URL, or a bot token + channel.
+
+A group becomes one message: Block Kit ``blocks`` plus a plain ``text`` fallback. Upstream text
+is escaped for mrkdwn (``&``, ``<``, ``>``), so a package titled ``<!channel>`` can never ping
+anyone; ``link_names`` is never set. At most 50 blocks; the rest is summarised as "+N more".
+Messages to one Slack channel are paced to about one a second (Slack's posting limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from monitor import USER_AGENT
+from monitor.alerts import Notice, Severity, Status
+from monitor.errors import DeliveryError, PermanentError, RetryableError
+from monitor.notify.base import (
+    Notifier,
+    SettingError,
+    check_http_url,
+    connection_error,
+    count_alerts,
+    excerpt,
+    format_change,
+    http_error,
+    one_line,
+    safe_url,
+    slack_error,
+    status_word,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+DEFAULT_API_URL = "https://slack.com/api/"
+MAX_BLOCKS = 50
+MAX_CHANGES = 10
+MAX_TEXT_LINES = 20
+SECTION_LIMIT = 3000
+HEADER_LIMIT = 150
+
+_EMOJI = {
+    Severity.CRITICAL: ":red_circle:",
+    Severity.WARNING: ":warning:",
+    Severity.INFO: ":information_source:",
+}
+_RESOLVED_EMOJI = ":white_check_mark:"
+
+
+def escape(text: Any) -> str:
+    """Escape text for Slack mrkdwn: ``&`` ``<`` ``>`` (so ``<!channel>`` stays text)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: Any, label: str) -> str:
+    """``<url|label>`` for an http(s) URL, else just the escaped label."""
+    target = safe_url(url)
+    if target is None:
+        return escape(label)
+    return f"<{escape(target).replace('|', '%7C')}|{escape(label)}>"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _quiet_logger() -> logging.Logger:
+    # slack-sdk logs request URLs at debug level, and an incoming-webhook URL is a secret:
+    # give it a logger of its own that is never enabled (and is not registered globally).
+    return logging.Logger("monitor.notify.slack.sdk", level=logging.CRITICAL + 1)
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
+    """Two blocks per notice: what happened (section) and where to look (context)."""
+    resolved = notice.status == Status.RESOLVED
+    emoji = _RESOLVED_EMOJI if resolved else _EMOJI.get(notice.severity, ":bell:")
+    title = _clip(one_line(notice.title) or one_line(notice.package), 150)
+    lines = [
+        f"{emoji} *{escape(str(notice.severity).upper())}* · {status_word(notice)} · "
+        f"*{link(notice.links.get('djangopackages'), title)}*"
+    ]
+    description = _clip(one_line(notice.description), 300)
+    if description:
+        lines.append(escape(description))
+    summary = _clip(one_line(notice.summary), 500)
+    if summary and summary not in (description, title):
+        lines.append(f">{escape(summary)}")
+    for change in notice.changes[:MAX_CHANGES]:
+        lines.append(f"• {escape(_clip(format_change(change), 200))}")
+    if len(notice.changes) > MAX_CHANGES:
+        lines.append(f"• +{len(notice.changes) - MAX_CHANGES} more changes")
+    context = [f"rule `{escape(_clip(one_line(notice.rule), 100))}`"]
+    if safe_url(notice.links.get("repo")):
+        context.append(link(notice.links["repo"], "Repository"))
+    if safe_url(notice.links.get("pypi")):
+        context.append(link(notice.links["pypi"], "PyPI"))
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]},
+    ]
+
+
+def header_block(text: str) -> dict[str, Any]:
+    # plain_text is never parsed for mentions or links.
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": _clip(one_line(text), HEADER_LIMIT), "emoji": True},
+    }
+
+
+def more_block(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def alerts_headline(notices: list[Notice]) -> str:
+    firing = sum(1 for n in notices if n.status == Status.FIRING)
+    resolved = len(notices) - firing
+    parts = [f"{firing} firing"] if firing else []
+    if resolved:
+        parts.append(f"{resolved} resolved")
+    detail = f" ({', '.join(parts)})" if parts else ""
+    return f"monitor: {count_alerts(len(notices))}{detail}"
+
+
+def render_alert_blocks(notices: list[Notice]) -> list[dict[str, Any]]:
+    """A header, two blocks per notice, and a "+N more" block when 50 would be exceeded."""
+    blocks = [header_block(alerts_headline(notices))]
+    per_notice = [notice_blocks(notice) for notice in notices]
+    if 1 + sum(len(b) for b in per_notice) <= MAX_BLOCKS:
+        for group in per_notice:
+            blocks.extend(group)
+        return blocks
+    shown = 0
+    for group in per_notice:
+        if len(blocks) + len(group) > MAX_BLOCKS - 1:  # keep room for the "+N more" block
+            break
+        blocks.extend(group)
+        shown += 1
+    rest = notices[shown:]
+    packages = list(dict.fromkeys(one_line(n.package) for n in rest))
+    names = ", ".join(escape(p) for p in packages[:10]) + (" …" if len(packages) > 10 else "")
+    blocks.append(more_block(f"*+{len(rest)} more* ({names})"))
+    return blocks
+
+
+def alerts_text(notices: list[Notice]) -> str:
+    """The plain fallback: a headline and one escaped line per notice (at most 20)."""
+    lines = [escape(alerts_headline(notices))]
+    for notice in notices[:MAX_TEXT_LINES]:
+        summary = one_line(notice.summary) or one_line(notice.description)
+        lines.append(
+            escape(
+                f"[{notice.severity}] {status_word(notice)} {one_line(notice.package)}: "
+                f"{_clip(summary, 300)}"
+            )
+        )
+    if len(notices) > MAX_TEXT_LINES:
+        lines.append(f"+{len(notices) - MAX_TEXT_LINES} more")
+    return "\n".join(lines)
+
+
+def text_blocks(text: str, *, room: int) -> list[dict[str, Any]]:
+    """Preformatted sections of at most ~3000 characters each, at most ``room`` blocks."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    limit = SECTION_LIMIT - 100
+    for raw in text.rstrip("\n").splitlines() or [""]:
+        line = escape(_clip(raw.replace("```", "'''"), 500))
+        if current and size + len(line) + 1 > limit:
+            chunks.append("\n".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line) + 1
+    if current:
+        chunks.append("\n".join(current))
+    blocks = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"```{chunk}```"}}
+        for chunk in chunks
+    ]
+    if len(blocks) > room:
+        hidden = len(blocks) - (room - 1)
+        blocks = [*blocks[: room - 1], more_block(f"*+{hidden} more sections*")]
+    return blocks
+
+
+class SlackNotifier(Notifier):
+    """Settings: ``webhook_url``, or ``token`` + ``channel``; ``api_url`` for the Web API.
+
+    Payload: ``{"text": str, "blocks": [...], "unfurl_links": false, "unfurl_media": false}``
+    (the channel of token mode comes from the settings at send time).
+    Extra constructor options: ``session`` (an ``aiohttp.ClientSession`` to use and not close;
+    its own timeout then applies), ``sleep`` and ``clock`` (pacing; default ``asyncio.sleep``
+    and ``time.monotonic``), ``min_interval`` (seconds between messages to one Slack channel,
+    default 1.0).
+    """
+
+    type = "slack"
+    KEYS = frozenset({"webhook_url", "token", "channel", "api_url"})
+
+    def __init__(
+        self,
+        name: str,
+        settings: Mapping[str, Any],
+        *,
+        timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        min_interval: float = 1.0,
+    ):
+        super().__init__(name, settings, timeout=timeout)
+        webhook_url, token = settings.get("webhook_url"), settings.get("token")
+        channel = settings.get("channel")
+        if webhook_url and token:
+            raise SettingError("token", f"{name}: set either 'webhook_url' or 'token', not both")
+        self._webhook_url: str | None = None
+        self._token: str | None = None
+        self._channel: str | None = None
+        if webhook_url:
+            self._webhook_url = check_http_url(name, "webhook_url", webhook_url)
+            self._add_secret(self._webhook_url)
+            if channel:
+                raise SettingError(
+                    "channel", f"{name}: 'channel' needs 'token' (a webhook posts to its own)"
+                )
+        elif token:
+            if not isinstance(token, str):
+                raise SettingError("token", f"{name}: 'token' must be a string")
+            self._token = token.strip()
+            self._add_secret(self._token)
+            if not channel or not isinstance(channel, str):
+                raise SettingError("channel", f"{name}: 'token' needs 'channel' (e.g. \"#deps\")")
+            self._channel = channel
+        else:
+            raise SettingError(
+                "webhook_url", f"{name}: set 'webhook_url', or 'token' and 'channel'"
+            )
+        api_url = settings.get("api_url") or DEFAULT_API_URL
+        self._api_url = check_http_url(name, "api_url", api_url)
+        if not self._api_url.endswith("/"):
+            self._api_url += "/"
+        self._session = session
+        self._own_session: aiohttp.ClientSession | None = None
+        self._sleep = sleep
+        self._clock = clock
+        self._min_interval = min_interval
+        self._last_send: dict[str, float] = {}
+
+    # -- rendering ----------------------------------------------------------------------
+
+    @staticmethod
+    def _message(text: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"text": text, "blocks": blocks, "unfurl_links": False, "unfurl_media": False}
+
+    def render_alerts(
+        self, notices: list[Notice], *, group_id: str, created_at: datetime
+    ) -> dict[str, Any]:
+        return self._message(alerts_text(notices), render_alert_blocks(notices))
+
+    def render_digest(
+        self,
+        *,
+        subject: str,
+        text: str,
+        html: str,
+        data: dict[str, Any],
+        group_id: str,
+        created_at: datetime,
+    ) -> dict[str, Any]:
+        blocks = [header_block(subject), *text_blocks(text, room=MAX_BLOCKS - 1)]
+        return self._message(escape(one_line(subject)), blocks)
+
+    def render_test(self, *, group_id: str, created_at: datetime) -> dict[str, Any]:
+        line = f"This is a test from monitor: channel `{escape(self.name)}` can receive alerts."
+        blocks = [
+            header_block("monitor: test notification"),
+            {"type": "section", "text": {"type": "mrkdwn", "text": line}},
+        ]
+        return self._message(f"monitor: test notification for {escape(self.name)}", blocks)
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def send(self, payload: dict[str, Any], *, group_id: str) -> None:
+        await self._pace(self._channel or "webhook")
+        try:
+            if self._webhook_url is not None:
+                await self._send_webhook(payload)
+            else:
+                await self._send_api(payload)
+        except DeliveryError as error:
+            raise self._redacted(error) from None
+
+    async def _pace(self, key: str) -> None:
+        """About one message a second per Slack channel; the slot is taken before waiting."""
+        now = self._clock()
+        slot = max(now, self._last_send.get(key, -math.inf) + self._min_interval)
+        self._last_send[key] = slot
+        if slot > now:
+            await self._sleep(slot - now)
+
+    async def _send_webhook(self, payload: dict[str, Any]) -> None:
+        import aiohttp
+        from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+        assert self._webhook_url is not None
+        client = AsyncWebhookClient(
+            self._webhook_url,
+            timeout=self.timeout,  # type: ignore[arg-type]
+            session=self._get_session(),
+            user_agent_prefix=USER_AGENT,
+            logger=_quiet_logger(),
+            retry_handlers=[],
+        )
+        try:
+            response = await client.send_dict(dict(payload))
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise connection_error(exc, channel=self.name, service="Slack") from None
+        error = http_error(
+            response.status_code,
+            response.headers,
+            excerpt(response.body),
+            channel=self.name,
+            service="Slack",
+        )
+        if error is not None:
+            raise error
+
+    async def _send_api(self, payload: dict[str, Any]) -> None:
+        import aiohttp
+        from slack_sdk.errors import SlackApiError, SlackClientError
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        client = AsyncWebClient(
+            token=self._token,
+            base_url=self._api_url,
+            timeout=self.timeout,  # type: ignore[arg-type]
+            session=self._get_session(),
+            user_agent_prefix=USER_AGENT,
+            logger=_quiet_logger(),
+            retry_handlers=[],
+        )
+        try:
+            await client.chat_postMessage(channel=self._channel or "", **payload)
+        except SlackApiError as exc:
+            response = exc.response
+            status = getattr(response, "status_code", None) or getattr(response, "status", None)
+            data = getattr(response, "data", None)
+            code = data.get("error") if isinstance(data, dict) else None
+            headers = getattr(response, "headers", None)
+            raise slack_error(code, status=status, headers=headers, channel=self.name) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise connection_error(exc, channel=self.name, service="Slack") from None
+        except SlackClientError as exc:
+            raise PermanentError(
+                f"{self.name}: Slack client error ({type(exc).__name__})"
+            ) from None
+        except (AttributeError, TypeError, ValueError):
+            # slack-sdk trips over a 200 whose body is not a JSON object (a proxy's page, a
+            # wrong api_url): not Slack's answer, so worth another try later.
+            raise RetryableError(f"{self.name}: unexpected answer from Slack (not JSON)") from None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._session is not None:
+            return self._session
+        if self._own_session is None or self._own_session.closed:
+            self._own_session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout)
+            )
+        return self._own_session
+
+    async def aclose(self) -> None:
+        if self._own_session is not None and not self._own_session.closed:
+            await self._own_session.close()
+        self._own_session = None

@@ -1,0 +1,191 @@
+"""The webhook notifier: ``POST`` JSON (SPEC §7), signed per Standard Webhooks when a secret is set.
+
+The body is fixed when the group is rendered (``payload["body"]``, a JSON string), so every
+retry sends the same bytes with the same ``webhook-id`` (the group id); only
+``webhook-timestamp`` and so ``webhook-signature`` belong to the attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from monitor import USER_AGENT
+from monitor.alerts import Notice
+from monitor.errors import DeliveryError, PermanentError
+from monitor.notify.base import (
+    Notifier,
+    SettingError,
+    check_http_url,
+    connection_error,
+    excerpt,
+    http_error,
+    utc_z,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+SECRET_PREFIX = "whsec_"
+
+
+def envelope(event_type: str, created_at: datetime, data: dict[str, Any]) -> str:
+    """The JSON body: ``{"type", "timestamp", "data"}``."""
+    return json.dumps(
+        {"type": event_type, "timestamp": utc_z(created_at), "data": data},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def decode_secret(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret (the prefix is optional)."""
+    raw = secret.strip()
+    if raw.startswith(SECRET_PREFIX):
+        raw = raw[len(SECRET_PREFIX) :]
+    key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    if not key:
+        raise ValueError("empty secret")
+    return key
+
+
+def sign(key: bytes, msg_id: str, timestamp: int, body: str) -> str:
+    """``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``."""
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+class WebhookNotifier(Notifier):
+    """Settings: ``url`` (required), ``secret`` (optional, ``whsec_<base64>``).
+
+    Payload: ``{"body": "<the JSON document as a string>"}``.
+    Extra constructor options: ``session`` (an ``aiohttp.ClientSession`` to use and not
+    close) and ``wall_clock`` (Unix seconds for ``webhook-timestamp``; default ``time.time``).
+    """
+
+    type = "webhook"
+    KEYS = frozenset({"url", "secret"})
+
+    def __init__(
+        self,
+        name: str,
+        settings: Mapping[str, Any],
+        *,
+        timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ):
+        super().__init__(name, settings, timeout=timeout)
+        if "url" not in settings:
+            raise SettingError("url", f"{name}: missing required key 'url'")
+        self._url = check_http_url(name, "url", settings["url"])
+        self._add_secret(self._url)
+        self._key: bytes | None = None
+        secret = settings.get("secret")
+        if secret is not None and secret != "":
+            if not isinstance(secret, str):
+                raise SettingError("secret", f"{name}: 'secret' must be a string")
+            self._add_secret(secret)
+            try:
+                self._key = decode_secret(secret)
+            except (binascii.Error, ValueError):
+                raise SettingError(
+                    "secret", f"{name}: 'secret' must be 'whsec_' followed by base64"
+                ) from None
+        self._session = session
+        self._own_session: aiohttp.ClientSession | None = None
+        self._wall_clock = wall_clock
+
+    @property
+    def signed(self) -> bool:
+        return self._key is not None
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def render_alerts(
+        self, notices: list[Notice], *, group_id: str, created_at: datetime
+    ) -> dict[str, Any]:
+        data = {"alerts": [notice.to_json_dict() for notice in notices]}
+        return {"body": envelope("package.alerts", created_at, data)}
+
+    def render_digest(
+        self,
+        *,
+        subject: str,
+        text: str,
+        html: str,
+        data: dict[str, Any],
+        group_id: str,
+        created_at: datetime,
+    ) -> dict[str, Any]:
+        return {"body": envelope("package.digest", created_at, data)}
+
+    def render_test(self, *, group_id: str, created_at: datetime) -> dict[str, Any]:
+        data = {"channel": self.name, "message": "monitor can reach this channel"}
+        return {"body": envelope("package.test", created_at, data)}
+
+    # -- sending ------------------------------------------------------------------------
+
+    def headers(self, body: str, *, group_id: str) -> dict[str, str]:
+        """The request headers of one attempt (signed when a secret is set)."""
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        if self._key is not None:
+            timestamp = int(self._wall_clock())
+            headers["webhook-id"] = group_id
+            headers["webhook-timestamp"] = str(timestamp)
+            headers["webhook-signature"] = sign(self._key, group_id, timestamp, body)
+        return headers
+
+    async def send(self, payload: dict[str, Any], *, group_id: str) -> None:
+        try:
+            await self._post(payload["body"], group_id=group_id)
+        except DeliveryError as error:
+            raise self._redacted(error) from None
+
+    async def _post(self, body: str, *, group_id: str) -> None:
+        import aiohttp
+
+        session = self._get_session()
+        try:
+            async with session.post(
+                self._url,
+                data=body.encode("utf-8"),
+                headers=self.headers(body, group_id=group_id),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as response:
+                text = ""
+                if not 200 <= response.status < 300:
+                    text = excerpt(await response.content.read(1024))
+                error = http_error(
+                    response.status, response.headers, text, channel=self.name, service="webhook"
+                )
+        except aiohttp.InvalidURL:
+            raise PermanentError(f"{self.name}: the webhook URL is not valid") from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise connection_error(exc, channel=self.name, service="webhook") from None
+        if error is not None:
+            raise error
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._session is not None:
+            return self._session
+        if self._own_session is None or self._own_session.closed:
+            self._own_session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers={"User-Agent": USER_AGENT},
+            )
+        return self._own_session
+
+    async def aclose(self) -> None:
+        if self._own_session is not None and not self._own_session.closed:
+            await self._own_session.close()
+        self._own_session = None
