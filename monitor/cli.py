@@ -388,7 +388,13 @@ async def _check(
 async def _deliver(
     runtime: Runtime, store: Store, report: CycleReport, console: Any = None
 ) -> list[str]:
-    """Send the cycle's groups (and anything else due); return channels left undelivered."""
+    return await _deliver_groups(runtime, store, report.groups, console=console)
+
+
+async def _deliver_groups(
+    runtime: Runtime, store: Store, groups: list[str], console: Any = None
+) -> list[str]:
+    """Send these groups (and anything else due); return the ones left undelivered."""
     from monitor.outbox import Outbox
 
     outbox = Outbox(
@@ -400,7 +406,7 @@ async def _deliver(
         console=console,
     )
     try:
-        drained = await outbox.drain(budget=CHECK_DELIVERY_BUDGET, only=report.groups)
+        drained = await outbox.drain(budget=CHECK_DELIVERY_BUDGET, only=groups)
     finally:
         await outbox.aclose()
     stuck = [g for g, _ in drained.failed] + list(drained.pending)
@@ -665,6 +671,55 @@ def notify_test(ctx: click.Context, channel: str) -> None:
 
 
 # -- run, digest ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--send",
+    is_flag=True,
+    help="Queue it for every notifier with digest = true "
+    "(the console when none has) and deliver it now.",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write the HTML version to FILE.",
+)
+@click.option(
+    "--since",
+    default="7d",
+    show_default=True,
+    callback=_duration,
+    metavar="DURATION",
+    help="The period the digest covers.",
+)
+@click.pass_context
+def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) -> None:
+    """Print the weekly digest: versions, releases, stars, forks, commits, alerts."""
+    from pathlib import Path
+
+    from monitor.digest import build_digest, queue_digest_groups, render_html, render_text
+
+    runtime = _runtime(ctx)
+    config = runtime.config()
+    store = runtime.store()
+    now = runtime.clock()
+    period = parse_duration(since)
+    built = build_digest(store, now=now, since=period, base_url=config.djangopackages.url)
+    click.echo(render_text(built))
+    if html_path:
+        Path(html_path).write_text(render_html(built), encoding="utf-8")
+        click.echo(f"wrote {html_path}", err=True)
+    if send:
+        groups = queue_digest_groups(store, config, now=now, since=period)
+        undelivered = asyncio.run(_deliver_groups(runtime, store, groups, console=sys.stderr))
+        for line in undelivered:
+            click.echo(f"undelivered: {line}", err=True)
+        if undelivered:
+            sys.exit(1)
+        click.echo(f"digest sent to {len(groups)} channel(s)", err=True)
 
 
 @cli.command()

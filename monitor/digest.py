@@ -441,3 +441,25 @@ def _signed(value: int | None) -> str:
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def queue_digest_groups(
+    store: Store, config: Any, *, now: datetime, since: timedelta = DEFAULT_SINCE
+) -> list[str]:
+    """Queue the digest in the outbox for every notifier with ``digest = true`` (the console
+    when none has); return the group ids. Sent like any delivery, retried like any."""
+    from monitor.outbox import queue_group
+
+    digest = build_digest(store, now=now, since=since, base_url=config.djangopackages.url)
+    content = {
+        "subject": digest_subject(digest),
+        "text": render_text(digest),
+        "html": render_html(digest),
+        "data": digest_data(digest),
+    }
+    channels = [name for name, notifier in config.notifiers.items() if notifier.digest]
+    with store.transaction():
+        return [
+            queue_group(store, config, channel, "digest", [], now=now, digest=content)
+            for channel in channels or ["console"]
+        ]
