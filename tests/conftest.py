@@ -50,7 +50,7 @@ class Monitor:
     config_path: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def configure(self, extra: str = "", *, timeout: str = "2s") -> None:
+    def configure(self, extra: str = "", *, timeout: str = "2s", interval: str = "6h") -> None:
         self.config_path.write_text(
             textwrap.dedent(f"""\
             database = "monitor.db"
@@ -60,6 +60,7 @@ class Monitor:
             timeout = "{timeout}"
 
             [schedule]
+            interval = "{interval}"
             jitter = "0s"
             """)
             + textwrap.dedent(extra)

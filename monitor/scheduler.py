@@ -1,0 +1,219 @@
+"""``monitor run``: the daemon (SPEC §4 ``run``, §8).
+
+APScheduler's AsyncIOScheduler drives three jobs, none of which overlaps itself
+(``max_instances=1``, coalescing):
+
+- the poll tick (every 30 s, or the shortest interval if shorter) polls the watches whose
+  due time (kept in the database) has come; they form one cycle;
+- the outbox job sends pending deliveries as they come due;
+- the digest job queues the weekly digest on the configured cron and time zone.
+
+Watches added, changed or removed by other commands are seen at the next tick: the database,
+not this process, holds the schedule. SIGINT/SIGTERM stop it within seconds: in-flight polls
+are abandoned (a cycle is recorded in one transaction, so nothing half-done is stored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime, timedelta
+from typing import Any
+
+from monitor.config import Config
+from monitor.cycle import poll_and_record
+from monitor.durations import parse_duration
+from monitor.outbox import Outbox
+from monitor.store import Store
+
+log = logging.getLogger("monitor")
+
+MAX_TICK = 30.0
+OUTBOX_EVERY = 5.0
+STOP_GRACE = 3.0
+
+
+def tick_seconds(config: Config, store: Store) -> float:
+    """30 s, or the shortest poll interval when that is shorter."""
+    intervals = [config.schedule.interval.total_seconds()]
+    intervals += [parse_duration(w.interval).total_seconds() for w in store.watches() if w.interval]
+    return max(0.2, min(MAX_TICK, *intervals))
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        rules: list[Any],
+        *,
+        source: Callable[[], AbstractAsyncContextManager[Any]],
+        clock: Callable[[], datetime],
+        queue_digest: Callable[[datetime], None] | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ):
+        self.config = config
+        self.store = store
+        self.rules = rules
+        self.open_source = source
+        self.clock = clock
+        self.queue_digest = queue_digest
+        self.outbox = Outbox(store, config, clock=clock, sleep=sleep)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.cycles = 0
+
+    async def poll_due(self) -> None:
+        """One cycle: every watch whose due time has come."""
+        started = time.monotonic()
+        watches = self.store.due_watches(self.clock())
+        if not watches:
+            return
+        async with self.open_source() as source:
+            report = await poll_and_record(
+                self.store, self.config, self.rules, source, watches, now=self.clock()
+            )
+        self.cycles += 1
+        log.info(
+            "cycle",
+            extra={
+                "fields": {
+                    "polled": report.checked,
+                    "changes": sum(len(c) for _, c in report.changed),
+                    "changed_packages": len(report.changed),
+                    "transitions": len(report.transitions),
+                    "failures": len(report.failed),
+                    "not_found": len(report.not_found),
+                    "duration": round(time.monotonic() - started, 3),
+                }
+            },
+        )
+        await self.send_pending()
+
+    async def send_pending(self) -> None:
+        drained = await self.outbox.drain(budget=0)
+        if drained.delivered or drained.failed:
+            log.info(
+                "outbox",
+                extra={
+                    "fields": {
+                        "delivered": len(drained.delivered),
+                        "failed": len(drained.failed),
+                        "pending": len(drained.pending),
+                    }
+                },
+            )
+
+    async def digest(self) -> None:
+        if self.queue_digest is not None:
+            self.queue_digest(self.clock())
+            log.info("digest", extra={"fields": {"queued": True}})
+            await self.send_pending()
+
+    def _tracked(self, job: Callable[[], Awaitable[None]], name: str) -> Callable[[], Any]:
+        async def run() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._tasks.add(task)
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failing job is logged, the daemon keeps going
+                log.error(f"{name} failed: {type(exc).__name__}: {exc}")
+            finally:
+                self._tasks.discard(task)
+
+        return run
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        from monitor.cron import cron_trigger
+
+        tick = tick_seconds(self.config, self.store)
+        scheduler = AsyncIOScheduler(timezone=self.config.schedule.timezone)
+        options = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        now = datetime.now(scheduler.timezone)
+        scheduler.add_job(
+            self._tracked(self.poll_due, "poll"),
+            "interval",
+            seconds=tick,
+            next_run_time=now,
+            id="poll",
+            **options,
+        )
+        scheduler.add_job(
+            self._tracked(self.send_pending, "outbox"),
+            "interval",
+            seconds=min(OUTBOX_EVERY, tick),
+            next_run_time=now + timedelta(seconds=min(OUTBOX_EVERY, tick)),
+            id="outbox",
+            **options,
+        )
+        scheduler.add_job(
+            self._tracked(self.digest, "digest"),
+            cron_trigger(self.config.schedule.digest, self.config.schedule.timezone),
+            id="digest",
+            **options,
+        )
+        scheduler.start()
+        log.info("started", extra={"fields": {"tick": tick, "database": str(self.store.path)}})
+        try:
+            await stop.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+            await self._finish()
+            await self.outbox.aclose()
+            log.info("stopped", extra={"fields": {"cycles": self.cycles}})
+
+    async def _finish(self) -> None:
+        """Let in-flight jobs end for a moment, then abandon them."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+class LineFormatter(logging.Formatter):
+    """``time level message key=value ...`` for people, or one JSON object per line."""
+
+    def __init__(self, as_json: bool):
+        super().__init__()
+        self.as_json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, "fields", {})
+        moment = datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="seconds")
+        if self.as_json:
+            return json.dumps(
+                {
+                    "time": moment,
+                    "level": record.levelname.lower(),
+                    "event": record.getMessage(),
+                    **fields,
+                }
+            )
+        pairs = " ".join(f"{k}={v}" for k, v in fields.items())
+        return f"{moment} {record.levelname.lower()} {record.getMessage()} {pairs}".rstrip()
+
+
+def setup_logging(as_json: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(LineFormatter(as_json))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO)
+    log.propagate = False

@@ -1,0 +1,195 @@
+"""Issue 5: `monitor run` unattended — real subprocess, real scheduler, fake upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from monitor.config import load_config
+from monitor.cron import cron_trigger
+from monitor.rules import load_rules
+from monitor.scheduler import Daemon
+from monitor.sources.djangopackages import DjangoPackagesSource
+from monitor.store import Store
+from tests.conftest import Monitor
+from tests.fakes import FakeWebhookReceiver
+
+ROOT = Path(__file__).parent.parent
+
+
+def _wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def _checks(monitor: Monitor, slug: str) -> int:
+    store = monitor.store()
+    try:
+        return store.conn.execute(
+            "SELECT COUNT(*) FROM checks c JOIN watches w ON w.id = c.watch_id WHERE w.slug = ?",
+            (slug,),
+        ).fetchone()[0]
+    finally:
+        store.close()
+
+
+def test_run_polls_alerts_picks_up_new_watches_and_stops_on_sigterm(monitor: Monitor) -> None:
+    with FakeWebhookReceiver() as hook:
+        monitor.configure(
+            f"""
+            [defaults]
+            notify = ["hook"]
+
+            [notifiers.hook]
+            type = "webhook"
+            url = "{hook.hook_url}"
+            """,
+            interval="1s",
+        )
+        monitor.clock.now = datetime.now(UTC)
+        assert monitor.run("watch", "django-otp").exit_code == 0
+
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "--config", str(monitor.config_path), "run"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            _wait_for(lambda: _checks(monitor, "django-otp") >= 2)
+            monitor.upstream.records["django-otp"]["pypi_version"] = "1.8.0"
+            _wait_for(
+                lambda: any(
+                    a["rule"] == "pypi-version-changed"
+                    for e in hook.events
+                    for a in e["data"]["alerts"]
+                )
+            )
+
+            monitor.clock.now = datetime.now(UTC)
+            assert monitor.run("watch", "django-mfa").exit_code == 0  # while run runs
+            _wait_for(lambda: _checks(monitor, "django-mfa") >= 2)
+
+            started = time.monotonic()
+            daemon.send_signal(signal.SIGTERM)
+            _, stderr = daemon.communicate(timeout=10)
+            assert time.monotonic() - started < 5
+            assert daemon.returncode == 0, stderr
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.communicate()
+    assert "cycle" in stderr and "polled=" in stderr  # a log line per cycle
+    assert "stopped" in stderr
+    alerts = [
+        e for e in hook.events for a in e["data"]["alerts"] if a["rule"] == "pypi-version-changed"
+    ]
+    assert len(alerts) == 1  # once, however many cycles ran
+
+
+async def test_outage_fires_poll_failing_and_run_recovers(tmp_path: Path) -> None:
+    from tests.fakeupstream import FakeUpstream
+
+    async with FakeUpstream() as upstream:
+        (tmp_path / "monitor.toml").write_text(
+            f'database = "monitor.db"\n[sources.djangopackages]\nurl = "{upstream.url}"\n'
+            'timeout = "500ms"\n[schedule]\ninterval = "200ms"\njitter = "0s"\n'
+        )
+        config = load_config(tmp_path / "monitor.toml", {})
+        store = Store(config.database)
+        now = datetime.now(UTC)
+        for slug in ("django-otp", "django-mfa"):
+            store.upsert_watch(slug, package_id=None, title=slug, notify=[], interval=None, now=now)
+
+        async def no_wait(_seconds: float) -> None:
+            await asyncio.sleep(0)
+
+        @asynccontextmanager
+        async def source() -> Any:
+            async with aiohttp.ClientSession() as session:
+                yield DjangoPackagesSource(
+                    upstream.url, session=session, timeout=0.5, sleep=no_wait
+                )
+
+        def firing(rule: str) -> bool:
+            return bool(
+                store.query("SELECT 1 FROM alerts WHERE rule = ? AND status = 'firing'", (rule,))
+            )
+
+        async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not condition():
+                assert time.monotonic() < deadline, "timed out waiting"
+                await asyncio.sleep(0.05)
+
+        stop = asyncio.Event()
+        daemon = Daemon(config, store, load_rules(), source=source, clock=lambda: datetime.now(UTC))
+        task = asyncio.create_task(daemon.run(stop))
+        await until(lambda: store.query("SELECT 1 FROM snapshots"))
+        upstream.down = True
+        await until(lambda: firing("poll-failing"))
+        failed = store.query("SELECT COUNT(*) AS n FROM checks WHERE status = 'failed'")[0]["n"]
+        assert failed >= 3 * 2  # both packages failed three times before it fired
+        assert not task.done()  # run keeps going
+        upstream.down = False
+        await until(lambda: not firing("poll-failing"))
+        resolved = store.query("SELECT COUNT(*) AS n FROM transitions WHERE status = 'resolved'")[
+            0
+        ]["n"]
+        assert resolved == 2
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("cron", "timezone", "after", "expected_local"),
+    [
+        ("0 8 * * mon", "Europe/Amsterdam", "2026-11-22T12:00:00+00:00", "2026-11-23 08:00 Mon"),
+        ("0 8 * * 1", "America/New_York", "2026-11-23T12:00:00+00:00", "2026-11-23 08:00 Mon"),
+        ("30 9 * * 0", "Asia/Tokyo", "2026-11-22T12:00:00+00:00", "2026-11-29 09:30 Sun"),
+        ("0 8 * * 7", "UTC", "2026-11-22T07:59:00+00:00", "2026-11-22 08:00 Sun"),
+    ],
+    ids=["names", "monday-is-1", "sunday-is-0", "sunday-is-7"],
+)
+def test_digest_cron_fires_at_the_configured_local_time(
+    cron: str, timezone: str, after: str, expected_local: str
+) -> None:
+    trigger = cron_trigger(cron, timezone)
+    fire = trigger.get_next_fire_time(None, datetime.fromisoformat(after))
+    assert fire.strftime("%Y-%m-%d %H:%M %a") == expected_local
+    assert str(fire.tzinfo) == timezone
+
+
+def test_digest_send_goes_through_the_outbox(monitor: Monitor) -> None:
+    with FakeWebhookReceiver() as hook:
+        monitor.configure(f"""
+            [notifiers.hook]
+            type = "webhook"
+            url = "{hook.hook_url}"
+            digest = true
+            """)
+        monitor.run("watch", "django-otp", "django-mfa")
+        hook.queue(503)
+        result = monitor.run("digest", "--send", "--html", str(monitor.tmp_path / "d.html"))
+        assert result.exit_code == 0, result.output
+        assert "django-mfa" in result.stdout and "django-otp" in result.stdout
+        assert "<html" in (monitor.tmp_path / "d.html").read_text().lower()
+        assert [r.status for r in hook.requests] == [503, 200]  # retried like any delivery
+        (event,) = hook.events
+        assert event["type"] == "package.digest"
+        assert event["data"]["packages"][0]["slug"] == "django-mfa"  # firing first
