@@ -175,7 +175,8 @@ def watch(
     if not fresh and not grid:
         return
     report = asyncio.run(_watch_new(runtime, store, fresh, grid, list(notify), interval))
-    _print_transitions(report)
+    if report.transitions:
+        click.echo(f"{len(report.transitions)} alert(s) raised (see: monitor alerts)")
     if report.failed:
         sys.exit(1)
 
@@ -229,7 +230,7 @@ async def _watch_new(
         click.echo(
             f"watching {snapshot.slug} ({snapshot.pypi_version or 'no release'}, {stars} stars)"
         )
-    await _deliver(runtime, store, report)
+    await _deliver(runtime, store, report, console=sys.stdout)
     return report
 
 
@@ -417,15 +418,6 @@ async def _deliver_groups(
         f"SELECT channel, status, last_error FROM outbox WHERE id IN ({marks})", stuck
     )
     return [f"{r['channel']}: {r['status']}: {r['last_error'] or 'not sent yet'}" for r in rows]
-
-
-def _print_transitions(report: CycleReport) -> None:
-    for t in report.transitions:
-        muted = " (muted)" if t.muted else ""
-        status = "REPEAT" if t.repeat else str(t.status).upper()
-        click.echo(
-            f"{status} [{t.notice.severity}] {t.rule} {t.package}: {t.notice.summary}{muted}"
-        )
 
 
 def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
