@@ -283,22 +283,7 @@ class CycleRecorder:
         )
         if event is Event.FIRING:
             summary = self._summary(rule, watch, snapshot, None, [], outcome)
-            alert_id = self.store.insert(
-                "alerts",
-                {
-                    "episode": new_state.episode,
-                    "rule": rule.id,
-                    "watch_id": watch.id,
-                    "kind": str(RuleKind.CONDITION),
-                    "severity": str(rule.severity),
-                    "status": str(Status.FIRING),
-                    "started_at": iso(self.now),
-                    "summary": summary,
-                    "description": rule.description,
-                    "labels": json.dumps(rule.labels),
-                    "last_notified_at": iso(self.now),
-                },
-            )
+            alert_id = self._open_alert(watch, rule, new_state.episode, "firing", summary)
             self._transition(
                 watch,
                 rule,
@@ -384,22 +369,7 @@ class CycleRecorder:
     ) -> None:
         episode = self.new_id()
         summary = self._summary(rule, watch, snapshot, old, changes, None)
-        alert_id = self.store.insert(
-            "alerts",
-            {
-                "episode": episode,
-                "rule": rule.id,
-                "watch_id": watch.id,
-                "kind": str(RuleKind.CHANGE),
-                "severity": str(rule.severity),
-                "status": "fired",
-                "started_at": iso(self.now),
-                "summary": summary,
-                "description": rule.description,
-                "labels": json.dumps(rule.labels),
-                "last_notified_at": iso(self.now),
-            },
-        )
+        alert_id = self._open_alert(watch, rule, episode, "fired", summary)
         self._transition(
             watch,
             rule,
@@ -413,6 +383,27 @@ class CycleRecorder:
             snapshot,
             snapshot_id,
             tuple(changes),
+        )
+
+    def _open_alert(
+        self, watch: Watch, rule: Any, episode: str | None, status: str, summary: str
+    ) -> int:
+        """A new alert row: a condition alert's episode (``firing``) or a change (``fired``)."""
+        return self.store.insert(
+            "alerts",
+            {
+                "episode": episode,
+                "rule": rule.id,
+                "watch_id": watch.id,
+                "kind": str(rule.kind),
+                "severity": str(rule.severity),
+                "status": status,
+                "started_at": iso(self.now),
+                "summary": summary,
+                "description": rule.description,
+                "labels": json.dumps(rule.labels),
+                "last_notified_at": iso(self.now),
+            },
         )
 
     def _summary(

@@ -20,12 +20,12 @@ import re
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from monitor.alerts import Notice, Status
 from monitor.errors import DeliveryError, PermanentError, RetryableError
+from monitor.retry import retry_after
 
 # Retry-After is honoured up to this many seconds (SPEC §7: "up to 5 min").
 MAX_RETRY_AFTER = 300.0
@@ -228,22 +228,7 @@ def describe_network_error(exc: BaseException) -> str:
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds (a number or an HTTP-date), between 0 and 5 min."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    return retry_after(value, cap=MAX_RETRY_AFTER, now=now)
 
 
 def header(headers: Mapping[str, str] | None, name: str) -> str | None:

@@ -24,14 +24,14 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from monitor import USER_AGENT
 from monitor.errors import SourceError
+from monitor.retry import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -74,24 +74,8 @@ def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> flo
 
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date), bounded
-    to :data:`RETRY_AFTER_CAP`; ``None`` when missing or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+    """Seconds to wait from a ``Retry-After`` header, bounded to :data:`RETRY_AFTER_CAP`."""
+    return retry_after(value, cap=RETRY_AFTER_CAP, now=now)
 
 
 def format_size(size: int) -> str:
