@@ -301,3 +301,16 @@ def test_secrets_never_appear_in_output(
     assert "invalid_auth" in everything or "slack" in everything
     for secret in (TOKEN, PASSWORD, SECRET, SECRET.removeprefix("whsec_")):
         assert secret not in everything
+
+
+def test_notify_test_reports_success_and_the_exact_error(
+    monitor: Monitor, hook: FakeWebhookReceiver
+) -> None:
+    _webhook_only(monitor, hook)
+    result = monitor.run("notify-test", "hook")
+    assert result.exit_code == 0 and "hook: test message delivered" in result.stdout
+    assert hook.requests[0].verified is True
+    hook.queue(410)
+    result = monitor.run("notify-test", "hook")
+    assert result.exit_code == 1 and "410" in result.stderr
+    assert monitor.run("notify-test", "nope").exit_code == 2

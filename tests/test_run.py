@@ -193,3 +193,16 @@ def test_digest_send_goes_through_the_outbox(monitor: Monitor) -> None:
         (event,) = hook.events
         assert event["type"] == "package.digest"
         assert event["data"]["packages"][0]["slug"] == "django-mfa"  # firing first
+
+
+def test_log_lines_for_people_and_machines() -> None:
+    import json
+    import logging
+
+    from monitor.scheduler import LineFormatter
+
+    record = logging.LogRecord("monitor", logging.INFO, __file__, 1, "cycle", None, None)
+    record.fields = {"polled": 3, "failures": 1}
+    assert LineFormatter(as_json=False).format(record).endswith(" info cycle polled=3 failures=1")
+    line = json.loads(LineFormatter(as_json=True).format(record))
+    assert line["event"] == "cycle" and line["polled"] == 3 and line["level"] == "info"
