@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from monitor import __version__
+from monitor.diff import describe_change
 from monitor.durations import parse_duration
 from monitor.errors import MonitorError, NotWatchedError, PackageNotFound, UsageError
 
@@ -430,37 +431,13 @@ def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
     for slug, changes in report.changed:
         click.echo(f"  {slug}:")
         for change in changes:
-            click.echo(f"    {_describe_change(change.to_json_dict())}")
+            click.echo(f"    {describe_change(change.to_json_dict())}")
     for slug, error in report.failed:
         click.echo(f"  FAILED {error if error.startswith(slug) else f'{slug}: {error}'}")
     for slug in report.not_found:
         click.echo(f"  {slug}: NOT FOUND on djangopackages")
     for line in undelivered:
         click.echo(f"  undelivered: {line}")
-
-
-def _describe_change(change: dict[str, Any]) -> str:
-    field_name, old, new = change["field"], change["old"], change["new"]
-    if "added" in change:
-        parts = []
-        if change["added"]:
-            parts.append("+" + ", +".join(map(str, change["added"])))
-        if change["removed"]:
-            parts.append("-" + ", -".join(map(str, change["removed"])))
-        return f"{field_name}: {' '.join(parts) or 'reordered'}"
-    if isinstance(old, list) or isinstance(new, list):
-        old_sum = sum(old) if isinstance(old, list) else None
-        new_sum = sum(new) if isinstance(new, list) else None
-        if field_name == "commits_over_52":
-            return f"{field_name}: {_show(old_sum)} → {_show(new_sum)} commits in 52 weeks"
-    return f"{field_name}: {_show(old)} → {_show(new)}"
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "unknown"
-    text = str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # -- history ------------------------------------------------------------------------------
@@ -508,7 +485,7 @@ def history(ctx: click.Context, slug: str, as_json: bool) -> None:
             continue
         click.echo(f"{entry['time']}")
         for change in entry["changes"]:
-            click.echo(f"  {_describe_change(change)}")
+            click.echo(f"  {describe_change(change)}")
 
 
 # -- alerts, mute, unmute -----------------------------------------------------------------

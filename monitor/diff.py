@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,3 +47,31 @@ def diff(old: Snapshot, new: Snapshot) -> list[Change]:
             removed = tuple(sorted(was - now))
         changes.append(Change(name, before, after, added, removed))
     return changes
+
+
+def describe_change(change: Mapping[str, Any], limit: int = 80) -> str:
+    """A change for people: ``field: old → new``; ``field: +joined, −left`` for lists that
+    say who came and went; weekly commit counts as their 52-week totals; null as unknown."""
+    name = str(change.get("field", "?"))
+    added, removed = change.get("added") or (), change.get("removed") or ()
+    if added or removed:
+        parts = [f"+{a}" for a in added] + [f"−{r}" for r in removed]
+        return f"{name}: {_clip(', '.join(parts), limit)}"
+    old, new = change.get("old"), change.get("new")
+    if name == "commits_over_52":
+        old = sum(old) if isinstance(old, list | tuple) else None
+        new = sum(new) if isinstance(new, list | tuple) else None
+        return f"{name}: {_value(old, limit)} → {_value(new, limit)} commits in 52 weeks"
+    return f"{name}: {_value(old, limit)} → {_value(new, limit)}"
+
+
+def _value(value: Any, limit: int) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, list | tuple):
+        return _clip(", ".join(map(str, value)) if value else "(none)", limit)
+    return _clip(str(json_value(value)), limit)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

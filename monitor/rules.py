@@ -35,10 +35,11 @@ from typing import Any
 import yaml
 
 from monitor.alerts import RuleKind, Severity
+from monitor.diff import describe_change
 from monitor.durations import parse_duration
 from monitor.errors import RulesError
 from monitor.expr import Expression, ExpressionError, compile_expression
-from monitor.snapshot import FIELDS, json_value
+from monitor.snapshot import FIELDS
 
 __all__ = [
     "Rule",
@@ -102,11 +103,9 @@ class Rule:
         title = context.get("title") or context.get("slug") or "?"
         text = f"{title}: {self.description or self.id}"
         changes = [
-            text
+            describe_change(change)
             for change in context.get("changes") or ()
             if isinstance(change, dict) and change.get("field") in self.when.fields
-            for text in [_describe_change(change)]
-            if text
         ]
         if changes:
             text += " — " + "; ".join(changes)
@@ -147,26 +146,6 @@ def message_context(
         severity=str(rule.severity),
     )
     return context
-
-
-def _describe_change(change: dict[str, Any]) -> str | None:
-    """``field: old → new`` (``+added, −removed`` for lists); None for long lists of counts."""
-    name = change.get("field", "?")
-    added, removed = change.get("added") or (), change.get("removed") or ()
-    if added or removed:
-        return f"{name}: " + ", ".join([f"+{a}" for a in added] + [f"−{r}" for r in removed])
-    old, new = json_value(change.get("old")), json_value(change.get("new"))
-    if any(isinstance(v, list) and len(v) > 5 for v in (old, new)):
-        return None  # e.g. 52 weekly commit counts: nothing a reader could take in
-    return f"{name}: {_show(old)} → {_show(new)}"
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "unknown"
-    if isinstance(value, list):
-        return "[" + ", ".join(map(str, value)) + "]"
-    return str(value)
 
 
 @lru_cache(maxsize=1)

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from monitor.alerts import Notice, Status
+from monitor.diff import describe_change
 from monitor.errors import DeliveryError, PermanentError, RetryableError
 from monitor.retry import retry_after
 
@@ -293,33 +294,9 @@ def status_word(notice: Notice) -> str:
     return "FIRING (repeat)" if notice.repeat else "FIRING"
 
 
-def format_value(value: Any, limit: int = 80) -> str:
-    """A change's old or new value for humans; ``None`` (unknown) shows as ``unknown``."""
-    if value is None:
-        text = "unknown"
-    elif isinstance(value, str):
-        text = value
-    elif isinstance(value, list | tuple):
-        text = ", ".join(str(item) for item in value) if value else "(none)"
-    else:
-        text = str(value)
-    text = one_line(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def format_change(change: Mapping[str, Any], limit: int = 80) -> str:
-    """``field: old → new``, or for lists ``field: +added −removed`` when the diff says so."""
-    field = str(change.get("field", "?"))
-    added, removed = change.get("added"), change.get("removed")
-    if added or removed:
-        parts = []
-        if added:
-            parts.append("+" + format_value(list(added), limit))
-        if removed:
-            parts.append("−" + format_value(list(removed), limit))
-        return f"{field}: {' '.join(parts)}"
-    old, new = format_value(change.get("old"), limit), format_value(change.get("new"), limit)
-    return f"{field}: {old} → {new}"
+    """:func:`monitor.diff.describe_change` on one line (upstream text may hold anything)."""
+    return one_line(describe_change(change, limit))
 
 
 def utc_z(value: datetime) -> str:
