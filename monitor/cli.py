@@ -178,8 +178,6 @@ def watch(
     report = asyncio.run(_watch_new(runtime, store, fresh, grid, list(notify), interval))
     if report.transitions:
         click.echo(f"{len(report.transitions)} alert(s) raised (see: monitor alerts)")
-    if report.failed:
-        sys.exit(1)
 
 
 async def _watch_new(

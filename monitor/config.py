@@ -24,7 +24,6 @@ from monitor.errors import ConfigError
 DEFAULT_URL = "https://djangopackages.org"
 CONSOLE = "console"
 NOTIFIER_TYPES = ("slack", "email", "webhook", "console")
-SECRET_KEYS = frozenset({"token", "password", "secret", "webhook_url", "url", "username"})
 
 _COMMON_NOTIFIER_KEYS = {"type": str, "min_severity": str, "digest": bool, "timeout": str}
 _NOTIFIER_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -88,19 +87,15 @@ class Config:
         default_factory=lambda: {CONSOLE: NotifierConfig(CONSOLE, "console")}
     )
 
-    def notifier(self, name: str) -> NotifierConfig:
-        return self.notifiers[name]
-
     def check_channels(self, names: list[str] | tuple[str, ...], where: str) -> None:
         """Raise ConfigError when a channel names no notifier."""
         for name in names:
             if name not in self.notifiers:
                 hint = _did_you_mean(name, self.notifiers)
-                raise ConfigError(f"{where}: no notifier named {name!r}{hint}", path=_p(self))
-
-
-def _p(config: Config) -> str | None:
-    return str(config.path) if config.path else None
+                raise ConfigError(
+                    f"{where}: no notifier named {name!r}{hint}",
+                    path=str(self.path) if self.path else None,
+                )
 
 
 def find_config_path(explicit: str | None, env: dict[str, str] | None = None) -> Path | None:

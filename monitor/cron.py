@@ -51,7 +51,7 @@ def _weekdays(field: str) -> str:
         elif "-" in span:
             start, _, end = span.partition("-")
             first, last = _day(start, field), _day(end, field)
-            if last == 0 and end.strip() in ("7",):
+            if last < first and last == 0:  # ...-7 or ...-sun: Sunday ends the week
                 last = 7
         else:
             first = last = _day(span, field)
@@ -64,7 +64,7 @@ def _weekdays(field: str) -> str:
 def _day(text: str, field: str) -> int:
     text = text.strip()
     if text.isdigit() and 0 <= int(text) <= 7:
-        return int(text) % 7 if text != "7" else 0
+        return int(text) % 7
     if text[:3] in _DAYS:
         return _DAYS.index(text[:3])
     raise ValueError(f"bad weekday {text!r} in {field!r} (use 0-7 or sun-sat)")

@@ -33,6 +33,8 @@ from monitor.alerts import (
 from monitor.config import Config
 from monitor.diff import Change, diff
 from monitor.durations import parse_duration
+from monitor.expr import UnknownValue
+from monitor.outbox import queue_group
 from monitor.snapshot import BOOKKEEPING, Snapshot
 from monitor.store import Store, Watch, from_iso, iso
 
@@ -229,10 +231,12 @@ class CycleRecorder:
             },
         )
 
-        current = snapshot if snapshot is not None else self._stored_snapshot(watch, latest)
+        current = snapshot if snapshot is not None else self._stored_snapshot(latest)
+        observed = builtin_observations(status)
         for rule in BUILTIN_RULES:
-            holds = builtin_observations(status)[rule.id]
-            self._condition(watch, rule, holds, states, current, new_snapshot_id, outcome)
+            self._condition(
+                watch, rule, observed[rule.id], states, current, new_snapshot_id, outcome
+            )
         if status not in ("ok", "unchanged") or snapshot is None:
             return
         values = snapshot.values()
@@ -249,12 +253,10 @@ class CycleRecorder:
                 holds = self._holds(rule, values, None)
                 self._condition(watch, rule, holds, states, snapshot, new_snapshot_id, outcome)
 
-    def _stored_snapshot(self, watch: Watch, latest: tuple[int, str] | None) -> Snapshot | None:
+    def _stored_snapshot(self, latest: tuple[int, str] | None) -> Snapshot | None:
         return Snapshot.from_json_dict(json.loads(latest[1])) if latest else None
 
     def _holds(self, rule: Any, values: dict[str, Any], old: dict[str, Any] | None) -> bool | None:
-        from monitor.expr import UnknownValue
-
         try:
             return bool(rule.when.evaluate(values, old, self.now))
         except UnknownValue:
@@ -500,8 +502,6 @@ class CycleRecorder:
     # -- outbox -------------------------------------------------------------------------
 
     def _queue_groups(self) -> None:
-        from monitor.outbox import queue_group
-
         for channel, items in self._channel_notices.items():
             group_id = queue_group(
                 self.store,
@@ -525,9 +525,7 @@ class CycleRecorder:
 
     def _load_states(self, watch_ids: list[int]) -> dict[int, dict[str, _Stored]]:
         out: dict[int, dict[str, _Stored]] = {}
-        if not watch_ids:
-            return out
-        for row in self.store.query("SELECT * FROM rule_states"):
+        for row in self.store.rule_states(watch_ids):
             state = RuleState(
                 holds=row["holds"],
                 firing_since=from_iso(row["firing_since"]),

@@ -22,18 +22,3 @@ def parse_duration(text: str) -> timedelta:
     if not cleaned or pos != len(cleaned):
         raise ValueError(f"{text!r} is not a duration (use e.g. 30s, 15m, 6h, 7d, 2w or 1h30m)")
     return timedelta(seconds=seconds)
-
-
-def format_duration(delta: timedelta) -> str:
-    """The shortest compound form: 5400 s -> ``1h30m``."""
-    total = delta.total_seconds()
-    if total < 1:
-        return f"{round(total * 1000)}ms"
-    rest = int(total)
-    parts = []
-    for unit in ("w", "d", "h", "m", "s"):
-        size = int(_UNITS[unit])
-        count, rest = divmod(rest, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"

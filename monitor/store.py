@@ -366,14 +366,6 @@ class Store:
 
     # -- snapshots and checks -----------------------------------------------------------
 
-    def snapshot_data(self, snapshot_id: int | None) -> str | None:
-        if snapshot_id is None:
-            return None
-        row = self.conn.execute(
-            "SELECT data FROM snapshots WHERE id = ?", (snapshot_id,)
-        ).fetchone()
-        return row[0] if row else None
-
     def latest_snapshots(self, watch_ids: list[int]) -> dict[int, tuple[int, str]]:
         """watch id -> (snapshot id, content JSON) of its newest snapshot."""
         out: dict[int, tuple[int, str]] = {}
@@ -386,6 +378,14 @@ class Store:
             ):
                 out[row[0]] = (row[1], row[2])
         return out
+
+    def rule_states(self, watch_ids: list[int]) -> list[dict[str, Any]]:
+        """The stored alert state of every rule for these watches."""
+        rows: list[dict[str, Any]] = []
+        for chunk in _chunks(watch_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows += self.query(f"SELECT * FROM rule_states WHERE watch_id IN ({marks})", chunk)
+        return rows
 
     def history(self, watch_id: int) -> list[dict[str, Any]]:
         return self.query(

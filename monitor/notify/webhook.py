@@ -103,10 +103,6 @@ class WebhookNotifier(Notifier):
         self._own_session: aiohttp.ClientSession | None = None
         self._wall_clock = wall_clock
 
-    @property
-    def signed(self) -> bool:
-        return self._key is not None
-
     # -- rendering ----------------------------------------------------------------------
 
     def render_alerts(
