@@ -11,7 +11,7 @@ import json
 import random
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -188,7 +188,8 @@ async def _watch_new(
     notify: list[str],
     interval: str | None,
 ) -> CycleReport:
-    from monitor.cycle import CycleRecorder, Outcome
+    from monitor.cycle import CycleRecorder
+    from monitor.sources import PollResult, PollStatus
 
     config = runtime.config()
     async with _source(runtime) as source:
@@ -220,7 +221,7 @@ async def _watch_new(
                 interval=interval,
                 now=now,
             )
-        outcomes = [Outcome(s.slug, "ok", s, package_id=pid) for s, pid in fetched]
+        outcomes = [PollResult(s.slug, PollStatus.OK, s, None, pid, 0.0) for s, pid in fetched]
         report = CycleRecorder(store, config, rules, now=now, rng=runtime.rng).record(
             outcomes, baseline=True
         )
@@ -338,14 +339,14 @@ def check(ctx: click.Context, slugs: tuple[str, ...], as_json: bool) -> None:
     runtime = _runtime(ctx)
     runtime.rules()
     store = runtime.store()
+    watched = store.watched_slugs()
     if slugs:
-        watched = {w.slug for w in store.watches(list(slugs))}
-        missing = [s for s in slugs if s not in watched]
+        missing = [s for s in slugs if s not in set(watched)]
         if missing:
             raise UsageError(f"not watched: {', '.join(missing)} (see: monitor list)")
-    watches = store.watches(list(slugs) if slugs else None)
+        watched = list(dict.fromkeys(slugs))
     console = sys.stderr if as_json else sys.stdout
-    report, undelivered = asyncio.run(_check(runtime, store, watches, console, as_json))
+    report, undelivered = asyncio.run(_check(runtime, store, watched, console, as_json))
     if as_json:
         data = report.to_json_dict()
         data["undelivered"] = undelivered
@@ -357,14 +358,14 @@ def check(ctx: click.Context, slugs: tuple[str, ...], as_json: bool) -> None:
 
 
 async def _check(
-    runtime: Runtime, store: Store, watches: Sequence[Any], console: Any, quiet: bool
+    runtime: Runtime, store: Store, slugs: list[str], console: Any, quiet: bool
 ) -> tuple[CycleReport, list[str]]:
     from monitor.cycle import poll_and_record
 
-    show_bar = not quiet and sys.stderr.isatty() and len(watches) > 1
+    show_bar = not quiet and sys.stderr.isatty() and len(slugs) > 1
     bar = None
     if show_bar:
-        bar = click.progressbar(length=len(watches), label="checking", file=sys.stderr)
+        bar = click.progressbar(length=len(slugs), label="checking", file=sys.stderr)
         bar.__enter__()
     try:
         async with _source(runtime) as source:
@@ -373,7 +374,7 @@ async def _check(
                 runtime.config(),
                 runtime.rules(),
                 source,
-                watches,
+                slugs,
                 now=runtime.clock(),
                 rng=runtime.rng,
                 on_result=(lambda _r: bar.update(1)) if bar else None,

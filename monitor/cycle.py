@@ -15,7 +15,7 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.alerts import (
@@ -35,20 +35,9 @@ from monitor.diff import Change, diff
 from monitor.durations import parse_duration
 from monitor.expr import UnknownValue
 from monitor.outbox import queue_group
-from monitor.snapshot import BOOKKEEPING, Snapshot
-from monitor.store import Store, Watch, from_iso, iso
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one poll of one package gave (a source's result, reduced to what we store)."""
-
-    slug: str
-    status: str  # ok | not_found | failed
-    snapshot: Snapshot | None = None
-    error: str | None = None
-    duration: float = 0.0
-    package_id: int | None = None
+from monitor.snapshot import Snapshot
+from monitor.sources import PollResult
+from monitor.store import Store, WatchState, from_iso, iso
 
 
 @dataclass(frozen=True)
@@ -107,17 +96,23 @@ def package_links(base_url: str, slug: str, snapshot: Snapshot | None) -> dict[s
     }
 
 
-def next_due(
-    watch_interval: str | None,
-    config: Config,
-    now: datetime,
-    rng: Callable[[], float] = random.random,
-) -> datetime:
-    interval = parse_duration(watch_interval) if watch_interval else config.schedule.interval
-    return now + interval + config.schedule.jitter * rng()
-
-
 _Stored = tuple[RuleState, int | None]  # a rule's state and its firing alert's row id
+_NO_STATE: _Stored = (RuleState(), None)
+# How each poll status bears on the built-in alerts, in BUILTIN_RULES order.
+_BUILTIN_OBSERVED = {
+    status: tuple(builtin_observations(status)[rule.id] for rule in BUILTIN_RULES)
+    for status in ("ok", "unchanged", "failed", "not_found")
+}
+
+# The rows every polled package gets, written in two executemany calls per cycle.
+_INSERT_CHECK = (
+    "INSERT INTO checks (watch_id, checked_at, duration_ms, status, error, snapshot_id,"
+    " last_fetched, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_WATCH = (
+    "UPDATE watches SET last_checked_at = ?, last_status = ?, last_error = ?, failures = ?,"
+    " snapshot_id = ?, title = ?, package_id = ?, next_due_at = ? WHERE id = ?"
+)
 
 
 class CycleRecorder:
@@ -135,33 +130,36 @@ class CycleRecorder:
     ):
         self.store = store
         self.config = config
-        self.rules = [r for r in rules if getattr(r, "enabled", True)]
+        enabled = [r for r in rules if getattr(r, "enabled", True)]
+        self._condition_rules = [r for r in enabled if r.kind == RuleKind.CONDITION]
+        self._change_rules = [r for r in enabled if r.kind == RuleKind.CHANGE]
         self.now = now
         self.rng = rng
         self.new_id = new_id
         self.report = CycleReport()
+        self._now_iso = iso(now)
+        self._intervals: dict[str | None, timedelta] = {}
         self._channel_notices: dict[str, list[tuple[int, Notice]]] = {}
 
     # -- entry point --------------------------------------------------------------------
 
-    def record(self, outcomes: Sequence[Outcome], *, baseline: bool = False) -> CycleReport:
+    def record(self, outcomes: Sequence[PollResult], *, baseline: bool = False) -> CycleReport:
         """Store the outcomes, decide transitions and queue their deliveries (one txn)."""
         with self.store.transaction():
-            watches = {w.slug: w for w in self.store.watches([o.slug for o in outcomes])}
-            latest = self.store.latest_snapshots([w.id for w in watches.values()])
+            # Read inside the transaction: another process may have polled or unwatched
+            # these packages while we polled.
+            watches = self.store.watch_states([o.slug for o in outcomes])
             states = self._load_states([w.id for w in watches.values()])
             self._mutes = self.store.active_mutes(self.now)
+            self._checks: list[tuple[Any, ...]] = []
+            self._watch_updates: list[tuple[Any, ...]] = []
             for outcome in outcomes:
                 watch = watches.get(outcome.slug)
                 if watch is None:  # unwatched while we polled
                     continue
-                self._record_one(
-                    watch,
-                    outcome,
-                    latest.get(watch.id),
-                    states.get(watch.id, {}),
-                    baseline=baseline,
-                )
+                self._record_one(watch, outcome, states.get(watch.id, {}), baseline=baseline)
+            self.store.conn.executemany(_INSERT_CHECK, self._checks)
+            self.store.conn.executemany(_UPDATE_WATCH, self._watch_updates)
             self._queue_groups()
         return self.report
 
@@ -169,9 +167,8 @@ class CycleRecorder:
 
     def _record_one(
         self,
-        watch: Watch,
-        outcome: Outcome,
-        latest: tuple[int, str] | None,
+        watch: WatchState,
+        outcome: PollResult,
         states: dict[str, _Stored],
         *,
         baseline: bool,
@@ -185,76 +182,84 @@ class CycleRecorder:
         changes: list[Change] = []
         snapshot = outcome.snapshot
         if status == "ok" and snapshot is not None:
-            content = snapshot.content_json()
-            if latest is not None and latest[1] == content:
+            fingerprint = snapshot.fingerprint()
+            if snapshot_id is not None and fingerprint != watch.fingerprint:
+                old = self.store.snapshot(snapshot_id)
+                changes = diff(old, snapshot)
+                if not changes:  # stored before fingerprints: same content after all
+                    self.store.update("snapshots", snapshot_id, {"fingerprint": fingerprint})
+            if snapshot_id is not None and not changes:
                 status = "unchanged"
                 report.unchanged += 1
+                old = None
             else:
-                if latest is not None:
-                    old = Snapshot.from_json_dict(json.loads(latest[1]))
-                    changes = diff(old, snapshot)
+                if changes:
                     report.changed.append((watch.slug, changes))
                 snapshot_id = new_snapshot_id = self.store.insert(
                     "snapshots",
-                    {"watch_id": watch.id, "taken_at": iso(self.now), "data": content},
+                    {
+                        "watch_id": watch.id,
+                        "taken_at": self._now_iso,
+                        "data": snapshot.content_json(),
+                        "fingerprint": fingerprint,
+                    },
                 )
         elif status == "failed":
             report.failed.append((watch.slug, outcome.error or "failed"))
         elif status == "not_found":
             report.not_found.append(watch.slug)
 
-        self.store.insert(
-            "checks",
-            {
-                "watch_id": watch.id,
-                "checked_at": iso(self.now),
-                "duration_ms": round(outcome.duration * 1000),
-                "status": status,
-                "error": outcome.error,
-                "snapshot_id": new_snapshot_id,
-                **{name: _unix(getattr(snapshot, name)) for name in BOOKKEEPING if snapshot},
-            },
+        self._checks.append(
+            (
+                watch.id,
+                self._now_iso,
+                round(outcome.duration * 1000),
+                status,
+                outcome.error,
+                new_snapshot_id,
+                _unix(snapshot.last_fetched) if snapshot else None,
+                _unix(snapshot.modified) if snapshot else None,
+            )
         )
-        failures = watch.failures + 1 if status == "failed" else 0
-        self.store.update(
-            "watches",
-            watch.id,
-            {
-                "last_checked_at": iso(self.now),
-                "last_status": status,
-                "last_error": outcome.error,
-                "failures": failures,
-                "snapshot_id": snapshot_id,
-                "title": snapshot.title if snapshot else watch.title,
-                "package_id": outcome.package_id or watch.package_id,
-                "next_due_at": iso(next_due(watch.interval, self.config, self.now, self.rng)),
-            },
+        self._watch_updates.append(
+            (
+                self._now_iso,
+                status,
+                outcome.error,
+                watch.failures + 1 if status == "failed" else 0,
+                snapshot_id,
+                snapshot.title if snapshot else watch.title,
+                outcome.package_id or watch.package_id,
+                iso(self._next_due(watch.interval)),
+                watch.id,
+            )
         )
 
-        current = snapshot if snapshot is not None else self._stored_snapshot(latest)
-        observed = builtin_observations(status)
-        for rule in BUILTIN_RULES:
-            self._condition(
-                watch, rule, observed[rule.id], states, current, new_snapshot_id, outcome
-            )
+        current = snapshot
+        if current is None and snapshot_id is not None:
+            current = self.store.snapshot(snapshot_id)
+        for rule, holds in zip(BUILTIN_RULES, _BUILTIN_OBSERVED[status], strict=True):
+            self._condition(watch, rule, holds, states, current, new_snapshot_id, outcome)
         if status not in ("ok", "unchanged") or snapshot is None:
             return
         values = snapshot.values()
-        old_values = old.values() if old is not None else None
-        for rule in self.rules:
-            if not rule.applies_to(watch.slug):
-                continue
-            if rule.kind == RuleKind.CHANGE:
-                if baseline or old_values is None or not changes:
-                    continue
-                if self._holds(rule, values, old_values) is True:
-                    self._fire_change(watch, rule, snapshot, old, changes, new_snapshot_id)
-            else:
+        for rule in self._condition_rules:
+            if rule.applies_to(watch.slug):
                 holds = self._holds(rule, values, None)
                 self._condition(watch, rule, holds, states, snapshot, new_snapshot_id, outcome)
+        if baseline or old is None or not changes:
+            return
+        old_values = old.values()
+        for rule in self._change_rules:
+            if rule.applies_to(watch.slug) and self._holds(rule, values, old_values) is True:
+                self._fire_change(watch, rule, snapshot, old, changes, new_snapshot_id)
 
-    def _stored_snapshot(self, latest: tuple[int, str] | None) -> Snapshot | None:
-        return Snapshot.from_json_dict(json.loads(latest[1])) if latest else None
+    def _next_due(self, interval: str | None) -> datetime:
+        if interval not in self._intervals:
+            self._intervals[interval] = (
+                parse_duration(interval) if interval else self.config.schedule.interval
+            )
+        return self.now + self._intervals[interval] + self.config.schedule.jitter * self.rng()
 
     def _holds(self, rule: Any, values: dict[str, Any], old: dict[str, Any] | None) -> bool | None:
         try:
@@ -266,15 +271,18 @@ class CycleRecorder:
 
     def _condition(
         self,
-        watch: Watch,
+        watch: WatchState,
         rule: Any,
         holds: bool | None,
         states: dict[str, _Stored],
         snapshot: Snapshot | None,
         snapshot_id: int | None,
-        outcome: Outcome,
+        outcome: PollResult,
     ) -> None:
-        state, alert_id = states.get(rule.id, (RuleState(), None))
+        stored = states.get(rule.id)
+        if stored is None and not holds:
+            return  # never held and does not now: nothing to store or send (most polls)
+        state, alert_id = stored or _NO_STATE
         new_state, event = step(
             state,
             holds,
@@ -362,7 +370,7 @@ class CycleRecorder:
 
     def _fire_change(
         self,
-        watch: Watch,
+        watch: WatchState,
         rule: Any,
         snapshot: Snapshot,
         old: Snapshot | None,
@@ -388,7 +396,7 @@ class CycleRecorder:
         )
 
     def _open_alert(
-        self, watch: Watch, rule: Any, episode: str | None, status: str, summary: str
+        self, watch: WatchState, rule: Any, episode: str | None, status: str, summary: str
     ) -> int:
         """A new alert row: a condition alert's episode (``firing``) or a change (``fired``)."""
         return self.store.insert(
@@ -411,11 +419,11 @@ class CycleRecorder:
     def _summary(
         self,
         rule: Any,
-        watch: Watch,
+        watch: WatchState,
         snapshot: Snapshot | None,
         old: Snapshot | None,
         changes: list[Change],
-        outcome: Outcome | None,
+        outcome: PollResult | None,
     ) -> str:
         title = (snapshot.title if snapshot else None) or watch.title or watch.slug
         if isinstance(rule, BuiltinRule):
@@ -438,7 +446,7 @@ class CycleRecorder:
 
     def _transition(
         self,
-        watch: Watch,
+        watch: WatchState,
         rule: Any,
         alert_id: int,
         status: Status,
@@ -545,25 +553,22 @@ async def poll_and_record(
     config: Config,
     rules: Sequence[Any],
     source: Any,
-    watches: Sequence[Watch],
+    slugs: Sequence[str],
     *,
     now: datetime,
     rng: Callable[[], float] = random.random,
     on_result: Callable[[Any], None] | None = None,
 ) -> CycleReport:
-    """Poll ``watches`` through ``source`` and record the cycle (see module docstring)."""
+    """Poll the watched packages ``slugs`` through ``source`` and record the cycle (see the
+    module docstring)."""
     known = store.get_meta("djangopackages.count")
     results = await source.poll(
-        [w.slug for w in watches],
+        list(slugs),
         known_count=int(known) if known else None,
         on_result=on_result,
     )
-    outcomes = [
-        Outcome(r.slug, str(r.status), r.snapshot, r.error, r.duration, r.package_id)
-        for r in results
-    ]
     recorder = CycleRecorder(store, config, rules, now=now, rng=rng)
-    report = recorder.record(outcomes)
+    report = recorder.record(results)
     if source.last_count is not None and str(source.last_count) != known:
         with store.transaction():
             store.set_meta("djangopackages.count", str(source.last_count))

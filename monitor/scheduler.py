@@ -70,12 +70,12 @@ class Daemon:
     async def poll_due(self) -> None:
         """One cycle: every watch whose due time has come."""
         started = time.monotonic()
-        watches = self.store.due_watches(self.clock())
-        if not watches:
+        slugs = self.store.due_slugs(self.clock())
+        if not slugs:
             return
         async with self.open_source() as source:
             report = await poll_and_record(
-                self.store, self.config, self.rules, source, watches, now=self.clock()
+                self.store, self.config, self.rules, source, slugs, now=self.clock()
             )
         self.cycles += 1
         log.info(

@@ -8,11 +8,14 @@ package and the field; it never becomes a snapshot.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from monitor.errors import InvalidRecord
 
@@ -20,6 +23,8 @@ from monitor.errors import InvalidRecord
 BOOKKEEPING = ("last_fetched", "modified")
 
 _ID_IN_URL = re.compile(r"/(\d+)/?(?:\?.*)?$")
+_URL_IDS: dict[str, int] = {}
+_URL_IDS_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +49,27 @@ class Snapshot:
 
     def values(self) -> dict[str, Any]:
         """Field name -> value, as rules see them (lists as lists)."""
-        out: dict[str, Any] = {}
-        for name in FIELDS:
-            value = getattr(self, name)
-            out[name] = list(value) if isinstance(value, tuple) else value
+        out = {name: getattr(self, name) for name in FIELDS}
+        for name in _LIST_FIELDS:
+            value = out[name]
+            if value is not None:
+                out[name] = list(value)
         return out
+
+    def fingerprint(self) -> bytes:
+        """A 16-byte hash of :meth:`content`: equal exactly when the content is equal.
+
+        Stored with each snapshot, so a poll tells "unchanged" without loading the old one.
+        """
+        content = [getattr(self, name) for name in CONTENT_FIELDS]
+        for i in _CONTENT_DATETIMES:
+            if content[i] is not None:
+                content[i] = content[i].astimezone(UTC)
+        return hashlib.blake2b(orjson.dumps(content), digest_size=16).digest()
 
     def content(self) -> dict[str, Any]:
         """The JSON-able fields that count as change (bookkeeping left out), UTC datetimes."""
-        return {name: json_value(getattr(self, name)) for name in FIELDS if name not in BOOKKEEPING}
+        return {name: json_value(getattr(self, name)) for name in CONTENT_FIELDS}
 
     def content_json(self) -> str:
         """Canonical JSON of :meth:`content`: equal snapshots give equal strings."""
@@ -76,7 +93,10 @@ class Snapshot:
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Snapshot))
+CONTENT_FIELDS = tuple(name for name in FIELDS if name not in BOOKKEEPING)
 _DATETIME_FIELDS = frozenset({"last_updated", "last_fetched", "created", "modified"})
+_CONTENT_DATETIMES = [i for i, name in enumerate(CONTENT_FIELDS) if name in _DATETIME_FIELDS]
+_LIST_FIELDS = ("commits_over_52", "participants", "grids")
 _TEXT_FIELDS = (
     "title",
     "pypi_version",
@@ -86,6 +106,7 @@ _TEXT_FIELDS = (
     "documentation_url",
 )
 _COUNT_FIELDS = ("repo_watchers", "repo_forks")
+_DATETIME_ORDER = tuple(sorted(_DATETIME_FIELDS))
 
 
 def json_value(value: Any) -> Any:
@@ -101,87 +122,102 @@ def parse_record(record: Any, *, package: str | None = None) -> Snapshot:
     """Validate and normalise one API v4 package record.
 
     ``package`` names the package in error messages when the record itself cannot (a record
-    that is not an object, or has no slug).
+    that is not an object, or has no slug). This runs for every package of every poll, so it
+    checks types with ``type(...) is`` (a bool is not an int here) and builds no closures.
     """
-    name = package or "package"
-    if not isinstance(record, dict):
+    if type(record) is not dict:
+        name = package or "package"
         raise InvalidRecord(name, None, f"expected a JSON object, got {type(record).__name__}")
-    slug = record.get("slug")
-    if not isinstance(slug, str) or not slug:
-        raise InvalidRecord(name, "slug", "missing or not a non-empty string")
-    name = slug
+    get = record.get
+    slug = get("slug")
+    if type(slug) is not str or not slug:
+        raise InvalidRecord(package or "package", "slug", "missing or not a non-empty string")
 
-    def text(key: str) -> str | None:
-        value = record.get(key)
-        if value is None or isinstance(value, str):
-            return value
-        raise InvalidRecord(name, key, f"expected a string or null, got {_kind(value)}")
+    values: dict[str, Any] = {"slug": slug}
+    for key in _TEXT_FIELDS:
+        value = get(key)
+        if value is not None and type(value) is not str:
+            raise InvalidRecord(slug, key, f"expected a string or null, got {_kind(value)}")
+        values[key] = value
+    for key in _COUNT_FIELDS:
+        value = get(key)
+        if value is not None and type(value) is not int:
+            raise InvalidRecord(slug, key, f"expected an integer or null, got {_kind(value)}")
+        values[key] = value
+    for key in _DATETIME_ORDER:
+        value = get(key)
+        if value is not None:
+            value = _datetime(slug, key, value)
+        values[key] = value
 
-    def count(key: str) -> int | None:
-        value = record.get(key)
-        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-            return value
-        raise InvalidRecord(name, key, f"expected an integer or null, got {_kind(value)}")
-
-    def when(key: str) -> datetime | None:
-        value = record.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise InvalidRecord(name, key, f"expected a datetime string, got {_kind(value)}")
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidRecord(name, key, f"not a datetime: {value[:40]!r}") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-    def ident(key: str, value: Any) -> int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            match = _ID_IN_URL.search(value)
-            if match:
-                return int(match.group(1))
-        raise InvalidRecord(name, key, f"expected a URL ending in an id, got {str(value)[:60]!r}")
-
-    commits = record.get("commits_over_52")
+    commits = get("commits_over_52")
     if commits is not None:
-        if not isinstance(commits, list) or not all(
-            isinstance(c, int) and not isinstance(c, bool) for c in commits
-        ):
-            raise InvalidRecord(name, "commits_over_52", "expected a list of integers")
+        if type(commits) is not list or not _all_of(commits, int):
+            raise InvalidRecord(slug, "commits_over_52", "expected a list of integers")
         if len(commits) not in (0, 52):
             raise InvalidRecord(
-                name, "commits_over_52", f"expected 0 or 52 weekly counts, got {len(commits)}"
+                slug, "commits_over_52", f"expected 0 or 52 weekly counts, got {len(commits)}"
             )
         commits = tuple(commits) or None
+    values["commits_over_52"] = commits
 
-    participants = record.get("participants")
+    participants = get("participants")
     if participants is not None:
-        if not isinstance(participants, list) or not all(isinstance(p, str) for p in participants):
-            raise InvalidRecord(name, "participants", "expected a list of strings")
+        if type(participants) is not list or not _all_strings(participants):
+            raise InvalidRecord(slug, "participants", "expected a list of strings")
         participants = tuple(participants)
+    values["participants"] = participants
 
-    grids = record.get("grids")
+    grids = get("grids")
     if grids is not None:
-        if not isinstance(grids, list):
-            raise InvalidRecord(name, "grids", f"expected a list, got {_kind(grids)}")
-        grids = tuple(sorted({ident("grids", g) for g in grids}))
+        if type(grids) is not list:
+            raise InvalidRecord(slug, "grids", f"expected a list, got {_kind(grids)}")
+        grids = tuple(sorted({_ident(slug, "grids", g) for g in grids}))
+    values["grids"] = grids
 
-    category = record.get("category")
-    if category is not None:
-        category = ident("category", category)
+    category = get("category")
+    values["category"] = None if category is None else _ident(slug, "category", category)
+    return Snapshot(**values)
 
-    return Snapshot(
-        slug=slug,
-        **{key: text(key) for key in _TEXT_FIELDS},
-        **{key: count(key) for key in _COUNT_FIELDS},
-        commits_over_52=commits,
-        participants=participants,
-        **{key: when(key) for key in sorted(_DATETIME_FIELDS)},
-        grids=grids,
-        category=category,
-    )
+
+def _all_of(items: list[Any], kind: type) -> bool:
+    """Every item is exactly of ``kind`` (so ``True`` is not an int)."""
+    return not items or {*map(type, items)} == {kind}
+
+
+def _all_strings(items: list[Any]) -> bool:
+    try:
+        "".join(items)  # decoded JSON has no str subclasses; anything else is a TypeError
+    except TypeError:
+        return False
+    return True
+
+
+def _datetime(slug: str, key: str, value: Any) -> datetime:
+    if type(value) is not str:
+        raise InvalidRecord(slug, key, f"expected a datetime string, got {_kind(value)}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRecord(slug, key, f"not a datetime: {value[:40]!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _ident(slug: str, key: str, value: Any) -> int:
+    """An id, or the id at the end of a URL (``.../grids/66/`` or ``...?format=api``)."""
+    if type(value) is int:
+        return value
+    if type(value) is str:
+        ident = _URL_IDS.get(value)
+        if ident is not None:
+            return ident
+        match = _ID_IN_URL.search(value)
+        if match:
+            ident = int(match.group(1))
+            if len(_URL_IDS) < _URL_IDS_MAX:  # the same few grid and category URLs recur
+                _URL_IDS[value] = ident
+            return ident
+    raise InvalidRecord(slug, key, f"expected a URL ending in an id, got {str(value)[:60]!r}")
 
 
 def _kind(value: Any) -> str:

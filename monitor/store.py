@@ -23,6 +23,8 @@ from typing import Any
 
 import sqlite_utils
 
+from monitor.snapshot import Snapshot
+
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -173,7 +175,14 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1]
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    # Snapshot.fingerprint() of each snapshot: an unchanged poll compares 16 bytes instead of
+    # loading the old JSON. Rows from before stay NULL; the next poll of such a package
+    # compares the old snapshot itself and fills its fingerprint in.
+    db["snapshots"].add_column("fingerprint", bytes)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -210,6 +219,21 @@ class Watch:
             failures=row["failures"],
             snapshot_id=row["snapshot_id"],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class WatchState:
+    """What a cycle needs of a watch, read inside the cycle's transaction."""
+
+    id: int
+    slug: str
+    package_id: int | None
+    title: str | None
+    notify: tuple[str, ...]
+    interval: str | None
+    failures: int
+    snapshot_id: int | None
+    fingerprint: bytes | None  # of the snapshot ``snapshot_id``
 
 
 class Store:
@@ -319,13 +343,20 @@ class Store:
         wanted = set(slugs)
         return [w for w in found if w.slug in wanted]
 
-    def due_watches(self, now: datetime) -> list[Watch]:
-        rows = self.query(
-            "SELECT * FROM watches WHERE active = 1 AND (next_due_at IS NULL OR next_due_at <= ?)"
-            " ORDER BY next_due_at, slug",
+    def watched_slugs(self) -> list[str]:
+        return [
+            row[0]
+            for row in self.conn.execute("SELECT slug FROM watches WHERE active = 1 ORDER BY slug")
+        ]
+
+    def due_slugs(self, now: datetime) -> list[str]:
+        """The watched packages whose next poll is due, most overdue first."""
+        rows = self.conn.execute(
+            "SELECT slug FROM watches WHERE active = 1"
+            " AND (next_due_at IS NULL OR next_due_at <= ?) ORDER BY next_due_at, slug",
             (iso(now),),
         )
-        return [Watch.from_row(row) for row in rows]
+        return [row[0] for row in rows]
 
     def upsert_watch(
         self,
@@ -366,18 +397,32 @@ class Store:
 
     # -- snapshots and checks -----------------------------------------------------------
 
-    def latest_snapshots(self, watch_ids: list[int]) -> dict[int, tuple[int, str]]:
-        """watch id -> (snapshot id, content JSON) of its newest snapshot."""
-        out: dict[int, tuple[int, str]] = {}
-        for chunk in _chunks(watch_ids, 500):
+    def watch_states(self, slugs: list[str]) -> dict[str, WatchState]:
+        """slug -> :class:`WatchState` of the watched ones among ``slugs``."""
+        out: dict[str, WatchState] = {}
+        notify_lists: dict[str, tuple[str, ...]] = {}
+        cursor = self.conn.cursor()
+        cursor.row_factory = None  # plain tuples: this reads every watch of a cycle
+        for chunk in _chunks(slugs, 500):
             marks = ",".join("?" * len(chunk))
-            for row in self.conn.execute(
-                f"SELECT w.id, s.id, s.data FROM watches w JOIN snapshots s ON s.id = w.snapshot_id"
-                f" WHERE w.id IN ({marks})",
+            for row in cursor.execute(
+                "SELECT w.id, w.slug, w.package_id, w.title, w.notify, w.interval, w.failures,"
+                " w.snapshot_id, s.fingerprint FROM watches w"
+                " LEFT JOIN snapshots s ON s.id = w.snapshot_id"
+                f" WHERE w.active = 1 AND w.slug IN ({marks})",
                 chunk,
             ):
-                out[row[0]] = (row[1], row[2])
+                notify = row[4] or "[]"
+                if notify not in notify_lists:
+                    notify_lists[notify] = tuple(json.loads(notify))
+                out[row[1]] = WatchState(
+                    row[0], row[1], row[2], row[3], notify_lists[notify], *row[5:]
+                )
         return out
+
+    def snapshot(self, snapshot_id: int) -> Snapshot:
+        row = self.conn.execute("SELECT data FROM snapshots WHERE id = ?", (snapshot_id,))
+        return Snapshot.from_json_dict(json.loads(row.fetchone()[0]))
 
     def rule_states(self, watch_ids: list[int]) -> list[dict[str, Any]]:
         """The stored alert state of every rule for these watches."""

@@ -28,10 +28,11 @@ import pytest
 import yaml
 
 from monitor.config import Config
-from monitor.cycle import CycleRecorder, Outcome
+from monitor.cycle import CycleRecorder
 from monitor.durations import parse_duration
 from monitor.rules import load_rules
 from monitor.snapshot import parse_record
+from monitor.sources import PollResult, PollStatus
 from monitor.store import Store, iso
 from tests.conftest import START
 from tests.fakeupstream import load_fixtures
@@ -77,11 +78,12 @@ def test_rule_case(path: Path, tmp_path: Path) -> None:
         now += parse_duration(step.get("advance", "1h"))
         _apply(record, step.get("set", {}))
         if "fail" in step:
-            outcome = Outcome(slug, "failed", error=step["fail"])
+            outcome = PollResult(slug, PollStatus.FAILED, None, step["fail"], None, 0.0)
         elif step.get("not_found"):
-            outcome = Outcome(slug, "not_found")
+            outcome = PollResult(slug, PollStatus.NOT_FOUND, None, None, None, 0.0)
         else:
-            outcome = Outcome(slug, "ok", parse_record(json.loads(json.dumps(record))))
+            snapshot = parse_record(json.loads(json.dumps(record)))
+            outcome = PollResult(slug, PollStatus.OK, snapshot, None, None, 0.0)
         report = CycleRecorder(store, config, rules, now=now).record(
             [outcome], baseline=number == 0
         )

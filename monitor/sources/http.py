@@ -17,7 +17,6 @@ package) and the reason, e.g. ``django-otp: HTTP 503 after 3 attempts``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import socket
@@ -28,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+import orjson
 
 from monitor import USER_AGENT
 from monitor.errors import SourceError
@@ -156,8 +156,8 @@ class JsonClient:
                 await self._sleep(delay)
         duration = self._clock() - start
         try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as exc:
+            data = orjson.loads(body)  # strict JSON: NaN, Infinity and huge ints are malformed
+        except orjson.JSONDecodeError as exc:
             raise FetchError(
                 f"{subject}: malformed JSON: {str(exc)[:200]}",
                 status=200,
