@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -47,11 +49,12 @@ class Snapshot:
     grids: tuple[int, ...] | None = None
     category: int | None = None
 
-    def values(self) -> dict[str, Any]:
-        """Field name -> value, as rules see them (lists as lists)."""
-        out = {name: getattr(self, name) for name in FIELDS}
+    def values(self, names: Iterable[str] = ()) -> dict[str, Any]:
+        """Field name -> value, as rules see them (lists as lists): every field, or only
+        ``names``."""
+        out = {name: getattr(self, name) for name in names or FIELDS}
         for name in _LIST_FIELDS:
-            value = out[name]
+            value = out.get(name)
             if value is not None:
                 out[name] = list(value)
         return out
@@ -61,7 +64,7 @@ class Snapshot:
 
         Stored with each snapshot, so a poll tells "unchanged" without loading the old one.
         """
-        content = [getattr(self, name) for name in CONTENT_FIELDS]
+        content = list(_content_of(self))
         for i in _CONTENT_DATETIMES:
             if content[i] is not None:
                 content[i] = content[i].astimezone(UTC)
@@ -95,6 +98,7 @@ class Snapshot:
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Snapshot))
 CONTENT_FIELDS = tuple(name for name in FIELDS if name not in BOOKKEEPING)
 _DATETIME_FIELDS = frozenset({"last_updated", "last_fetched", "created", "modified"})
+_content_of = attrgetter(*CONTENT_FIELDS)
 _CONTENT_DATETIMES = [i for i, name in enumerate(CONTENT_FIELDS) if name in _DATETIME_FIELDS]
 _LIST_FIELDS = ("commits_over_52", "participants", "grids")
 _TEXT_FIELDS = (
