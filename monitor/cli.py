@@ -189,7 +189,6 @@ async def _watch_new(
     interval: str | None,
 ) -> CycleReport:
     from monitor.cycle import CycleRecorder
-    from monitor.sources import PollResult, PollStatus
 
     config = runtime.config()
     async with _source(runtime) as source:
@@ -212,20 +211,22 @@ async def _watch_new(
     rules = runtime.rules()
     now = runtime.clock()
     with store.transaction():
-        for snapshot, package_id in fetched:
+        for result in fetched:
+            assert result.snapshot is not None  # fetch() parses: an ok result
             store.upsert_watch(
-                snapshot.slug,
-                package_id=package_id,
-                title=snapshot.title,
+                result.slug,
+                package_id=result.package_id,
+                title=result.snapshot.title,
                 notify=notify,
                 interval=interval,
                 now=now,
             )
-        outcomes = [PollResult(s.slug, PollStatus.OK, s, None, pid, 0.0) for s, pid in fetched]
         report = CycleRecorder(store, config, rules, now=now, rng=runtime.rng).record(
-            outcomes, baseline=True
+            fetched, baseline=True
         )
-    for snapshot, _ in fetched:
+    for result in fetched:
+        snapshot = result.snapshot
+        assert snapshot is not None
         stars = snapshot.repo_watchers if snapshot.repo_watchers is not None else "?"
         click.echo(
             f"watching {snapshot.slug} ({snapshot.pypi_version or 'no release'}, {stars} stars)"

@@ -16,7 +16,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ from monitor.diff import Change, diff
 from monitor.durations import parse_duration
 from monitor.expr import UnknownValue
 from monitor.outbox import queue_group
-from monitor.snapshot import Snapshot
+from monitor.snapshot import BOOKKEEPING, Snapshot
 from monitor.sources import PollResult
 from monitor.store import Store, WatchState, from_iso, iso
 
@@ -100,6 +100,19 @@ def package_links(base_url: str, slug: str, snapshot: Snapshot | None) -> dict[s
 
 _Stored = tuple[RuleState, int | None]  # a rule's state and its firing alert's row id
 _NO_STATE: _Stored = (RuleState(), None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Observation:
+    """What one poll result tells before it meets the stored state."""
+
+    verdicts: tuple[tuple[Any, bool | None], ...]  # (condition rule, holds) where it applies
+    last_fetched: int | None  # the record's bookkeeping, Unix seconds
+    modified: int | None
+
+
+_NOTHING_SEEN = _Observation((), None, None)  # a failed or not-found poll
+_RACED = "changed by another process while polled, and the record seen is not stored"
 # How each poll status bears on the built-in alerts, in BUILTIN_RULES order.
 _BUILTIN_OBSERVED = {
     status: tuple(builtin_observations(status)[rule.id] for rule in BUILTIN_RULES)
@@ -136,23 +149,35 @@ class CycleRecorder:
         self._condition_rules = [r for r in enabled if r.kind == RuleKind.CONDITION]
         self._change_rules = [r for r in enabled if r.kind == RuleKind.CHANGE]
         # What condition rules read; a change rule or a message template sees every field.
-        self._condition_fields = sorted({f for r in self._condition_rules for f in r.when.fields})
+        self.condition_fields = sorted({f for r in self._condition_rules for f in r.when.fields})
         self.now = now
         self.rng = rng
         self.new_id = new_id
         self.report = CycleReport()
         self._now_iso = iso(now)
         self._intervals: dict[str | None, timedelta] = {}
+        self._observations: dict[str, _Observation] = {}
+        self._watches: dict[str, WatchState] | None = None
+        self._read_at = 0
         self._channel_notices: dict[str, list[tuple[int, Notice]]] = {}
 
     # -- entry point --------------------------------------------------------------------
 
+    def prepare(self, slugs: Sequence[str]) -> dict[str, bytes]:
+        """Read the watches about to be polled; return the fingerprints of their last stored
+        records, for the source to recognise unchanged ones."""
+        self._read_at = self.store.data_version()
+        self._watches = self.store.watch_states(list(slugs))
+        return {slug: w.fingerprint for slug, w in self._watches.items() if w.fingerprint}
+
     def record(self, outcomes: Sequence[PollResult], *, baseline: bool = False) -> CycleReport:
         """Store the outcomes, decide transitions and queue their deliveries (one txn)."""
         with self.store.transaction():
-            # Read inside the transaction: another process may have polled or unwatched
-            # these packages while we polled.
-            watches = self.store.watch_states([o.slug for o in outcomes])
+            # What prepare() read still holds unless another process wrote meanwhile (it may
+            # have polled or unwatched these packages): then read it again, in the txn.
+            watches = self._watches
+            if watches is None or self.store.data_version() != self._read_at:
+                watches = self.store.watch_states([o.slug for o in outcomes])
             states = self._load_states([w.id for w in watches.values()])
             self._mutes = self.store.active_mutes(self.now)
             self._checks: list[tuple[Any, ...]] = []
@@ -179,22 +204,29 @@ class CycleRecorder:
     ) -> None:
         report = self.report
         report.checked += 1
-        status = outcome.status
+        status = str(outcome.status)
         snapshot_id = watch.snapshot_id
         new_snapshot_id = None
+        snapshot = outcome.snapshot
+        fingerprint = outcome.fingerprint
+        error = outcome.error
         old: Snapshot | None = None
         changes: list[Change] = []
-        snapshot = outcome.snapshot
+        if status == "unchanged" and fingerprint != watch.fingerprint:
+            # Another process stored a newer snapshot while we polled; what we saw is the
+            # content of an earlier one, so compare that with the newest like any record.
+            snapshot = self._earlier_snapshot(watch, outcome)
+            status, error = ("ok", None) if snapshot is not None else ("failed", _RACED)
         if status == "ok" and snapshot is not None:
-            fingerprint = snapshot.fingerprint()
-            if snapshot_id is not None and fingerprint != watch.fingerprint:
+            if snapshot_id is not None and (
+                fingerprint is None or fingerprint != watch.fingerprint
+            ):
                 old = self.store.snapshot(snapshot_id)
                 changes = diff(old, snapshot)
-                if not changes:  # stored before fingerprints: same content after all
+                if not changes and fingerprint is not None:  # the same content in another form
                     self.store.update("snapshots", snapshot_id, {"fingerprint": fingerprint})
             if snapshot_id is not None and not changes:
                 status = "unchanged"
-                report.unchanged += 1
                 old = None
             else:
                 if changes:
@@ -208,28 +240,31 @@ class CycleRecorder:
                         "fingerprint": fingerprint,
                     },
                 )
+        if status == "unchanged":
+            report.unchanged += 1
         elif status == "failed":
-            report.failed.append((watch.slug, outcome.error or "failed"))
+            report.failed.append((watch.slug, error or "failed"))
         elif status == "not_found":
             report.not_found.append(watch.slug)
 
+        observed = self._observations.pop(outcome.slug, None) or self._observe(outcome)
         self._checks.append(
             (
                 watch.id,
                 self._now_iso,
                 round(outcome.duration * 1000),
                 status,
-                outcome.error,
+                error,
                 new_snapshot_id,
-                _unix(snapshot.last_fetched) if snapshot else None,
-                _unix(snapshot.modified) if snapshot else None,
+                observed.last_fetched,
+                observed.modified,
             )
         )
         self._watch_updates.append(
             (
                 self._now_iso,
                 status,
-                outcome.error,
+                error,
                 watch.failures + 1 if status == "failed" else 0,
                 snapshot_id,
                 snapshot.title if snapshot else watch.title,
@@ -241,26 +276,50 @@ class CycleRecorder:
 
         # A rule that never held and does not hold now has nothing to store or send: the
         # common case, so step() and its arguments are skipped for it.
-        current = snapshot
-        if current is None and snapshot_id is not None:
-            current = self.store.snapshot(snapshot_id)
         for rule, holds in zip(BUILTIN_RULES, _BUILTIN_OBSERVED[status], strict=True):
             if holds or rule.id in states:
-                self._condition(watch, rule, holds, states, current, new_snapshot_id, outcome)
-        if status not in ("ok", "unchanged") or snapshot is None:
+                self._condition(watch, rule, holds, states, snapshot, new_snapshot_id, outcome)
+        if status not in ("ok", "unchanged"):
             return
-        values = snapshot.values(self._condition_fields)
-        for rule in self._condition_rules:
-            if rule.applies_to(watch.slug):
-                holds = self._holds(rule, values, None)
-                if holds or rule.id in states:
-                    self._condition(watch, rule, holds, states, snapshot, new_snapshot_id, outcome)
-        if baseline or old is None or not changes:
+        for rule, holds in observed.verdicts:
+            if holds or rule.id in states:
+                self._condition(watch, rule, holds, states, snapshot, new_snapshot_id, outcome)
+        if baseline or old is None or snapshot is None or not changes:
             return
-        values, old_values = snapshot.values(), old.values()
+        new_values, old_values = snapshot.values(), old.values()
         for rule in self._change_rules:
-            if rule.applies_to(watch.slug) and self._holds(rule, values, old_values) is True:
+            if rule.applies_to(watch.slug) and self._holds(rule, new_values, old_values) is True:
                 self._fire_change(watch, rule, snapshot, old, changes, new_snapshot_id)
+
+    def observe(self, result: PollResult) -> None:
+        """Take in one poll result as it arrives, before :meth:`record`: what can be told
+        without the database (the condition rules' verdicts) is worked out now, while the
+        rest of the poll is still on the network."""
+        self._observations[result.slug] = self._observe(result)
+
+    def _observe(self, result: PollResult) -> _Observation:
+        snapshot = result.snapshot
+        if snapshot is not None:
+            values = snapshot.values((*self.condition_fields, *BOOKKEEPING))
+        elif result.values is not None:
+            values = result.values
+        else:
+            return _NOTHING_SEEN
+        verdicts = tuple(
+            (rule, self._holds(rule, values, None))
+            for rule in self._condition_rules
+            if rule.applies_to(result.slug)
+        )
+        return _Observation(
+            verdicts, _unix(values.get("last_fetched")), _unix(values.get("modified"))
+        )
+
+    def _earlier_snapshot(self, watch: WatchState, outcome: PollResult) -> Snapshot | None:
+        """The stored snapshot an ``unchanged`` poll matched, with the poll's bookkeeping."""
+        earlier = self.store.snapshot_by_fingerprint(watch.id, outcome.fingerprint)
+        if earlier is None or outcome.values is None:
+            return None
+        return replace(earlier, **{name: outcome.values.get(name) for name in BOOKKEEPING})
 
     def _next_due(self, interval: str | None) -> datetime:
         if interval not in self._intervals:
@@ -296,6 +355,9 @@ class CycleRecorder:
             now=self.now,
             new_episode=self.new_id,
         )
+        if event is not None and snapshot is None and watch.snapshot_id is not None:
+            # Unchanged, failed or not found: the content last seen speaks for the package.
+            snapshot = self.store.snapshot(watch.snapshot_id)
         if event is Event.FIRING:
             summary = self._summary(rule, watch, snapshot, None, [], outcome)
             alert_id = self._open_alert(watch, rule, new_state.episode, "firing", summary)
@@ -567,15 +629,26 @@ async def poll_and_record(
     """Poll the watched packages ``slugs`` through ``source`` and record the cycle (see the
     module docstring)."""
     known = store.get_meta("djangopackages.count")
+    recorder = CycleRecorder(store, config, rules, now=now, rng=rng)
     with _collector_paused():
         results = await source.poll(
-            list(slugs), known_count=int(known) if known else None, on_result=on_result
+            list(slugs),
+            known_count=int(known) if known else None,
+            fingerprints=recorder.prepare(slugs),
+            fields=recorder.condition_fields,
+            on_result=lambda result: _both(recorder.observe, on_result, result),
         )
-        report = CycleRecorder(store, config, rules, now=now, rng=rng).record(results)
+        report = recorder.record(results)
     if source.last_count is not None and str(source.last_count) != known:
         with store.transaction():
             store.set_meta("djangopackages.count", str(source.last_count))
     return report
+
+
+def _both(first: Callable[[Any], None], then: Callable[[Any], None] | None, arg: Any) -> None:
+    first(arg)
+    if then is not None:
+        then(arg)
 
 
 @contextmanager

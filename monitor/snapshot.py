@@ -11,10 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -59,17 +58,6 @@ class Snapshot:
                 out[name] = list(value)
         return out
 
-    def fingerprint(self) -> bytes:
-        """A 16-byte hash of :meth:`content`: equal exactly when the content is equal.
-
-        Stored with each snapshot, so a poll tells "unchanged" without loading the old one.
-        """
-        content = list(_content_of(self))
-        for i in _CONTENT_DATETIMES:
-            if content[i] is not None:
-                content[i] = content[i].astimezone(UTC)
-        return hashlib.blake2b(orjson.dumps(content), digest_size=16).digest()
-
     def content(self) -> dict[str, Any]:
         """The JSON-able fields that count as change (bookkeeping left out), UTC datetimes."""
         return {name: json_value(getattr(self, name)) for name in CONTENT_FIELDS}
@@ -98,8 +86,6 @@ class Snapshot:
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Snapshot))
 CONTENT_FIELDS = tuple(name for name in FIELDS if name not in BOOKKEEPING)
 _DATETIME_FIELDS = frozenset({"last_updated", "last_fetched", "created", "modified"})
-_content_of = attrgetter(*CONTENT_FIELDS)
-_CONTENT_DATETIMES = [i for i, name in enumerate(CONTENT_FIELDS) if name in _DATETIME_FIELDS]
 _LIST_FIELDS = ("commits_over_52", "participants", "grids")
 _TEXT_FIELDS = (
     "title",
@@ -110,7 +96,6 @@ _TEXT_FIELDS = (
     "documentation_url",
 )
 _COUNT_FIELDS = ("repo_watchers", "repo_forks")
-_DATETIME_ORDER = tuple(sorted(_DATETIME_FIELDS))
 
 
 def json_value(value: Any) -> Any:
@@ -126,78 +111,69 @@ def parse_record(record: Any, *, package: str | None = None) -> Snapshot:
     """Validate and normalise one API v4 package record.
 
     ``package`` names the package in error messages when the record itself cannot (a record
-    that is not an object, or has no slug). This runs for every package of every poll, so it
-    checks types with ``type(...) is`` (a bool is not an int here) and builds no closures.
+    that is not an object, or has no slug).
     """
+    slug = _slug_of(record, package)
+    return Snapshot(slug, *[_NORMALISE[name](slug, name, record.get(name)) for name in FIELDS[1:]])
+
+
+def record_values(
+    record: Any, names: Iterable[str], *, package: str | None = None
+) -> dict[str, Any]:
+    """Some fields of a record, validated and normalised as :func:`parse_record` does, and
+    shaped as :meth:`Snapshot.values` gives them (lists as lists)."""
+    slug = _slug_of(record, package)
+    out = {"slug": slug}
+    for name in names:
+        if name != "slug":
+            value = _NORMALISE[name](slug, name, record.get(name))
+            out[name] = list(value) if type(value) is tuple else value
+    return out
+
+
+def record_fingerprint(record: dict[str, Any]) -> bytes:
+    """A 16-byte hash of a record as received, bookkeeping left out.
+
+    Stored with the snapshot made from the record: a later record with the same fingerprint
+    has the same content, so it needs no parsing to be known unchanged. Records that differ
+    only in form (key order, URL style, time zone) get different fingerprints; the diff of
+    their snapshots then finds no change.
+    """
+    content = record.copy()
+    for key in BOOKKEEPING:
+        content.pop(key, None)
+    return hashlib.blake2b(orjson.dumps(content), digest_size=16).digest()
+
+
+def _slug_of(record: Any, package: str | None) -> str:
     if type(record) is not dict:
         name = package or "package"
         raise InvalidRecord(name, None, f"expected a JSON object, got {type(record).__name__}")
-    get = record.get
-    slug = get("slug")
+    slug = record.get("slug")
     if type(slug) is not str or not slug:
         raise InvalidRecord(package or "package", "slug", "missing or not a non-empty string")
-
-    values: dict[str, Any] = {"slug": slug}
-    for key in _TEXT_FIELDS:
-        value = get(key)
-        if value is not None and type(value) is not str:
-            raise InvalidRecord(slug, key, f"expected a string or null, got {_kind(value)}")
-        values[key] = value
-    for key in _COUNT_FIELDS:
-        value = get(key)
-        if value is not None and type(value) is not int:
-            raise InvalidRecord(slug, key, f"expected an integer or null, got {_kind(value)}")
-        values[key] = value
-    for key in _DATETIME_ORDER:
-        value = get(key)
-        if value is not None:
-            value = _datetime(slug, key, value)
-        values[key] = value
-
-    commits = get("commits_over_52")
-    if commits is not None:
-        if type(commits) is not list or not _all_of(commits, int):
-            raise InvalidRecord(slug, "commits_over_52", "expected a list of integers")
-        if len(commits) not in (0, 52):
-            raise InvalidRecord(
-                slug, "commits_over_52", f"expected 0 or 52 weekly counts, got {len(commits)}"
-            )
-        commits = tuple(commits) or None
-    values["commits_over_52"] = commits
-
-    participants = get("participants")
-    if participants is not None:
-        if type(participants) is not list or not _all_strings(participants):
-            raise InvalidRecord(slug, "participants", "expected a list of strings")
-        participants = tuple(participants)
-    values["participants"] = participants
-
-    grids = get("grids")
-    if grids is not None:
-        if type(grids) is not list:
-            raise InvalidRecord(slug, "grids", f"expected a list, got {_kind(grids)}")
-        grids = tuple(sorted({_ident(slug, "grids", g) for g in grids}))
-    values["grids"] = grids
-
-    category = get("category")
-    values["category"] = None if category is None else _ident(slug, "category", category)
-    return Snapshot(**values)
+    return slug
 
 
-def _all_of(items: list[Any], kind: type) -> bool:
-    """Every item is exactly of ``kind`` (so ``True`` is not an int)."""
-    return not items or {*map(type, items)} == {kind}
+# -- one normaliser per field: (slug, field, value as received) -> value, or InvalidRecord.
+# Type checks use ``type(...) is`` (decoded JSON has no subclasses, and a bool is no int).
 
 
-def _all_strings(items: list[Any]) -> bool:
-    try:
-        "".join(items)  # decoded JSON has no str subclasses; anything else is a TypeError
-    except TypeError:
-        return False
-    return True
+def _text(slug: str, key: str, value: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise InvalidRecord(slug, key, f"expected a string or null, got {_kind(value)}")
 
 
-def _datetime(slug: str, key: str, value: Any) -> datetime:
+def _count(slug: str, key: str, value: Any) -> int | None:
+    if value is None or type(value) is int:
+        return value
+    raise InvalidRecord(slug, key, f"expected an integer or null, got {_kind(value)}")
+
+
+def _datetime(slug: str, key: str, value: Any) -> datetime | None:
+    if value is None:
+        return None
     if type(value) is not str:
         raise InvalidRecord(slug, key, f"expected a datetime string, got {_kind(value)}")
     try:
@@ -205,6 +181,40 @@ def _datetime(slug: str, key: str, value: Any) -> datetime:
     except ValueError:
         raise InvalidRecord(slug, key, f"not a datetime: {value[:40]!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _commits(slug: str, key: str, value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if type(value) is not list or (value and {*map(type, value)} != {int}):
+        raise InvalidRecord(slug, key, "expected a list of integers")
+    if len(value) not in (0, 52):
+        raise InvalidRecord(slug, key, f"expected 0 or 52 weekly counts, got {len(value)}")
+    return tuple(value) or None  # [] means djangopackages has no repository data: unknown
+
+
+def _logins(slug: str, key: str, value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    try:
+        if type(value) is list:
+            "".join(value)  # a TypeError unless every item is a string
+            return tuple(value)
+    except TypeError:
+        pass
+    raise InvalidRecord(slug, key, "expected a list of strings")
+
+
+def _grids(slug: str, key: str, value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if type(value) is not list:
+        raise InvalidRecord(slug, key, f"expected a list, got {_kind(value)}")
+    return tuple(sorted({_ident(slug, key, item) for item in value}))
+
+
+def _category(slug: str, key: str, value: Any) -> int | None:
+    return None if value is None else _ident(slug, key, value)
 
 
 def _ident(slug: str, key: str, value: Any) -> int:
@@ -222,6 +232,18 @@ def _ident(slug: str, key: str, value: Any) -> int:
                 _URL_IDS[value] = ident
             return ident
     raise InvalidRecord(slug, key, f"expected a URL ending in an id, got {str(value)[:60]!r}")
+
+
+_NORMALISE: dict[str, Callable[[str, str, Any], Any]] = {
+    **dict.fromkeys(_TEXT_FIELDS, _text),
+    **dict.fromkeys(_COUNT_FIELDS, _count),
+    **dict.fromkeys(_DATETIME_FIELDS, _datetime),
+    "commits_over_52": _commits,
+    "participants": _logins,
+    "grids": _grids,
+    "category": _category,
+}
+assert set(_NORMALISE) == set(FIELDS[1:]), "every field but slug has a normaliser"
 
 
 def _kind(value: Any) -> str:

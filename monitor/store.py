@@ -26,6 +26,7 @@ import sqlite_utils
 from monitor.snapshot import Snapshot
 
 BUSY_TIMEOUT_MS = 30_000
+_SCAN_ABOVE = 500  # packages: read every watch rather than look these up
 
 
 def iso(moment: datetime) -> str:
@@ -176,9 +177,10 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
 
 
 def _migrate_2(db: sqlite_utils.Database) -> None:
-    # Snapshot.fingerprint() of each snapshot: an unchanged poll compares 16 bytes instead of
-    # loading the old JSON. Rows from before stay NULL; the next poll of such a package
-    # compares the old snapshot itself and fills its fingerprint in.
+    # The fingerprint of the record each snapshot was made from (snapshot.record_fingerprint):
+    # a poll recognises an unchanged record without parsing it or loading the old snapshot.
+    # Rows from before stay NULL; the next poll of such a package compares snapshots the
+    # long way and fills the fingerprint in.
     db["snapshots"].add_column("fingerprint", bytes)
 
 
@@ -316,6 +318,10 @@ class Store:
         sets = ", ".join(f"{column} = ?" for column in values)
         self.conn.execute(f"UPDATE {table} SET {sets} WHERE {pk} = ?", (*values.values(), key))
 
+    def data_version(self) -> int:
+        """Changes when another connection commits (SQLite's ``PRAGMA data_version``)."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
     # -- meta ---------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -399,30 +405,49 @@ class Store:
 
     def watch_states(self, slugs: list[str]) -> dict[str, WatchState]:
         """slug -> :class:`WatchState` of the watched ones among ``slugs``."""
-        out: dict[str, WatchState] = {}
         notify_lists: dict[str, tuple[str, ...]] = {}
+        out: dict[str, WatchState] = {}
+        for slug, *row in self._watched_rows(
+            "w.id, w.package_id, w.title, w.notify, w.interval, w.failures, w.snapshot_id,"
+            " s.fingerprint",
+            slugs,
+        ):
+            ident, package_id, title, notify, *rest = row
+            notify = notify or "[]"
+            if notify not in notify_lists:
+                notify_lists[notify] = tuple(json.loads(notify))
+            out[slug] = WatchState(ident, slug, package_id, title, notify_lists[notify], *rest)
+        return out
+
+    def _watched_rows(self, columns: str, slugs: list[str]) -> Iterator[tuple[Any, ...]]:
+        """``(slug, *columns)`` of each watched package among ``slugs``; ``w`` is its
+        watches row and ``s`` its latest snapshot."""
         cursor = self.conn.cursor()
-        cursor.row_factory = None  # plain tuples: this reads every watch of a cycle
+        cursor.row_factory = None  # plain tuples: a cycle reads every polled watch
+        query = (
+            f"SELECT w.slug, {columns} FROM watches w"
+            " LEFT JOIN snapshots s ON s.id = w.snapshot_id WHERE w.active = 1"
+        )
+        if len(slugs) > _SCAN_ABOVE:  # one scan beats thousands of index lookups
+            wanted = set(slugs)
+            yield from (row for row in cursor.execute(query) if row[0] in wanted)
+            return
         for chunk in _chunks(slugs, 500):
             marks = ",".join("?" * len(chunk))
-            for row in cursor.execute(
-                "SELECT w.id, w.slug, w.package_id, w.title, w.notify, w.interval, w.failures,"
-                " w.snapshot_id, s.fingerprint FROM watches w"
-                " LEFT JOIN snapshots s ON s.id = w.snapshot_id"
-                f" WHERE w.active = 1 AND w.slug IN ({marks})",
-                chunk,
-            ):
-                notify = row[4] or "[]"
-                if notify not in notify_lists:
-                    notify_lists[notify] = tuple(json.loads(notify))
-                out[row[1]] = WatchState(
-                    row[0], row[1], row[2], row[3], notify_lists[notify], *row[5:]
-                )
-        return out
+            yield from cursor.execute(f"{query} AND w.slug IN ({marks})", chunk)
 
     def snapshot(self, snapshot_id: int) -> Snapshot:
         row = self.conn.execute("SELECT data FROM snapshots WHERE id = ?", (snapshot_id,))
         return Snapshot.from_json_dict(json.loads(row.fetchone()[0]))
+
+    def snapshot_by_fingerprint(self, watch_id: int, fingerprint: bytes | None) -> Snapshot | None:
+        """The newest of the watch's snapshots made from a record with this fingerprint."""
+        row = self.conn.execute(
+            "SELECT data FROM snapshots WHERE watch_id = ? AND fingerprint = ?"
+            " ORDER BY id DESC LIMIT 1",
+            (watch_id, fingerprint),
+        ).fetchone()
+        return Snapshot.from_json_dict(json.loads(row[0])) if row else None
 
     def rule_states(self, watch_ids: list[int]) -> list[dict[str, Any]]:
         """The stored alert state of every rule for these watches."""

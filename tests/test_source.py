@@ -74,7 +74,8 @@ async def poll_one(source: DjangoPackagesSource, slug: str = OTP) -> PollResult:
 
 @pytest.mark.parametrize("slug", sorted(FIXTURES))
 async def test_fixture_records_are_fetched_and_normalised(upstream, make_source, slug):
-    snapshot, package_id = await make_source(upstream.url).fetch(slug)
+    result = await make_source(upstream.url).fetch(slug)
+    snapshot, package_id = result.snapshot, result.package_id
 
     record = FIXTURES[slug]
     assert snapshot.slug == slug
@@ -87,8 +88,8 @@ async def test_fixture_records_are_fetched_and_normalised(upstream, make_source,
 
 
 async def test_a_package_is_fetched_by_id(upstream, make_source):
-    snapshot, package_id = await make_source(upstream.url).fetch("1867")
-    assert (snapshot.slug, package_id) == (OTP, 1867)
+    result = await make_source(upstream.url).fetch("1867")
+    assert (result.slug, result.snapshot.slug, result.package_id) == (OTP, OTP, 1867)
 
 
 async def test_requests_carry_user_agent_and_accept(upstream, make_source):
@@ -266,8 +267,8 @@ async def test_wrongly_typed_field_fails_naming_package_and_field(
 
 async def test_empty_commits_become_unknown(upstream, make_source):
     upstream.records[OTP]["commits_over_52"] = []
-    snapshot, _ = await make_source(upstream.url).fetch(OTP)
-    assert snapshot.commits_over_52 is None
+    result = await make_source(upstream.url).fetch(OTP)
+    assert result.snapshot.commits_over_52 is None
 
 
 async def test_concurrency_is_bounded(upstream, make_source):
@@ -407,15 +408,20 @@ async def test_grid_members_are_fetched_through_the_configured_base_url(upstream
     by_slug = await source.grid_members("two-factor")
     by_id = await source.grid_members("426")
 
-    assert [(s.slug, i) for s, i in by_slug] == [(OTP, 1867), ("django-two-factor-auth", 1454)]
-    assert by_id == by_slug
+    assert [(m.snapshot.slug, m.package_id) for m in by_slug] == [
+        (OTP, 1867),
+        ("django-two-factor-auth", 1454),
+    ]
+    assert [(m.snapshot, m.package_id) for m in by_id] == [
+        (m.snapshot, m.package_id) for m in by_slug
+    ]
     assert upstream.requests["/api/v4/packages/1867/"] == 2
 
 
 async def test_a_grid_member_that_is_gone_is_left_out(upstream, make_source):
     upstream.add_grid("auth", ["django-mfa", 999_999], id=7)
     members = await make_source(upstream.url).grid_members("auth")
-    assert [s.slug for s, _ in members] == ["django-mfa"]
+    assert [m.snapshot.slug for m in members] == ["django-mfa"]
 
 
 async def test_a_grid_member_failing_fails_the_grid(upstream, make_source):
@@ -487,7 +493,7 @@ def test_fake_upstream_serves_sync_callers_from_a_thread():
 
     with FakeUpstream.in_thread() as up:
         up.records[OTP] = {**up.records[OTP], "pypi_version": "9.9"}
-        snapshot, _ = asyncio.run(fetch(up.url))
+        snapshot = asyncio.run(fetch(up.url)).snapshot
 
         up.stop_serving()
         with pytest.raises(SourceError, match="connection refused"):

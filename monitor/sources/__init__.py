@@ -15,20 +15,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from monitor.snapshot import Snapshot
 
 
 class PollStatus(StrEnum):
     OK = "ok"
+    UNCHANGED = "unchanged"  # the record's fingerprint is the one the poll was given
     NOT_FOUND = "not_found"
     FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
-    """One package's poll: ``snapshot`` when ``ok``, ``error`` otherwise; ``package_id`` is
-    djangopackages' id when the record gave one; ``duration`` is seconds of the request(s)."""
+    """One package's poll.
+
+    - ``ok``: ``snapshot`` is the parsed record, ``fingerprint`` the record's
+      (:func:`~monitor.snapshot.record_fingerprint`);
+    - ``unchanged``: the record's fingerprint is the one given for the package, so it was
+      not parsed; ``values`` holds the fields asked for (validated, as
+      :meth:`Snapshot.values` gives them), bookkeeping included;
+    - ``not_found`` / ``failed``: ``error`` says why.
+
+    ``package_id`` is djangopackages' id when the record gave one; ``duration`` is seconds
+    of the request(s).
+    """
 
     slug: str
     status: PollStatus
@@ -36,6 +48,8 @@ class PollResult:
     error: str | None
     package_id: int | None
     duration: float
+    fingerprint: bytes | None = None
+    values: dict[str, Any] | None = None
 
 
 __all__ = ["PollResult", "PollStatus"]

@@ -24,14 +24,15 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeGuard, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from monitor.errors import InvalidRecord, PackageNotFound, SourceError
-from monitor.snapshot import Snapshot, parse_record
+from monitor.snapshot import BOOKKEEPING, parse_record, record_fingerprint, record_values
 from monitor.sources import PollResult, PollStatus
 from monitor.sources.http import MAX_BODY, FetchError, JsonClient, Sleep
 
@@ -96,22 +97,22 @@ class DjangoPackagesSource:
 
     # -- one package ---------------------------------------------------------------------
 
-    async def fetch(self, slug: str) -> tuple[Snapshot, int | None]:
-        """One package by slug (or id, when all digits): its snapshot and id.
+    async def fetch(self, slug: str) -> PollResult:
+        """One package by slug (or id, when all digits), parsed: an ``ok`` result.
 
         Raises :class:`PackageNotFound` on 404, :class:`SourceError` (or its
         :class:`InvalidRecord`) otherwise.
         """
         return await self._fetch(slug, subject=slug)
 
-    async def _fetch(self, key: str, *, subject: str) -> tuple[Snapshot, int | None]:
+    async def _fetch(self, key: str, *, subject: str) -> PollResult:
         try:
             fetched = await self._http.get_json(self.package_url(key), subject=subject)
         except FetchError as exc:
             if exc.status == 404:
                 raise PackageNotFound(key) from None
             raise
-        return parse_record(fetched.data, package=subject), _package_id(fetched.data)
+        return _Reading().result(fetched.data, fetched.duration, package=subject)
 
     # -- many packages -------------------------------------------------------------------
 
@@ -120,10 +121,17 @@ class DjangoPackagesSource:
         slugs: list[str],
         *,
         known_count: int | None = None,
+        fingerprints: Mapping[str, bytes] | None = None,
+        fields: Iterable[str] = (),
         on_result: Callable[[PollResult], None] | None = None,
     ) -> list[PollResult]:
         """A result per distinct slug, in the order given; ``on_result`` is called as each
-        is known. Failures are results (``failed`` with the reason, or ``not_found``)."""
+        is known. Failures are results (``failed`` with the reason, or ``not_found``).
+
+        ``fingerprints`` maps a slug to the fingerprint of its last stored record: a record
+        that still has it is not parsed but reported ``unchanged``, carrying ``fields``.
+        """
+        reading = _Reading(fingerprints or {}, tuple(fields))
         wanted = list(dict.fromkeys(slugs))
         results: dict[str, PollResult] = {}
 
@@ -135,15 +143,17 @@ class DjangoPackagesSource:
         if known_count is not None:
             self.last_count = known_count
         if len(wanted) > 1:
-            await _Pager(self, wanted, done).run(known_count)
-        await _all(self._poll_single(slug, done) for slug in wanted if slug not in results)
+            await _Pager(self, wanted, reading, done).run(known_count)
+        await _all(self._poll_single(slug, reading, done) for slug in wanted if slug not in results)
         return [results[slug] for slug in wanted]
 
-    async def _poll_single(self, slug: str, done: Callable[[PollResult], None]) -> None:
+    async def _poll_single(
+        self, slug: str, reading: _Reading, done: Callable[[PollResult], None]
+    ) -> None:
         start = time.monotonic()
         try:
             fetched = await self._http.get_json(self.package_url(slug), subject=slug)
-            snapshot = parse_record(fetched.data, package=slug)
+            result = reading.result(fetched.data, fetched.duration, package=slug, slug=slug)
         except FetchError as exc:
             if exc.status == 404:
                 error = str(PackageNotFound(slug))
@@ -157,7 +167,7 @@ class DjangoPackagesSource:
             error = f"{slug}: unexpected error: {exc!r}"
             done(PollResult(slug, PollStatus.FAILED, None, error, None, time.monotonic() - start))
         else:
-            done(_ok(slug, snapshot, fetched.data, fetched.duration))
+            done(result)
 
     # -- search and grids ----------------------------------------------------------------
 
@@ -184,7 +194,7 @@ class DjangoPackagesSource:
         ]
         return list(dict.fromkeys(slugs))
 
-    async def grid_members(self, grid: str) -> list[tuple[Snapshot, int | None]]:
+    async def grid_members(self, grid: str) -> list[PollResult]:
         """The grid's members as they are now, fetched through ``base_url`` by the id in
         each member URL. Raises :class:`GridNotFound` when the grid's URL answers 404; a
         member whose own URL answers 404 is left out (logged); other failures raise."""
@@ -208,7 +218,7 @@ class DjangoPackagesSource:
         found = await _all(self._member(grid, key) for key in dict.fromkeys(keys))
         return [member for member in found if member is not None]
 
-    async def _member(self, grid: str, key: str) -> tuple[Snapshot, int | None] | None:
+    async def _member(self, grid: str, key: str) -> PollResult | None:
         try:
             return await self._fetch(key, subject=f"package {key} of grid {grid!r}")
         except PackageNotFound:
@@ -223,9 +233,11 @@ class _Pager:
         self,
         source: DjangoPackagesSource,
         wanted: list[str],
+        reading: _Reading,
         done: Callable[[PollResult], None],
     ):
         self.source = source
+        self.reading = reading
         self.size = source.page_size
         self.done = done
         self.missing = set(wanted)  # not matched in any page yet
@@ -284,13 +296,13 @@ class _Pager:
             if not isinstance(slug, str) or slug not in self.missing or slug in self.invalid:
                 continue
             try:
-                snapshot = parse_record(record, package=slug)
+                result = self.reading.result(record, fetched.duration, package=slug, slug=slug)
             except Exception as exc:  # InvalidRecord, or a bug: the single fetch reports it
                 log.info("%s (in %s); fetching it singly", exc, subject)
                 self.invalid.add(slug)
                 continue
             self.missing.discard(slug)
-            self.done(_ok(slug, snapshot, record, fetched.duration))
+            self.done(result)
 
 
 async def _all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
@@ -305,8 +317,33 @@ async def _all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
     return [task.result() for task in tasks]
 
 
-def _ok(slug: str, snapshot: Snapshot, record: Any, duration: float) -> PollResult:
-    return PollResult(slug, PollStatus.OK, snapshot, None, _package_id(record), duration)
+@dataclass(frozen=True)
+class _Reading:
+    """How one poll turns a package's record into its result."""
+
+    fingerprints: Mapping[str, bytes] = field(default_factory=dict)  # slug -> last stored
+    fields: tuple[str, ...] = ()  # what an ``unchanged`` result carries
+
+    def result(
+        self, record: Any, duration: float, *, package: str, slug: str | None = None
+    ) -> PollResult:
+        """The result for the watched ``slug`` (default: the record's own): ``unchanged``,
+        not parsed, when the record's fingerprint is the stored one, else ``ok`` with the
+        snapshot. Raises :class:`InvalidRecord` naming ``package``."""
+        if type(record) is not dict:
+            parse_record(record, package=package)  # raises, naming the package
+        fingerprint = record_fingerprint(record)
+        package_id = _package_id(record)
+        known = self.fingerprints.get(slug) if slug is not None else None
+        if known is not None and fingerprint == known:
+            values = record_values(record, (*self.fields, *BOOKKEEPING), package=package)
+            return PollResult(
+                slug, PollStatus.UNCHANGED, None, None, package_id, duration, fingerprint, values
+            )
+        snapshot = parse_record(record, package=package)
+        return PollResult(
+            slug or snapshot.slug, PollStatus.OK, snapshot, None, package_id, duration, fingerprint
+        )
 
 
 def _package_id(record: Any) -> int | None:
