@@ -17,6 +17,7 @@ import pytest
 
 from monitor import USER_AGENT
 from monitor.errors import InvalidRecord, PackageNotFound, SourceError
+from monitor.snapshot import parse_record, record_fingerprint
 from monitor.sources import PollResult, PollStatus
 from monitor.sources.djangopackages import DjangoPackagesSource, GridNotFound
 from monitor.sources.http import backoff_delay, retry_after_seconds
@@ -503,3 +504,70 @@ def test_fake_upstream_serves_sync_callers_from_a_thread():
 
     assert snapshot.pypi_version == "9.9"
     assert up.requests[f"/api/v4/packages/{OTP}/"] == 2
+
+
+# -- fingerprints: unchanged records are not parsed ----------------------------------------
+
+
+async def test_a_known_fingerprint_gives_unchanged_without_a_snapshot(upstream, make_source):
+    record = upstream.records[OTP]
+    known = {OTP: record_fingerprint(record)}
+    record["last_fetched"] = "2026-11-23T01:02:03-05:00"  # bookkeeping moves: still unchanged
+
+    (result,) = await make_source(upstream.url).poll(
+        [OTP], fingerprints=known, fields=["commits_over_52"]
+    )
+
+    assert result.status is PollStatus.UNCHANGED
+    assert result.snapshot is None and result.fingerprint == known[OTP]
+    assert result.package_id == record["id"]
+    expected = parse_record(record).values(["commits_over_52", "last_fetched", "modified"])
+    assert result.values == {"slug": OTP, **expected}
+    assert result.values["last_fetched"].isoformat() == "2026-11-23T01:02:03-05:00"
+
+
+async def test_a_changed_record_is_parsed(upstream, make_source):
+    record = upstream.records[OTP]
+    known = {OTP: record_fingerprint(record)}
+    record["repo_watchers"] += 1
+
+    (result,) = await make_source(upstream.url).poll([OTP], fingerprints=known)
+
+    assert result.status is PollStatus.OK
+    assert result.snapshot == parse_record(record)
+    assert result.fingerprint == record_fingerprint(record) != known[OTP]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("modified", "soon", "not a datetime"),
+        ("last_fetched", 17, "expected a datetime string, got an integer"),
+    ],
+)
+async def test_bad_bookkeeping_fails_an_unchanged_record_too(
+    upstream, make_source, field, value, problem
+):
+    record = upstream.records[OTP]
+    known = {OTP: record_fingerprint(record)}
+    record[field] = value
+
+    (result,) = await make_source(upstream.url).poll([OTP], fingerprints=known)
+
+    assert result.status is PollStatus.FAILED
+    assert result.error.startswith(f"{OTP}: field {field!r}: {problem}")
+
+
+async def test_pages_report_unchanged_records_without_parsing_them(clones, make_source):
+    slugs = sorted(clones.records)[:300]
+    known = {slug: record_fingerprint(clones.records[slug]) for slug in slugs[:250]}
+    for slug in slugs[250:260]:
+        clones.records[slug]["repo_forks"] = 1
+
+    results = await make_source(clones.url, page_size=200).poll(
+        slugs, known_count=len(clones.records), fingerprints=known
+    )
+
+    statuses = [r.status for r in results]
+    assert statuses == [PollStatus.UNCHANGED] * 250 + [PollStatus.OK] * 50
+    assert clones.package_requests == 0
