@@ -8,7 +8,6 @@ never echoed.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -19,7 +18,7 @@ from typing import Any
 
 from monitor.alerts import Severity
 from monitor.durations import parse_duration
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, did_you_mean
 
 DEFAULT_URL = "https://djangopackages.org"
 CONSOLE = "console"
@@ -91,7 +90,7 @@ class Config:
         """Raise ConfigError when a channel names no notifier."""
         for name in names:
             if name not in self.notifiers:
-                hint = _did_you_mean(name, self.notifiers)
+                hint = did_you_mean(name, self.notifiers)
                 raise ConfigError(
                     f"{where}: no notifier named {name!r}{hint}",
                     path=str(self.path) if self.path else None,
@@ -130,11 +129,6 @@ def _line_from_message(message: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _did_you_mean(name: str, choices: Any) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 class _Validator:
     def __init__(self, path: Path, text: str, env: dict[str, str]):
         self.path = path
@@ -157,7 +151,7 @@ class _Validator:
         for key in table:
             if key not in allowed:
                 name = f"{prefix}{key}"
-                raise self.error(name, f"unknown key{_did_you_mean(key, allowed)}")
+                raise self.error(name, f"unknown key{did_you_mean(key, allowed)}")
 
     def typed(self, value: Any, expected: Any, key: str) -> Any:
         if isinstance(expected, tuple):
@@ -264,7 +258,7 @@ class _Validator:
         notify = self.typed(defaults.get("notify", []), list, "defaults.notify")
         for channel in notify:
             if not isinstance(channel, str) or channel not in notifiers:
-                hint = _did_you_mean(str(channel), notifiers)
+                hint = did_you_mean(str(channel), notifiers)
                 raise self.error("defaults.notify", f"no notifier named {channel!r}{hint}")
 
         return Config(
@@ -286,7 +280,7 @@ class _Validator:
             raise self.error(
                 f"{prefix}.type",
                 f"{got}; expected one of {', '.join(NOTIFIER_TYPES)}"
-                f"{_did_you_mean(kind or '', NOTIFIER_TYPES)}",
+                f"{did_you_mean(kind or '', NOTIFIER_TYPES)}",
             )
         allowed = {**_COMMON_NOTIFIER_KEYS, **_NOTIFIER_KEYS[kind]}
         self.check_keys(table, allowed, f"{prefix}.")
@@ -300,7 +294,7 @@ class _Validator:
             raise self.error(
                 f"{prefix}.min_severity",
                 f"{severity!r}; expected info, warning or critical"
-                f"{_did_you_mean(severity, [s.value for s in Severity])}",
+                f"{did_you_mean(severity, [s.value for s in Severity])}",
             )
         timeout = self.duration(
             self.typed(table.get("timeout", "30s"), str, f"{prefix}.timeout"), f"{prefix}.timeout"

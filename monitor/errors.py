@@ -18,6 +18,8 @@ Library code raises; ``cli.py`` turns an error into a message and an exit code
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class MonitorError(Exception):
     exit_code = 1
@@ -87,3 +89,13 @@ class RetryableError(DeliveryError):
 
 class PermanentError(DeliveryError):
     pass
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to a misspelt ``name``, else ``""``."""
+    if not isinstance(name, str):
+        return ""
+    import difflib  # only when there is an error to explain
+
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

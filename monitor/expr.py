@@ -28,7 +28,6 @@ previous state. ``changed("f")`` never raises: a value appearing from (or vanish
 from __future__ import annotations
 
 import ast
-import difflib
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any
 
 from packaging.version import Version
 
+from monitor.errors import did_you_mean
 from monitor.snapshot import FIELDS
 
 __all__ = ["Expression", "ExpressionError", "UnknownValue", "compile_expression"]
@@ -213,11 +213,6 @@ _OPERATOR_NAMES: dict[type[ast.AST], str] = {
 }
 
 
-def _suggest(name: str, candidates: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 # -- compiler ----------------------------------------------------------------------------------
 
 
@@ -249,7 +244,7 @@ class _Compiler:
 
     def field_name(self, node: ast.AST, name: str) -> str:
         if name not in _FIELD_SET:
-            raise self.error(node, f"unknown field '{name}'{_suggest(name, FIELDS)}")
+            raise self.error(node, f"unknown field '{name}'{did_you_mean(name, FIELDS)}")
         self.fields.add(name)
         return name
 
@@ -285,7 +280,7 @@ class _Compiler:
         if name in _FUNCTIONS:
             raise self.error(node, f"'{name}' is a function; call it as {name}(...)")
         if name not in _FIELD_SET:
-            raise self.error(node, f"unknown field '{name}'{_suggest(name, FIELDS)}")
+            raise self.error(node, f"unknown field '{name}'{did_you_mean(name, FIELDS)}")
         self.fields.add(name)
 
         def read(n: dict[str, Any], o: dict[str, Any] | None, now: datetime) -> Any:
@@ -326,7 +321,7 @@ class _Compiler:
             allowed = ", ".join(f".{a}" for a in _RESULT_ATTRIBUTES)
             raise self.error(
                 node,
-                f"unknown attribute '.{attr}'{_suggest(attr, _RESULT_ATTRIBUTES)}"
+                f"unknown attribute '.{attr}'{did_you_mean(attr, _RESULT_ATTRIBUTES)}"
                 f" (a call's result allows {allowed})",
             )
         raise self.error(
@@ -430,7 +425,7 @@ class _Compiler:
         if name not in _FUNCTIONS:
             if name in _FIELD_SET:
                 raise self.error(node, f"'{name}' is a field, not a function")
-            raise self.error(node, f"unknown function '{name}'{_suggest(name, _FUNCTIONS)}")
+            raise self.error(node, f"unknown function '{name}'{did_you_mean(name, _FUNCTIONS)}")
         if node.keywords:
             raise self.error(node, f"{name}() takes no keyword arguments")
         args = node.args

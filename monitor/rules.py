@@ -22,7 +22,6 @@ A rule without a message, or whose template fails to render, gets the default te
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ import yaml
 from monitor.alerts import RuleKind, Severity
 from monitor.diff import describe_change
 from monitor.durations import parse_duration
-from monitor.errors import RulesError
+from monitor.errors import RulesError, did_you_mean
 from monitor.expr import Expression, ExpressionError, compile_expression
 from monitor.snapshot import FIELDS
 
@@ -162,6 +161,9 @@ def _template(source: str) -> Any:
 
 # -- loading ---------------------------------------------------------------------------------
 
+# libyaml's loader where PyYAML was built with it (the wheels are): the same nodes and marks.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def shipped_rules_dir() -> Path:
     """Where the shipped rules live: inside the installed package, else the repo's ``rules/``."""
@@ -240,7 +242,7 @@ def _load_file(path: Path, problems: list[str]) -> list[tuple[_Entry, int]]:
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{path}: cannot read: {exc}")
         return []
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         try:
             root = loader.get_single_node()
@@ -282,7 +284,7 @@ class _RuleFile:
             if name == "rules":
                 rules_node = value
             else:
-                self.problem(key, f"unknown top-level key {name!r}{_suggest(name, ('rules',))}")
+                self.problem(key, f"unknown top-level key {name!r}{did_you_mean(name, ('rules',))}")
         if not isinstance(rules_node, yaml.SequenceNode):
             self.problem(rules_node or root, "expected a top-level `rules:` list")
             return []
@@ -302,7 +304,7 @@ class _RuleFile:
         for key, value in node.value:
             name = self.value(key)
             if not isinstance(name, str) or name not in KEYS:
-                self.problem(key, f"unknown key {name!r}{_suggest(name, KEYS)}")
+                self.problem(key, f"unknown key {name!r}{did_you_mean(name, KEYS)}")
                 ok = False
             elif name in keys:
                 self.problem(key, f"duplicate key '{name}'")
@@ -365,7 +367,7 @@ class _RuleFile:
         else:
             fail(
                 key,
-                f"bad severity {severity!r}{_suggest(str(severity), _SEVERITIES)}"
+                f"bad severity {severity!r}{did_you_mean(str(severity), _SEVERITIES)}"
                 f" (use {', '.join(_SEVERITIES)})",
             )
 
@@ -459,10 +461,3 @@ def _template_error(source: str) -> str | None:
     except TemplateSyntaxError as exc:
         return f"{exc.message} (template line {exc.lineno})" if exc.lineno else str(exc.message)
     return None
-
-
-def _suggest(name: Any, candidates: Sequence[str]) -> str:
-    if not isinstance(name, str):
-        return ""
-    close = difflib.get_close_matches(name, list(candidates), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -19,11 +19,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from monitor.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 BUSY_TIMEOUT_MS = 30_000
 _SCAN_ABOVE = 500  # packages: read every watch rather than look these up
@@ -188,6 +189,13 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrat
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _schema_tools(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    """sqlite-utils on our connection, for migrations: imported only when one runs."""
+    import sqlite_utils
+
+    return sqlite_utils.Database(conn)
+
+
 @dataclass(frozen=True)
 class Watch:
     id: int
@@ -255,7 +263,6 @@ class Store:
         self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.db = sqlite_utils.Database(self.conn)
         self._depth = 0
         self.migrate()
 
@@ -277,7 +284,7 @@ class Store:
                 if current != version:  # another process migrated meanwhile
                     version = current
                     continue
-                MIGRATIONS[version](self.db)
+                MIGRATIONS[version](_schema_tools(self.conn))
                 version += 1
                 self.conn.execute(f"PRAGMA user_version = {version}")
 
