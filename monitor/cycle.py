@@ -165,7 +165,11 @@ class CycleRecorder:
 
     def prepare(self, slugs: Sequence[str]) -> dict[str, bytes]:
         """Read the watches about to be polled; return the fingerprints of their last stored
-        records, for the source to recognise unchanged ones."""
+        records, for the source to recognise unchanged ones.
+
+        :meth:`record` reuses what this read unless another connection has committed since;
+        this connection must not change these watches in between (one cycle at a time).
+        """
         self._read_at = self.store.data_version()
         self._watches = self.store.watch_states(list(slugs))
         return {slug: w.fingerprint for slug, w in self._watches.items() if w.fingerprint}
