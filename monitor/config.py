@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -97,12 +98,12 @@ class Config:
                 )
 
 
-def find_config_path(explicit: str | None, env: dict[str, str] | None = None) -> Path | None:
-    env = os.environ if env is None else env
+def find_config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path | None:
+    variables = os.environ if env is None else env
     if explicit:
         return Path(explicit)
-    if env.get("MONITOR_CONFIG"):
-        return Path(env["MONITOR_CONFIG"])
+    if variables.get("MONITOR_CONFIG"):
+        return Path(variables["MONITOR_CONFIG"])
     local = Path("monitor.toml")
     return local if local.exists() else None
 

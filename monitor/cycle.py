@@ -323,7 +323,10 @@ class CycleRecorder:
         earlier = self.store.snapshot_by_fingerprint(watch.id, outcome.fingerprint)
         if earlier is None or outcome.values is None:
             return None
-        return replace(earlier, **{name: outcome.values.get(name) for name in BOOKKEEPING})
+        seen = outcome.values
+        return replace(
+            earlier, last_fetched=seen.get("last_fetched"), modified=seen.get("modified")
+        )
 
     def _next_due(self, interval: str | None) -> datetime:
         if interval not in self._intervals:

@@ -123,7 +123,7 @@ def record_values(
     """Some fields of a record, validated and normalised as :func:`parse_record` does, and
     shaped as :meth:`Snapshot.values` gives them (lists as lists)."""
     slug = _slug_of(record, package)
-    out = {"slug": slug}
+    out: dict[str, Any] = {"slug": slug}
     for name in names:
         if name != "slug":
             value = _NORMALISE[name](slug, name, record.get(name))

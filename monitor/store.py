@@ -39,7 +39,7 @@ def from_iso(text: str | None) -> datetime | None:
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
-    db["watches"].create(
+    db.table("watches").create(
         {
             "id": int,
             "slug": str,
@@ -60,14 +60,14 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         not_null={"slug", "active", "failures"},
         defaults={"active": 1, "failures": 0, "notify": "[]"},
     )
-    db["watches"].create_index(["slug"], unique=True)
-    db["snapshots"].create(
+    db.table("watches").create_index(["slug"], unique=True)
+    db.table("snapshots").create(
         {"id": int, "watch_id": int, "taken_at": str, "data": str},
         pk="id",
         not_null={"watch_id", "taken_at", "data"},
     )
-    db["snapshots"].create_index(["watch_id", "id"])
-    db["checks"].create(
+    db.table("snapshots").create_index(["watch_id", "id"])
+    db.table("checks").create(
         {
             "id": int,
             "watch_id": int,
@@ -82,8 +82,8 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"watch_id", "checked_at", "status"},
     )
-    db["checks"].create_index(["watch_id", "id"])
-    db["alerts"].create(
+    db.table("checks").create_index(["watch_id", "id"])
+    db.table("alerts").create(
         {
             "id": int,
             "episode": str,
@@ -102,9 +102,9 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"episode", "rule", "watch_id", "kind", "severity", "status", "started_at"},
     )
-    db["alerts"].create_index(["watch_id", "rule"])
-    db["alerts"].create_index(["status"])
-    db["rule_states"].create(
+    db.table("alerts").create_index(["watch_id", "rule"])
+    db.table("alerts").create_index(["status"])
+    db.table("rule_states").create(
         {
             "rule": str,
             "watch_id": int,
@@ -117,7 +117,7 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         pk=("rule", "watch_id"),
         not_null={"holds"},
     )
-    db["transitions"].create(
+    db.table("transitions").create(
         {
             "id": int,
             "alert_id": int,
@@ -133,9 +133,9 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"alert_id", "status", "at", "notice"},
     )
-    db["transitions"].create_index(["alert_id"])
-    db["transitions"].create_index(["at"])
-    db["outbox"].create(
+    db.table("transitions").create_index(["alert_id"])
+    db.table("transitions").create_index(["at"])
+    db.table("outbox").create(
         {
             "id": str,
             "channel": str,
@@ -155,26 +155,26 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
         not_null={"channel", "kind", "created_at", "payload", "status", "attempts"},
         defaults={"attempts": 0},
     )
-    db["outbox"].create_index(["status", "next_attempt_at"])
-    db["deliveries"].create(
+    db.table("outbox").create_index(["status", "next_attempt_at"])
+    db.table("deliveries").create(
         {"id": int, "transition_id": int, "group_id": str, "channel": str},
         pk="id",
         not_null={"transition_id", "group_id", "channel"},
     )
-    db["deliveries"].create_index(["transition_id"])
-    db["deliveries"].create_index(["group_id"])
-    db["attempts"].create(
+    db.table("deliveries").create_index(["transition_id"])
+    db.table("deliveries").create_index(["group_id"])
+    db.table("attempts").create(
         {"id": int, "group_id": str, "at": str, "outcome": str, "error": str},
         pk="id",
         not_null={"group_id", "at", "outcome"},
     )
-    db["attempts"].create_index(["group_id"])
-    db["mutes"].create(
+    db.table("attempts").create_index(["group_id"])
+    db.table("mutes").create(
         {"id": int, "slug": str, "rule": str, "until": str, "comment": str, "created_at": str},
         pk="id",
         not_null={"slug", "created_at"},
     )
-    db["meta"].create({"key": str, "value": str}, pk="key")
+    db.table("meta").create({"key": str, "value": str}, pk="key")
 
 
 def _migrate_2(db: sqlite_utils.Database) -> None:
@@ -182,7 +182,7 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     # a poll recognises an unchanged record without parsing it or loading the old snapshot.
     # Rows from before stay NULL; the next poll of such a package compares snapshots the
     # long way and fills the fingerprint in.
-    db["snapshots"].add_column("fingerprint", bytes)
+    db.table("snapshots").add_column("fingerprint", bytes)
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]

@@ -334,8 +334,7 @@ class _Reading:
             parse_record(record, package=package)  # raises, naming the package
         fingerprint = record_fingerprint(record)
         package_id = _package_id(record)
-        known = self.fingerprints.get(slug) if slug is not None else None
-        if known is not None and fingerprint == known:
+        if slug is not None and fingerprint == self.fingerprints.get(slug):
             values = record_values(record, (*self.fields, *BOOKKEEPING), package=package)
             return PollResult(
                 slug, PollStatus.UNCHANGED, None, None, package_id, duration, fingerprint, values
