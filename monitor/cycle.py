@@ -39,7 +39,7 @@ from monitor.expr import UnknownValue
 from monitor.outbox import queue_group
 from monitor.snapshot import BOOKKEEPING, Snapshot
 from monitor.sources import PollResult
-from monitor.store import Store, WatchState, from_iso, iso
+from monitor.store import Store, Watch, from_iso, iso
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class CycleRecorder:
         self._now_iso = iso(now)
         self._intervals: dict[str | None, timedelta] = {}
         self._observations: dict[str, _Observation] = {}
-        self._watches: dict[str, WatchState] | None = None
+        self._watches: dict[str, Watch] | None = None
         self._read_at = 0
         self._channel_notices: dict[str, list[tuple[int, Notice]]] = {}
 
@@ -171,7 +171,7 @@ class CycleRecorder:
         this connection must not change these watches in between (one cycle at a time).
         """
         self._read_at = self.store.data_version()
-        self._watches = self.store.watch_states(list(slugs))
+        self._watches = self.store.watches(list(slugs))
         return {slug: w.fingerprint for slug, w in self._watches.items() if w.fingerprint}
 
     def record(self, outcomes: Sequence[PollResult], *, baseline: bool = False) -> CycleReport:
@@ -181,7 +181,7 @@ class CycleRecorder:
             # have polled or unwatched these packages): then read it again, in the txn.
             watches = self._watches
             if watches is None or self.store.data_version() != self._read_at:
-                watches = self.store.watch_states([o.slug for o in outcomes])
+                watches = self.store.watches([o.slug for o in outcomes])
             states = self._load_states([w.id for w in watches.values()])
             self._mutes = self.store.active_mutes(self.now)
             self._checks: list[tuple[Any, ...]] = []
@@ -200,7 +200,7 @@ class CycleRecorder:
 
     def _record_one(
         self,
-        watch: WatchState,
+        watch: Watch,
         outcome: PollResult,
         states: dict[str, _Stored],
         *,
@@ -318,7 +318,7 @@ class CycleRecorder:
             verdicts, _unix(values.get("last_fetched")), _unix(values.get("modified"))
         )
 
-    def _earlier_snapshot(self, watch: WatchState, outcome: PollResult) -> Snapshot | None:
+    def _earlier_snapshot(self, watch: Watch, outcome: PollResult) -> Snapshot | None:
         """The stored snapshot an ``unchanged`` poll matched, with the poll's bookkeeping."""
         earlier = self.store.snapshot_by_fingerprint(watch.id, outcome.fingerprint)
         if earlier is None or outcome.values is None:
@@ -345,7 +345,7 @@ class CycleRecorder:
 
     def _condition(
         self,
-        watch: WatchState,
+        watch: Watch,
         rule: Any,
         holds: bool | None,
         states: dict[str, _Stored],
@@ -444,7 +444,7 @@ class CycleRecorder:
 
     def _fire_change(
         self,
-        watch: WatchState,
+        watch: Watch,
         rule: Any,
         snapshot: Snapshot,
         old: Snapshot | None,
@@ -470,7 +470,7 @@ class CycleRecorder:
         )
 
     def _open_alert(
-        self, watch: WatchState, rule: Any, episode: str | None, status: str, summary: str
+        self, watch: Watch, rule: Any, episode: str | None, status: str, summary: str
     ) -> int:
         """A new alert row: a condition alert's episode (``firing``) or a change (``fired``)."""
         return self.store.insert(
@@ -493,7 +493,7 @@ class CycleRecorder:
     def _summary(
         self,
         rule: Any,
-        watch: WatchState,
+        watch: Watch,
         snapshot: Snapshot | None,
         old: Snapshot | None,
         changes: list[Change],
@@ -520,7 +520,7 @@ class CycleRecorder:
 
     def _transition(
         self,
-        watch: WatchState,
+        watch: Watch,
         rule: Any,
         alert_id: int,
         status: Status,

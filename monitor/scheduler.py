@@ -41,7 +41,7 @@ STOP_GRACE = 3.0
 def tick_seconds(config: Config, store: Store) -> float:
     """30 s, or the shortest poll interval when that is shorter."""
     intervals = [config.schedule.interval.total_seconds()]
-    intervals += [parse_duration(w.interval).total_seconds() for w in store.watches() if w.interval]
+    intervals += [parse_duration(text).total_seconds() for text in store.intervals()]
     return max(0.2, min(MAX_TICK, *intervals))
 
 

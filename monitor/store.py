@@ -196,44 +196,9 @@ def _schema_tools(conn: sqlite3.Connection) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn)
 
 
-@dataclass(frozen=True)
-class Watch:
-    id: int
-    slug: str
-    package_id: int | None
-    title: str | None
-    notify: tuple[str, ...]
-    interval: str | None
-    added_at: datetime
-    next_due_at: datetime | None
-    last_checked_at: datetime | None
-    last_status: str | None
-    last_error: str | None
-    failures: int
-    snapshot_id: int | None
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Watch:
-        return cls(
-            id=row["id"],
-            slug=row["slug"],
-            package_id=row["package_id"],
-            title=row["title"],
-            notify=tuple(json.loads(row["notify"] or "[]")),
-            interval=row["interval"],
-            added_at=datetime.fromisoformat(row["added_at"]),
-            next_due_at=from_iso(row["next_due_at"]),
-            last_checked_at=from_iso(row["last_checked_at"]),
-            last_status=row["last_status"],
-            last_error=row["last_error"],
-            failures=row["failures"],
-            snapshot_id=row["snapshot_id"],
-        )
-
-
 @dataclass(frozen=True, slots=True)
-class WatchState:
-    """What a cycle needs of a watch, read inside the cycle's transaction."""
+class Watch:
+    """A watched package: what commands and a cycle read of it."""
 
     id: int
     slug: str
@@ -345,16 +310,14 @@ class Store:
     # -- watches ------------------------------------------------------------------------
 
     def watch(self, slug: str) -> Watch | None:
-        rows = self.query("SELECT * FROM watches WHERE slug = ? AND active = 1", (slug,))
-        return Watch.from_row(rows[0]) if rows else None
+        return self.watches([slug]).get(slug)
 
-    def watches(self, slugs: list[str] | None = None) -> list[Watch]:
-        rows = self.query("SELECT * FROM watches WHERE active = 1 ORDER BY slug")
-        found = [Watch.from_row(row) for row in rows]
-        if slugs is None:
-            return found
-        wanted = set(slugs)
-        return [w for w in found if w.slug in wanted]
+    def intervals(self) -> list[str]:
+        """The distinct poll intervals watches name (most use the default: none)."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT interval FROM watches WHERE active = 1 AND interval IS NOT NULL"
+        )
+        return [row[0] for row in rows]
 
     def watched_slugs(self) -> list[str]:
         return [
@@ -410,10 +373,10 @@ class Store:
 
     # -- snapshots and checks -----------------------------------------------------------
 
-    def watch_states(self, slugs: list[str]) -> dict[str, WatchState]:
-        """slug -> :class:`WatchState` of the watched ones among ``slugs``."""
+    def watches(self, slugs: list[str]) -> dict[str, Watch]:
+        """slug -> :class:`Watch`, for the watched ones among ``slugs``."""
         notify_lists: dict[str, tuple[str, ...]] = {}
-        out: dict[str, WatchState] = {}
+        out: dict[str, Watch] = {}
         for slug, *row in self._watched_rows(
             "w.id, w.package_id, w.title, w.notify, w.interval, w.failures, w.snapshot_id,"
             " s.fingerprint",
@@ -423,7 +386,7 @@ class Store:
             notify = notify or "[]"
             if notify not in notify_lists:
                 notify_lists[notify] = tuple(json.loads(notify))
-            out[slug] = WatchState(ident, slug, package_id, title, notify_lists[notify], *rest)
+            out[slug] = Watch(ident, slug, package_id, title, notify_lists[notify], *rest)
         return out
 
     def _watched_rows(self, columns: str, slugs: list[str]) -> Iterator[tuple[Any, ...]]:
