@@ -12,9 +12,11 @@
    ``rule.when.evaluate(new, old, now)`` (``old`` for change rules, ``None`` for condition
    rules, as the recorder does), ``UnknownValue`` caught. Also times ``parse_record``,
    ``Snapshot.values()`` and ``Snapshot.content_json()`` for context.
-3. Times ``CycleRecorder(...).record(outcomes)`` on a temp database with N watches: the
-   baseline (old snapshots, ``baseline=True`` as ``watch`` does), then the changed snapshots,
-   then the same snapshots again (unchanged).
+3. Times ``CycleRecorder(...).record(results)`` on a temp database with N watches, the
+   results being ``monitor.sources.PollResult``s with status ``ok`` and the fingerprint of
+   the record each snapshot was parsed from (``record_fingerprint``, as the source gives
+   it): the baseline (old snapshots, ``baseline=True`` as ``watch`` does), then the changed
+   snapshots, then the same snapshots again (unchanged: same fingerprint, so no diff).
 
 Target (PASS/FAIL, informational unless ``--strict``): all rules over N snapshots < 1 s.
 """
@@ -38,10 +40,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for tests.fakeupstream
 
 from monitor.config import Config  # noqa: E402
-from monitor.cycle import CycleRecorder, Outcome  # noqa: E402
+from monitor.cycle import CycleRecorder  # noqa: E402
 from monitor.expr import UnknownValue  # noqa: E402
 from monitor.rules import load_rules  # noqa: E402
-from monitor.snapshot import Snapshot, parse_record  # noqa: E402
+from monitor.snapshot import Snapshot, parse_record, record_fingerprint  # noqa: E402
+from monitor.sources import PollResult, PollStatus  # noqa: E402
 from monitor.store import Store  # noqa: E402
 from tests.fakeupstream import clone_records  # noqa: E402
 
@@ -113,7 +116,7 @@ def bench(n: int) -> dict[str, Any]:
         for rule in rules
     }
 
-    recording = bench_recording(rules, records, old_snaps, new_snaps)
+    recording = bench_recording(rules, records, new_records, old_snaps, new_snaps)
 
     rules_total = eval_s + values_s
     return {
@@ -139,6 +142,7 @@ def bench(n: int) -> dict[str, Any]:
 def bench_recording(
     rules: list[Any],
     records: list[dict[str, Any]],
+    new_records: list[dict[str, Any]],
     old_snaps: list[Snapshot],
     new_snaps: list[Snapshot],
 ) -> dict[str, Any]:
@@ -149,15 +153,18 @@ def bench_recording(
         config = Config(database=db)
         setup_s, _ = timed(lambda: insert_watches(store, records))
         steps = [
-            ("baseline", old_snaps, True, NOW),
-            ("changed", new_snaps, False, NOW + timedelta(hours=6)),
-            ("unchanged", new_snaps, False, NOW + timedelta(hours=12)),
+            ("baseline", old_snaps, records, True, NOW),
+            ("changed", new_snaps, new_records, False, NOW + timedelta(hours=6)),
+            ("unchanged", new_snaps, new_records, False, NOW + timedelta(hours=12)),
         ]
         out: dict[str, Any] = {"insert_watches_seconds": setup_s}
-        for name, snaps, baseline, now in steps:
+        for name, snaps, raw, baseline, now in steps:
+            # Each snapshot with the fingerprint of the very record it was parsed from, as the
+            # source gives it: the recorder diffs only when the fingerprint differs from the
+            # stored one, so pairing new snapshots with old fingerprints would hide the changes.
             batch = [
-                Outcome(s.slug, "ok", s, package_id=r["id"])
-                for s, r in zip(snaps, records, strict=True)
+                PollResult(s.slug, PollStatus.OK, s, None, r["id"], 0.0, record_fingerprint(r))
+                for s, r in zip(snaps, raw, strict=True)
             ]
             recorder = CycleRecorder(store, config, rules, now=now)
             seconds, report = timed(
@@ -193,16 +200,23 @@ def insert_watches(store: Store, records: list[dict[str, Any]]) -> None:
 def report(r: dict[str, Any]) -> str:
     n = r["snapshots"]
     rec = r["recording"]
+
+    def row(label: str, seconds: float, note: str = "") -> str:
+        return f"{label:<42}{seconds:8.3f} s" + (f"   {note}" if note else "")
+
     lines = [
         f"rules benchmark: {r['rules']} shipped rules x {n} snapshots = "
         f"{r['evaluations']} evaluations",
         "",
-        f"parse_record ({n} records)              {r['parse_record_seconds']:8.3f} s",
-        f"Snapshot.values() ({n})                 {r['values_seconds']:8.3f} s",
-        f"Snapshot.content_json() ({n})           {r['content_json_seconds']:8.3f} s",
-        f"evaluate all rules                      {r['evaluate_seconds']:8.3f} s   "
-        f"{r['evaluations_per_s']:,.0f} evaluations/s",
-        f"rules incl. values()                    {r['rules_with_values_seconds']:8.3f} s",
+        row(f"parse_record ({n} records)", r["parse_record_seconds"]),
+        row(f"Snapshot.values() ({n})", r["values_seconds"]),
+        row(f"Snapshot.content_json() ({n})", r["content_json_seconds"]),
+        row(
+            "evaluate all rules",
+            r["evaluate_seconds"],
+            f"{r['evaluations_per_s']:,.0f} evaluations/s",
+        ),
+        row("rules incl. values()", r["rules_with_values_seconds"]),
         "",
         "per rule                       kind        true   false  unknown",
     ]
@@ -210,15 +224,18 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"  {rule_id:28} {p['kind']:9} {p['true']:6} {p['false']:7} {p['unknown']:8}")
     lines += [
         "",
-        f"CycleRecorder.record ({n} outcomes, temp database)",
-        f"  insert {n} watches (one transaction)  {rec['insert_watches_seconds']:8.3f} s",
+        f"CycleRecorder.record ({n} poll results, temp database)",
+        row(f"  insert {n} watches (one transaction)", rec["insert_watches_seconds"]),
     ]
     for name in ("baseline", "changed", "unchanged"):
         x = rec[name]
         lines.append(
-            f"  {name:10} record                    {x['seconds']:8.3f} s   "
-            f"{x['changed']} changed, {x['unchanged']} unchanged, "
-            f"{x['transitions']} transitions, {x['groups']} groups"
+            row(
+                f"  {name} record",
+                x["seconds"],
+                f"{x['changed']} changed, {x['unchanged']} unchanged, "
+                f"{x['transitions']} transitions, {x['groups']} groups",
+            )
         )
     t = r["target"]
     verdict = "PASS" if t["pass"] else "FAIL"
