@@ -142,7 +142,7 @@ def record_fingerprint(record: dict[str, Any]) -> bytes:
     content = record.copy()
     for key in BOOKKEEPING:
         content.pop(key, None)
-    return hashlib.blake2b(orjson.dumps(content), digest_size=16).digest()
+    return hashlib.sha256(orjson.dumps(content)).digest()[:16]  # sha256: CPU-accelerated
 
 
 def _slug_of(record: Any, package: str | None) -> str:
