@@ -180,11 +180,7 @@ def _package(
 
     failed = [
         check
-        for check in store.query(
-            "SELECT checked_at, error FROM checks WHERE watch_id = ? AND status = 'failed'"
-            " ORDER BY id",
-            (watch_id,),
-        )
+        for check in store.failed_checks(watch_id)
         if _in_period(check["checked_at"], start, until)
     ]
     last_error = (one_line(failed[-1]["error"]) or None) if failed else None

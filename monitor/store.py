@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 BUSY_TIMEOUT_MS = 30_000
+# Uses the partial index idx_checks_failed (schema 2): keep the status condition.
+FAILED_CHECKS = (
+    "SELECT checked_at, error FROM checks WHERE watch_id = ? AND status = 'failed' ORDER BY id"
+)
 _SCAN_ABOVE = 500  # packages: read every watch rather than look these up
 
 
@@ -183,6 +187,10 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     # Rows from before stay NULL; the next poll of such a package compares snapshots the
     # long way and fills the fingerprint in.
     db.table("snapshots").add_column("fingerprint", bytes)
+    # Checks are read per watch only for failures (the digest); a partial index keeps the
+    # other rows, nearly all of them, from costing index space and time on every poll.
+    db.execute("DROP INDEX idx_checks_watch_id_id")
+    db.execute("CREATE INDEX idx_checks_failed ON checks (watch_id, id) WHERE status = 'failed'")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
@@ -426,6 +434,10 @@ class Store:
             marks = ",".join("?" * len(chunk))
             rows += self.query(f"SELECT * FROM rule_states WHERE watch_id IN ({marks})", chunk)
         return rows
+
+    def failed_checks(self, watch_id: int) -> list[dict[str, Any]]:
+        """The watch's failed polls, oldest first (``checked_at``, ``error``)."""
+        return self.query(FAILED_CHECKS, (watch_id,))
 
     def history(self, watch_id: int) -> list[dict[str, Any]]:
         return self.query(

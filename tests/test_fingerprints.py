@@ -19,7 +19,7 @@ from monitor.cycle import CycleRecorder
 from monitor.rules import load_rules
 from monitor.snapshot import parse_record, record_fingerprint
 from monitor.sources import PollResult, PollStatus
-from monitor.store import MIGRATIONS, Store
+from monitor.store import FAILED_CHECKS, MIGRATIONS, Store
 from tests.conftest import FIVE, START, Monitor
 from tests.fakeupstream import load_fixtures
 
@@ -118,6 +118,9 @@ def test_a_schema_1_database_is_migrated(tmp_path) -> None:
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         row = store.conn.execute("SELECT data, fingerprint FROM snapshots").fetchone()
         assert tuple(row) == ("{}", None)
+        # Only failed checks are indexed per watch, and the digest's query uses that index.
+        plan = store.conn.execute(f"EXPLAIN QUERY PLAN {FAILED_CHECKS}", (1,)).fetchall()
+        assert "USING INDEX idx_checks_failed" in plan[0][3]
     finally:
         store.close()
 
