@@ -1,11 +1,18 @@
 """One cycle: poll results -> snapshots -> changes -> rules -> transitions -> outbox groups.
 
-The packages polled by one ``check``, one ``watch`` or one ``run`` tick form a cycle. Polling
-happens first (no database lock held); then :func:`record_cycle` writes everything the cycle
-learned in ONE transaction: check rows, new snapshots, alert state, transitions and their
-delivery groups. A crash before the commit stores nothing (the next poll sees the same
-changes); a crash after it leaves pending deliveries for the outbox. Nothing is lost and no
-alert is decided twice.
+The packages polled by one ``check``, one ``watch`` or one ``run`` tick form a cycle, in
+three steps of :class:`CycleRecorder` (:func:`poll_and_record` runs them):
+
+- ``prepare`` reads the watches and hands the source the fingerprints of their last stored
+  records, so it can report unchanged ones without parsing them;
+- ``observe`` takes each result as it arrives and works out what needs no database (the
+  condition rules' verdicts) while the rest of the poll is on the network;
+- ``record`` writes everything the cycle learned in ONE transaction: check rows, new
+  snapshots, alert state, transitions and their delivery groups.
+
+Polling holds no database lock. A crash before the commit stores nothing (the next poll sees
+the same changes); a crash after it leaves pending deliveries for the outbox. Nothing is lost
+and no alert is decided twice.
 """
 
 from __future__ import annotations
