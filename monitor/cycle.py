@@ -133,7 +133,7 @@ _INSERT_CHECK = (
 )
 _UPDATE_WATCH = (
     "UPDATE watches SET last_checked_at = ?, last_status = ?, last_error = ?, failures = ?,"
-    " snapshot_id = ?, title = ?, package_id = ?, next_due_at = ? WHERE id = ?"
+    " snapshot_id = ?, title = ?, package_id = ?, next_due_at = ?, fingerprint = ? WHERE id = ?"
 )
 
 
@@ -220,6 +220,7 @@ class CycleRecorder:
         new_snapshot_id = None
         snapshot = outcome.snapshot
         fingerprint = outcome.fingerprint
+        latest_fingerprint = watch.fingerprint  # of the record behind the latest snapshot
         error = outcome.error
         old: Snapshot | None = None
         changes: list[Change] = []
@@ -236,6 +237,7 @@ class CycleRecorder:
                 changes = diff(old, snapshot)
                 if not changes and fingerprint is not None:  # the same content in another form
                     self.store.update("snapshots", snapshot_id, {"fingerprint": fingerprint})
+                    latest_fingerprint = fingerprint
             if snapshot_id is not None and not changes:
                 status = "unchanged"
                 old = None
@@ -251,6 +253,7 @@ class CycleRecorder:
                         "fingerprint": fingerprint,
                     },
                 )
+                latest_fingerprint = fingerprint
         if status == "unchanged":
             report.unchanged += 1
         elif status == "failed":
@@ -281,6 +284,7 @@ class CycleRecorder:
                 snapshot.title if snapshot else watch.title,
                 outcome.package_id or watch.package_id,
                 iso(self._next_due(watch.interval)),
+                latest_fingerprint,
                 watch.id,
             )
         )

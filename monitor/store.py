@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -187,6 +187,7 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     # Rows from before stay NULL; the next poll of such a package compares snapshots the
     # long way and fills the fingerprint in.
     db.table("snapshots").add_column("fingerprint", bytes)
+    db.table("watches").add_column("fingerprint", bytes)  # that of snapshot_id, read often
     # Checks are read per watch only for failures (the digest); a partial index keeps the
     # other rows, nearly all of them, from costing index space and time on every poll.
     db.execute("DROP INDEX idx_checks_watch_id_id")
@@ -216,7 +217,7 @@ class Watch:
     interval: str | None
     failures: int
     snapshot_id: int | None
-    fingerprint: bytes | None  # of the snapshot ``snapshot_id``
+    fingerprint: bytes | None  # of the record behind the snapshot ``snapshot_id``
 
 
 class Store:
@@ -383,36 +384,33 @@ class Store:
 
     def watches(self, slugs: list[str]) -> dict[str, Watch]:
         """slug -> :class:`Watch`, for the watched ones among ``slugs``."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None  # plain tuples: a cycle reads every polled watch
+        query = (
+            "SELECT slug, id, package_id, title, notify, interval, failures, snapshot_id,"
+            " fingerprint FROM watches WHERE active = 1"
+        )
+        if len(slugs) > _SCAN_ABOVE:  # one scan beats thousands of index lookups
+            wanted = set(slugs)
+            rows: Iterable[tuple[Any, ...]] = (
+                row for row in cursor.execute(query) if row[0] in wanted
+            )
+        else:
+            rows = (
+                row
+                for chunk in _chunks(slugs, 500)
+                for row in cursor.execute(
+                    f"{query} AND slug IN ({','.join('?' * len(chunk))})", chunk
+                )
+            )
         notify_lists: dict[str, tuple[str, ...]] = {}
         out: dict[str, Watch] = {}
-        for slug, *row in self._watched_rows(
-            "w.id, w.package_id, w.title, w.notify, w.interval, w.failures, w.snapshot_id,"
-            " s.fingerprint",
-            slugs,
-        ):
-            ident, package_id, title, notify, *rest = row
+        for slug, ident, package_id, title, notify, *rest in rows:
             notify = notify or "[]"
             if notify not in notify_lists:
                 notify_lists[notify] = tuple(json.loads(notify))
             out[slug] = Watch(ident, slug, package_id, title, notify_lists[notify], *rest)
         return out
-
-    def _watched_rows(self, columns: str, slugs: list[str]) -> Iterator[tuple[Any, ...]]:
-        """``(slug, *columns)`` of each watched package among ``slugs``; ``w`` is its
-        watches row and ``s`` its latest snapshot."""
-        cursor = self.conn.cursor()
-        cursor.row_factory = None  # plain tuples: a cycle reads every polled watch
-        query = (
-            f"SELECT w.slug, {columns} FROM watches w"
-            " LEFT JOIN snapshots s ON s.id = w.snapshot_id WHERE w.active = 1"
-        )
-        if len(slugs) > _SCAN_ABOVE:  # one scan beats thousands of index lookups
-            wanted = set(slugs)
-            yield from (row for row in cursor.execute(query) if row[0] in wanted)
-            return
-        for chunk in _chunks(slugs, 500):
-            marks = ",".join("?" * len(chunk))
-            yield from cursor.execute(f"{query} AND w.slug IN ({marks})", chunk)
 
     def snapshot(self, snapshot_id: int) -> Snapshot:
         row = self.conn.execute("SELECT data FROM snapshots WHERE id = ?", (snapshot_id,))

@@ -27,14 +27,17 @@ OTP = "django-otp"
 
 
 def _fingerprints(monitor: Monitor) -> dict[str, bytes | None]:
+    """slug -> the fingerprint of its latest snapshot (which its watch row repeats)."""
     store = monitor.store()
     try:
         rows = store.conn.execute(
-            "SELECT w.slug, s.fingerprint FROM watches w JOIN snapshots s ON s.id = w.snapshot_id"
-        )
-        return dict(rows.fetchall())
+            "SELECT w.slug, s.fingerprint, w.fingerprint FROM watches w"
+            " JOIN snapshots s ON s.id = w.snapshot_id"
+        ).fetchall()
     finally:
         store.close()
+    assert all(snapshot == watch for _, snapshot, watch in rows)
+    return {slug: snapshot for slug, snapshot, _ in rows}
 
 
 # -- through the CLI ------------------------------------------------------------------------
@@ -93,6 +96,7 @@ def test_snapshots_from_before_fingerprints_are_filled_in(monitor: Monitor) -> N
     store = monitor.store()
     with store.transaction():
         store.conn.execute("UPDATE snapshots SET fingerprint = NULL")
+        store.conn.execute("UPDATE watches SET fingerprint = NULL")
     store.close()
 
     report = monitor.json("check")
