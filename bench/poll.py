@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark `monitor check` against the fake djangopackages server, like for like.
 
-    .venv/bin/python bench/poll.py                    # N=10000, concurrency 8, 3 rounds
+    .venv/bin/python bench/poll.py                    # N=10000, concurrency 8, 5 rounds
     .venv/bin/python bench/poll.py --packages 500     # a quick run
     .venv/bin/python bench/poll.py --json             # one JSON dict on stdout
 
@@ -884,7 +884,7 @@ def main() -> int:
     parser.add_argument("--packages", type=int, default=10_000, metavar="N")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
-        "--rounds", type=int, default=3, metavar="K", help="rounds of the four measurements"
+        "--rounds", type=int, default=5, metavar="K", help="rounds of the four measurements"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON dict on stdout")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
