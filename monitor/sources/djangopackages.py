@@ -14,6 +14,10 @@ endpoint in pages of ``page_size`` instead, if that takes fewer requests:
   too, so its failure is its own and its neighbours are unaffected;
 - when a page reports a larger ``count`` than planned for, the extra pages are read too if
   that is still cheaper than single requests for what is still missing.
+
+Given the fingerprints of the packages' last stored records, ``poll`` reports a record that
+still has its fingerprint as ``unchanged`` without parsing it (only the fields asked for and
+the bookkeeping are validated); any other record is parsed into a snapshot.
 """
 
 from __future__ import annotations
