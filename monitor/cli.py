@@ -714,9 +714,9 @@ def run(ctx: click.Context, log_format: str) -> None:
     setup_logging(log_format == "json")
 
     def queue_digest(now: datetime) -> None:
-        from monitor.digest import queue_digest_groups
+        from monitor.digest import queue_scheduled_digest
 
-        queue_digest_groups(store, config, now=now)
+        queue_scheduled_digest(store, config, now=now)
 
     async def daemon() -> None:
         stop = asyncio.Event()

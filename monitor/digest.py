@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_SINCE = timedelta(days=7)
+SCHEDULED_DIGEST = "digest.scheduled"  # meta key: the fire time of the last one queued
 DEFAULT_BASE_URL = "https://djangopackages.org"
 
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -440,10 +441,19 @@ def _plural(count: int, word: str) -> str:
 
 
 def queue_digest_groups(
-    store: Store, config: Any, *, now: datetime, since: timedelta = DEFAULT_SINCE
+    store: Store,
+    config: Any,
+    *,
+    now: datetime,
+    since: timedelta = DEFAULT_SINCE,
+    scheduled: str | None = None,
 ) -> list[str]:
     """Queue the digest in the outbox for every notifier with ``digest = true`` (the console
-    when none has); return the group ids. Sent like any delivery, retried like any."""
+    when none has); return the group ids. Sent like any delivery, retried like any.
+
+    ``scheduled`` names the schedule's fire time this digest is for: it is queued once for
+    it, by whichever process gets there first, and ``[]`` is returned to the others.
+    """
     from monitor.outbox import queue_group
 
     digest = build_digest(store, now=now, since=since, base_url=config.djangopackages.url)
@@ -455,7 +465,18 @@ def queue_digest_groups(
     }
     channels = [name for name, notifier in config.notifiers.items() if notifier.digest]
     with store.transaction():
+        if scheduled is not None:
+            if store.get_meta(SCHEDULED_DIGEST) == scheduled:
+                return []
+            store.set_meta(SCHEDULED_DIGEST, scheduled)
         return [
             queue_group(store, config, channel, "digest", [], now=now, digest=content)
             for channel in channels or ["console"]
         ]
+
+
+def queue_scheduled_digest(store: Store, config: Any, *, now: datetime) -> list[str]:
+    """The digest the cron fired for at ``now``. Cron fires once a minute at most, so the
+    minute names the fire time: two daemons on one database queue it once between them."""
+    fire_time = now.astimezone(UTC).replace(second=0, microsecond=0)
+    return queue_digest_groups(store, config, now=now, scheduled=iso(fire_time))

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from monitor.sources.djangopackages import DjangoPackagesSource
 from monitor.store import Store
 from tests.conftest import Monitor
 from tests.fakes import FakeWebhookReceiver
+from tests.fakeupstream import unused_url
 
 ROOT = Path(__file__).parent.parent
 
@@ -193,6 +194,37 @@ def test_digest_send_goes_through_the_outbox(monitor: Monitor) -> None:
         (event,) = hook.events
         assert event["type"] == "package.digest"
         assert event["data"]["packages"][0]["slug"] == "django-mfa"  # firing first
+
+
+def test_two_daemons_queue_the_scheduled_digest_once(monitor: Monitor) -> None:
+    from monitor.digest import queue_scheduled_digest
+
+    monitor.configure(f"""
+        [notifiers.mail]
+        type = "webhook"
+        url = "{unused_url()}/"  # nothing listens: deliveries stay pending
+        digest = true
+        """)
+    monitor.run("watch", "django-otp")
+    config = load_config(monitor.config_path)
+    fired = datetime(2026, 11, 23, 8, 0, 0, 300_000, tzinfo=UTC)
+    first, second = monitor.store(), monitor.store()  # two daemons' connections
+    try:
+        # Both fire within the same second of the same schedule: one digest between them.
+        queued = queue_scheduled_digest(first, config, now=fired)
+        again = queue_scheduled_digest(second, config, now=fired.replace(microsecond=900_000))
+        assert len(queued) == 1 and again == []
+        # A week later the schedule fires again: a new digest.
+        assert len(queue_scheduled_digest(second, config, now=fired + timedelta(days=7))) == 1
+    finally:
+        first.close()
+        second.close()
+    assert monitor.count("outbox") == 2
+    # `monitor digest --send` is a person asking: it always queues.
+    result = monitor.run("digest", "--send")
+    assert result.exit_code == 1  # refused: the new digest stays pending
+    assert "mail: pending" in result.stderr
+    assert monitor.count("outbox") == 3
 
 
 def test_log_lines_for_people_and_machines() -> None:
