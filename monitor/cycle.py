@@ -162,7 +162,8 @@ class CycleRecorder:
         self.new_id = new_id
         self.report = CycleReport()
         self._now_iso = iso(now)
-        self._intervals: dict[str | None, timedelta] = {}
+        self._due_from: dict[str | None, datetime] = {}  # interval -> now + interval
+        self._due_texts: dict[tuple[str | None, int], str] = {}
         self._observations: dict[str, _Observation] = {}
         self._watches: dict[str, Watch] | None = None
         self._read_at = 0
@@ -283,7 +284,7 @@ class CycleRecorder:
                 snapshot_id,
                 snapshot.title if snapshot else watch.title,
                 outcome.package_id or watch.package_id,
-                iso(self._next_due(watch.interval)),
+                self._next_due(watch.interval),
                 latest_fingerprint,
                 watch.id,
             )
@@ -339,12 +340,18 @@ class CycleRecorder:
             earlier, last_fetched=seen.get("last_fetched"), modified=seen.get("modified")
         )
 
-    def _next_due(self, interval: str | None) -> datetime:
-        if interval not in self._intervals:
-            self._intervals[interval] = (
-                parse_duration(interval) if interval else self.config.schedule.interval
-            )
-        return self.now + self._intervals[interval] + self.config.schedule.jitter * self.rng()
+    def _next_due(self, interval: str | None) -> str:
+        """When the package is due again, as stored: its interval plus a random jitter, in
+        whole seconds (so the few thousand distinct values are formatted once each)."""
+        due_from = self._due_from.get(interval)
+        if due_from is None:
+            every = parse_duration(interval) if interval else self.config.schedule.interval
+            due_from = self._due_from[interval] = self.now + every
+        jitter = int(self.config.schedule.jitter.total_seconds() * self.rng())
+        text = self._due_texts.get((interval, jitter))
+        if text is None:
+            text = self._due_texts[interval, jitter] = iso(due_from + timedelta(seconds=jitter))
+        return text
 
     def _holds(self, rule: Any, values: dict[str, Any], old: dict[str, Any] | None) -> bool | None:
         try:
