@@ -20,7 +20,7 @@ from monitor.errors import InvalidRecord, PackageNotFound, SourceError
 from monitor.snapshot import parse_record, record_fingerprint
 from monitor.sources import PollResult, PollStatus
 from monitor.sources.djangopackages import DjangoPackagesSource, GridNotFound
-from monitor.sources.http import backoff_delay, retry_after_seconds
+from monitor.sources.http import UNANSWERED_LIMIT, backoff_delay, retry_after_seconds
 from tests.fakeupstream import FakeUpstream, Fault, load_fixtures, unused_url
 
 FIXTURES = load_fixtures()
@@ -218,6 +218,54 @@ async def test_connection_refused(make_source, sleeps):
     assert result.status is PollStatus.FAILED
     assert result.error == "django-otp: connection refused (3 attempts)"
     assert sleeps == [1.0, 2.0]
+
+
+SINGLES = 100_000  # a list count that makes pages dearer than single requests
+
+
+async def test_an_unreachable_upstream_is_not_tried_request_after_request(make_source, sleeps):
+    slugs = [f"package-{i}" for i in range(40)]
+    source = make_source(unused_url())
+
+    results = await source.poll(slugs, known_count=SINGLES)
+
+    assert {r.status for r in results} == {PollStatus.FAILED}
+    tried = [r for r in results if r.error.endswith(": connection refused (3 attempts)")]
+    skipped = [r for r in results if r not in tried]
+    # The slots free up one by one: a few more may start before the eighth gives up.
+    assert UNANSWERED_LIMIT <= len(tried) < 2 * UNANSWERED_LIMIT
+    assert {r.error.split(": ", 1)[1] for r in skipped} == {
+        f"not tried: the last {UNANSWERED_LIMIT} requests got no answer (connection refused)"
+    }
+    assert source.requests_sent == len(tried) * 3
+
+
+async def test_a_hung_upstream_fails_the_poll_in_one_round_of_timeouts(clones, make_source, sleeps):
+    slugs = sorted(clones.records)[:40]
+    for slug in slugs:
+        clones.fail(slug, [Fault.slow(5)] * 3)  # answers long after the client's timeout
+    source = make_source(clones.url, timeout=0.2)
+
+    results = await source.poll(slugs, known_count=SINGLES)
+
+    timed_out = [r for r in results if r.error.endswith(": timed out after 0.2s (3 attempts)")]
+    skipped = [r for r in results if ": not tried: " in r.error]
+    assert UNANSWERED_LIMIT <= len(timed_out) < 2 * UNANSWERED_LIMIT
+    assert len(timed_out) + len(skipped) == 40
+    assert source.requests_sent == len(timed_out) * 3  # not 40 * 3 timeouts
+
+
+async def test_answers_between_failures_keep_every_package_tried(clones, make_source, sleeps):
+    slugs = sorted(clones.records)[:150]
+    dropped = slugs[::3]  # one in three never gets an answer: 50, but never 8 in a row
+    for slug in dropped:
+        clones.fail(slug, [Fault.drop()] * 6)  # aiohttp itself resends on a dropped keep-alive
+
+    results = await make_source(clones.url).poll(slugs, known_count=SINGLES)
+
+    failed = {r.slug: r.error for r in results if r.status is PollStatus.FAILED}
+    assert failed == {slug: f"{slug}: server disconnected (3 attempts)" for slug in dropped}
+    assert sum(r.status is PollStatus.OK for r in results) == 150 - len(dropped)
 
 
 async def test_upstream_down_drops_connections(upstream, make_source, sleeps):
