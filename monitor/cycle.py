@@ -18,7 +18,6 @@ and no alert is decided twice.
 from __future__ import annotations
 
 import gc
-import json
 import random
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
+
+import orjson
 
 from monitor.alerts import (
     BUILTIN_RULES,
@@ -503,7 +504,7 @@ class CycleRecorder:
                 "started_at": iso(self.now),
                 "summary": summary,
                 "description": rule.description,
-                "labels": json.dumps(rule.labels),
+                "labels": _json(rule.labels),
                 "last_notified_at": iso(self.now),
             },
         )
@@ -577,10 +578,10 @@ class CycleRecorder:
                 "repeat": int(repeat),
                 "at": iso(self.now),
                 "snapshot_id": snapshot_id,
-                "changes": json.dumps(notice.changes),
+                "changes": _json(notice.changes),
                 "summary": summary,
                 "muted": int(muted),
-                "notice": json.dumps(notice.to_json_dict()),
+                "notice": _json(notice.to_json_dict()),
             },
         )
         self.report.transitions.append(
@@ -634,6 +635,10 @@ class CycleRecorder:
             )
             out.setdefault(row["watch_id"], {})[row["rule"]] = (state, row["alert_id"])
         return out
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _unix(value: datetime | None) -> int | None:

@@ -9,7 +9,6 @@ package and the field; it never becomes a snapshot.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -64,7 +63,7 @@ class Snapshot:
 
     def content_json(self) -> str:
         """Canonical JSON of :meth:`content`: equal snapshots give equal strings."""
-        return json.dumps(self.content(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return orjson.dumps(self.content(), option=orjson.OPT_SORT_KEYS).decode()
 
     def to_json_dict(self) -> dict[str, Any]:
         return {name: json_value(getattr(self, name)) for name in FIELDS}
