@@ -304,8 +304,15 @@ class CycleRecorder:
         if baseline or old is None or snapshot is None or not changes:
             return
         new_values, old_values = snapshot.values(), old.values()
-        for rule in self._change_rules:
-            if rule.applies_to(watch.slug) and self._holds(rule, new_values, old_values) is True:
+        fired = [
+            rule
+            for rule in self._change_rules
+            if rule.applies_to(watch.slug) and self._holds(rule, new_values, old_values) is True
+        ]
+        # One alert per change: a rule that fires drops the rules it supersedes.
+        superseded = {target for rule in fired for target in getattr(rule, "supersedes", ())}
+        for rule in fired:
+            if rule.id not in superseded:
                 self._fire_change(watch, rule, snapshot, old, changes, new_snapshot_id)
 
     def observe(self, result: PollResult) -> None:

@@ -15,6 +15,9 @@ A template sees (:func:`message_context` builds it):
 - ``changes``: a list of ``{"field", "old", "new"}`` dicts (plus ``added``/``removed`` for
   lists such as ``participants``), empty for a condition rule on an unchanged poll.
 
+Templates also have ``version(text)``: the PEP 440 version (comparable, with ``.major``...), or
+``None`` when the text is not one, so a message can tell a release from a step back.
+
 A rule without a message, or whose template fails to render, gets the default text:
 ``title: description``, then `` — `` and the changes to the fields the rule reads as
 ``field: old → new`` joined with ``; `` (``field: +added, −removed`` for lists).
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -42,7 +45,9 @@ from monitor.snapshot import FIELDS
 
 __all__ = [
     "Rule",
+    "RuleInfo",
     "check_rule_files",
+    "list_rules",
     "load_rules",
     "message_context",
     "shipped_rules_dir",
@@ -60,6 +65,7 @@ KEYS = (
     "packages",
     "notify",
     "enabled",
+    "supersedes",
 )
 _ID = re.compile(r"[a-z0-9-]+")
 _SEVERITIES = tuple(s.value for s in Severity)
@@ -83,6 +89,7 @@ class Rule:
     notify: tuple[str, ...] = ()
     enabled: bool = True
     origin: str = ""  # "path:line"
+    supersedes: tuple[str, ...] = ()  # change rules that do not fire when this one does
 
     def applies_to(self, slug: str) -> bool:
         return not self.packages or any(fnmatchcase(slug, p) for p in self.packages)
@@ -151,7 +158,21 @@ def message_context(
 def _environment() -> Any:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    return ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+    environment = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+    environment.globals["version"] = _template_version
+    return environment
+
+
+def _template_version(text: object) -> Any:
+    """``version(text)`` in templates: the PEP 440 version, or None when ``text`` is not one."""
+    from packaging.version import InvalidVersion, Version
+
+    if not isinstance(text, str) or len(text) > 200:
+        return None
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
 
 
 @lru_cache(maxsize=1024)
@@ -181,29 +202,130 @@ def load_rules(extra_paths: Iterable[Path] = ()) -> list[Rule]:
     A user rule with a shipped id replaces it in place; disabled rules are left out. Raises
     :class:`RulesError` listing every problem found.
     """
-    problems: list[str] = []
-    shipped = _load_group([shipped_rules_dir()], problems)
-    user = _load_group(extra_paths, problems)
-    if problems:
-        raise RulesError(problems)
-    merged: dict[str, _Entry] = {entry.id: entry for entry in shipped}
-    for entry in user:
-        merged[entry.id] = entry  # replaces a shipped rule, keeping its place
-    return [entry.rule for entry in merged.values() if entry.rule is not None]
+    return [entry.rule for entry in _load_merged(extra_paths) if entry.rule is not None]
+
+
+def list_rules(extra_paths: Iterable[Path] = ()) -> list[RuleInfo]:
+    """Every rule :func:`load_rules` merges, disabled ones included, in the same order."""
+    return [entry.info for entry in _load_merged(extra_paths)]
 
 
 def check_rule_files(paths: Sequence[Path] = ()) -> list[str]:
-    """Every problem in ``paths`` (the shipped rules when empty) as ``path:line: message``."""
+    """Every problem in ``paths`` as ``path:line: message``, judged as ``check`` loads them:
+    after the shipped rules (so replacing or disabling a shipped rule is fine). Empty
+    ``paths``: the shipped rules alone."""
     problems: list[str] = []
-    _load_group(paths or [shipped_rules_dir()], problems)
+    _merge(paths, problems)
     return problems
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """What ``rules list`` shows of a rule, enabled or not."""
+
+    id: str
+    kind: RuleKind | None  # None: a disabled rule with no `when` that replaces nothing
+    severity: Severity
+    enabled: bool
+    origin: str  # "path:line"
+    description: str = ""
+    supersedes: tuple[str, ...] = ()
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": str(self.kind) if self.kind else None,
+            "severity": str(self.severity),
+            "enabled": self.enabled,
+            "origin": self.origin,
+            "description": self.description,
+            "supersedes": list(self.supersedes),
+        }
 
 
 @dataclass(frozen=True)
 class _Entry:
     id: str
     origin: str
-    rule: Rule | None  # None: disabled
+    rule: Rule | None  # None: disabled (or broken)
+    info: RuleInfo
+    supersedes_at: tuple[tuple[str, str], ...] = ()  # (rule id, "path:line" naming it)
+
+
+def _load_merged(extra_paths: Iterable[Path]) -> list[_Entry]:
+    problems: list[str] = []
+    merged = _merge(extra_paths, problems)
+    if problems:
+        raise RulesError(problems)
+    return merged
+
+
+def _merge(extra_paths: Iterable[Path], problems: list[str]) -> list[_Entry]:
+    """The shipped rules, each user rule replacing the shipped one of its id in place (one
+    that only says `enabled: false` shows the replaced rule, disabled); ``supersedes``
+    checked."""
+    shipped = _load_group([shipped_rules_dir()], problems)
+    user = _load_group(extra_paths, problems)
+    merged: dict[str, _Entry] = {entry.id: entry for entry in shipped}
+    for entry in user:
+        replaced = merged.get(entry.id)
+        if replaced is not None and entry.info.kind is None:  # `enabled: false` alone
+            entry = replace(entry, info=replace(replaced.info, enabled=False, origin=entry.origin))
+        merged[entry.id] = entry
+    _check_supersedes(merged, problems)
+    return list(merged.values())
+
+
+def _check_supersedes(merged: dict[str, _Entry], problems: list[str]) -> None:
+    """Each id in ``supersedes`` names a change rule (a disabled one will do); no circles."""
+    change_ids = [i for i, e in merged.items() if e.info.kind is not RuleKind.CONDITION]
+    for entry in merged.values():
+        for target, where in entry.supersedes_at:
+            other = merged.get(target)
+            if target == entry.id:
+                problems.append(f"{where}: rule '{target}' cannot supersede itself")
+            elif other is None:
+                problems.append(
+                    f"{where}: `supersedes` names no known rule '{target}'"
+                    f"{did_you_mean(target, change_ids)}"
+                )
+            elif other.info.kind is RuleKind.CONDITION:
+                problems.append(
+                    f"{where}: `supersedes` names '{target}', a condition rule (defined at "
+                    f"{other.origin}); only change rules can be superseded"
+                )
+    for circle in _supersedes_circles(merged):
+        first = merged[circle[0]]
+        where = next(w for t, w in first.supersedes_at if t == circle[1])
+        problems.append(f"{where}: `supersedes` goes round in a circle: {' → '.join(circle)}")
+
+
+def _supersedes_circles(merged: dict[str, _Entry]) -> list[list[str]]:
+    """Each circle of ``supersedes`` among the enabled rules, as ids ending where they began
+    (rules that supersede each other would all be dropped when they fire together)."""
+    edges = {
+        entry.id: [t for t in entry.rule.supersedes if t != entry.id and t in merged]
+        for entry in merged.values()
+        if entry.rule is not None
+    }
+    circles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            circles.append([*path[path.index(node) :], node])
+            return
+        if node in done or node not in edges:
+            return
+        path.append(node)
+        for target in edges[node]:
+            visit(target, path)
+        path.pop()
+        done.add(node)
+
+    for start in edges:
+        visit(start, [])
+    return circles
 
 
 def _rule_files(paths: Iterable[Path], problems: list[str]) -> Iterator[Path]:
@@ -426,12 +548,30 @@ class _RuleFile:
             else:
                 fail(key, f"`{list_name}` must be a list of strings")
 
+        supersedes = self.supersedes(keys.get("supersedes"), when)
+        if supersedes is None:
+            ok = False
+            supersedes = ()
+
         if not ok or rule_id is None:
             # Still claim the id so duplicates are reported even for broken rules.
-            return _Entry(rule_id, self.origin(node), None) if rule_id else None
+            if not rule_id:
+                return None
+            broken = RuleInfo(rule_id, None, Severity.WARNING, False, self.origin(node))
+            return _Entry(rule_id, broken.origin, None, broken)
         origin = self.origin(node)
-        if not enabled or when is None:
-            return _Entry(rule_id, origin, None)
+        kind = None if when is None else RuleKind.CHANGE if when.is_change else RuleKind.CONDITION
+        info = RuleInfo(
+            id=rule_id,
+            kind=kind,
+            severity=severity,
+            enabled=bool(enabled and when is not None),
+            origin=origin,
+            description=description,
+            supersedes=tuple(target for target, _ in supersedes),
+        )
+        if not info.enabled or when is None:
+            return _Entry(rule_id, origin, None, info, supersedes)
         rule = Rule(
             id=rule_id,
             when=when,
@@ -446,8 +586,32 @@ class _RuleFile:
             notify=lists["notify"],
             enabled=True,
             origin=origin,
+            supersedes=info.supersedes,
         )
-        return _Entry(rule_id, origin, rule)
+        return _Entry(rule_id, origin, rule, info, supersedes)
+
+    def supersedes(
+        self, keys: tuple[yaml.Node, yaml.Node] | None, when: Expression | None
+    ) -> tuple[tuple[str, str], ...] | None:
+        """``supersedes``: rule ids, each with the ``path:line`` naming it; None if invalid.
+        Whether each names a change rule is known only once every file is read."""
+        if keys is None:
+            return ()
+        key, value = keys
+        if when is not None and not when.is_change:
+            self.problem(
+                key, "`supersedes` is only for change rules (it uses old/new or changed())"
+            )
+            return None
+        items = value.value if isinstance(value, yaml.SequenceNode) else None
+        if items is None or not all(
+            isinstance(item, yaml.ScalarNode) and _ID.fullmatch(item.value) for item in items
+        ):
+            self.problem(
+                key, "`supersedes` must be a list of rule ids, e.g. [pypi-version-changed]"
+            )
+            return None
+        return tuple((item.value, self.origin(item)) for item in items)
 
     def origin(self, node: yaml.Node) -> str:
         return f"{self.path}:{node.start_mark.line + 1}"

@@ -271,9 +271,10 @@ def test_ten_changes_make_one_message_per_channel(
     result = monitor.run("check")
     assert result.exit_code == 0, result.output
     assert len(slack.messages) == 1 and len(smtp.messages) == 1 and len(hook.events) == 1
-    # Each package fires pypi-version-changed and major-version-bump: 20 alerts, one message.
-    assert len(hook.events[0]["data"]["alerts"]) == 20
-    assert smtp.messages[0]["Subject"].startswith("[monitor] 20 alerts: ")
+    # Each package fires major-version-bump (superseding pypi-version-changed): 10 alerts, one
+    # message.
+    assert len(hook.events[0]["data"]["alerts"]) == 10
+    assert smtp.messages[0]["Subject"].startswith("[monitor] 10 alerts: ")
     assert smtp.messages[0]["Subject"].endswith(" +8 more")
 
 

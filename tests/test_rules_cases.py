@@ -5,11 +5,13 @@ recorder and store; after each poll it compares the transitions of the rules und
 
     package: django-mfa              # the fixture to start from
     rules: [no-commits-26-weeks]     # shipped/built-in rules under test, or
-    inline: [{id: ..., when: ...}]   # rules written to a user rule file
+    inline: [{id: ..., when: ...}]   # rules written to a user rule file (their transitions
+                                     # are compared, unless `rules` names others)
     mute: true                       # mute the package before the first poll
     steps:                           # the first step is the watch (baseline)
       - set: {repo_watchers: 600}    # change the upstream record (kept for later steps);
-                                     # last_week_commits: N, commits_over_52: zeros
+                                     # last_week_commits: N, commits_over_52: zeros,
+                                     # quiet_weeks: N (a commit a week, then N without)
         fail: HTTP 500               # or: the poll failed with this reason
         not_found: true              # or: the package's URL answered 404
         advance: 1d                  # clock step before this poll (default 1h)
@@ -47,6 +49,8 @@ def _apply(record: dict[str, Any], changes: dict[str, Any]) -> None:
             record["commits_over_52"] = [*weeks[:-1], value]
         elif key == "commits_over_52" and value == "zeros":
             record["commits_over_52"] = [0] * 52
+        elif key == "quiet_weeks":  # no commits in the last N weeks, one a week before
+            record["commits_over_52"] = [1] * (52 - value) + [0] * value
         else:
             record[key] = value
 
@@ -60,7 +64,7 @@ def test_rule_case(path: Path, tmp_path: Path) -> None:
         rule_file.write_text(yaml.safe_dump({"rules": case["inline"]}))
         extra.append(rule_file)
         watched = {r["id"] for r in case["inline"] if r.get("enabled", True)}
-    else:
+    if "rules" in case:
         watched = set(case["rules"])
     rules = load_rules(extra)
     store = Store(tmp_path / "monitor.db")

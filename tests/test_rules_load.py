@@ -57,63 +57,72 @@ def test_checking_without_paths_checks_the_shipped_rules() -> None:
 
 
 SPEC_RULES = [
-    # (id, when, severity, kind, message)
+    # (id, when, severity, kind): SPEC §6's table (its thresholds; messages are tested below)
     (
         "no-commits-26-weeks",
         "sum(commits_over_52[-26:]) == 0",
         Severity.WARNING,
         RuleKind.CONDITION,
-        None,
     ),
     (
-        "pypi-version-changed",
-        'changed("pypi_version")',
+        "no-commits-13-weeks",
+        "sum(commits_over_52[-13:]) == 0 and sum(commits_over_52[-26:-13]) > 0",
         Severity.INFO,
+        RuleKind.CONDITION,
+    ),
+    ("pypi-version-changed", 'changed("pypi_version")', Severity.INFO, RuleKind.CHANGE),
+    (
+        "major-version-bump",
+        "version(pypi_version).major > version(old.pypi_version).major",
+        Severity.WARNING,
         RuleKind.CHANGE,
-        "{{ title }} {{ old.pypi_version }} → {{ new.pypi_version }}",
     ),
     (
         "watchers-dropped",
-        "repo_watchers < old.repo_watchers",
+        'delta("repo_watchers") <= -10 and pct_change("repo_watchers") <= -1',
+        Severity.INFO,
+        RuleKind.CHANGE,
+    ),
+    (
+        "stars-dropped-10-percent",
+        'old.repo_watchers >= 100 and pct_change("repo_watchers") <= -10',
         Severity.WARNING,
         RuleKind.CHANGE,
-        None,
+    ),
+    (
+        "forks-dropped",
+        'delta("repo_forks") <= -5 and pct_change("repo_forks") <= -5',
+        Severity.INFO,
+        RuleKind.CHANGE,
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("rule_id", "when", "severity", "kind", "message"), SPEC_RULES, ids=[r[0] for r in SPEC_RULES]
+    ("rule_id", "when", "severity", "kind"), SPEC_RULES, ids=[r[0] for r in SPEC_RULES]
 )
 def test_spec_rules_are_shipped_exactly(
-    rule_id: str, when: str, severity: Severity, kind: RuleKind, message: str | None
+    rule_id: str, when: str, severity: Severity, kind: RuleKind
 ) -> None:
     rule = by_id(load_rules())[rule_id]
     assert rule.when.source == when
     assert rule.severity is severity
     assert rule.kind is kind
-    assert rule.message == message
     assert rule.repeat is None
     assert rule.for_polls == 1
     assert rule.packages == ()
     assert rule.enabled
 
 
-SHIPPED = [
-    # (id, kind, severity)
-    ("no-commits-26-weeks", RuleKind.CONDITION, Severity.WARNING),
-    ("no-commits-13-weeks", RuleKind.CONDITION, Severity.INFO),
-    ("watchers-dropped", RuleKind.CHANGE, Severity.WARNING),
-    ("stars-dropped-10-percent", RuleKind.CHANGE, Severity.CRITICAL),
-    ("forks-dropped", RuleKind.CHANGE, Severity.INFO),
-    ("pypi-version-changed", RuleKind.CHANGE, Severity.INFO),
-    ("major-version-bump", RuleKind.CHANGE, Severity.WARNING),
-]
-
-
 def test_shipped_rules_are_the_documented_set() -> None:
     rules = load_rules()
-    assert sorted((r.id, r.kind, r.severity) for r in rules) == sorted(SHIPPED)
+    assert sorted((r.id, r.kind, r.severity) for r in rules) == sorted(
+        (rule_id, kind, severity) for rule_id, _, severity, kind in SPEC_RULES
+    )
+    assert {r.id: r.supersedes for r in rules if r.supersedes} == {
+        "major-version-bump": ("pypi-version-changed",),
+        "stars-dropped-10-percent": ("watchers-dropped",),
+    }
     for rule in rules:
         assert rule.description, rule.id
         assert rule.origin.startswith(str(shipped_rules_dir()))
@@ -126,60 +135,98 @@ def fixture_snapshot(name: str) -> Snapshot:
 FIXTURE_NAMES = sorted(p.stem for p in FIXTURES.glob("*.json"))
 
 
-@pytest.mark.parametrize("rule_id", ["no-commits-26-weeks", "no-commits-13-weeks"])
-def test_condition_rules_on_the_fixtures_fire_only_for_django_mfa(rule_id: str) -> None:
+@pytest.mark.parametrize(
+    ("rule_id", "expected"),
+    [("no-commits-26-weeks", ["django-mfa"]), ("no-commits-13-weeks", [])],
+)
+def test_condition_rules_on_the_fixtures(rule_id: str, expected: list[str]) -> None:
+    # django-mfa has had no commit in a year: the 26-week rule, never the 13-week one too.
     rule = by_id(load_rules())[rule_id]
     fired = [
         name
         for name in FIXTURE_NAMES
         if rule.when.evaluate(fixture_snapshot(name).values(), None, NOW)
     ]
-    assert fired == ["django-mfa"]
+    assert fired == expected
+
+
+def test_the_13_week_rule_never_fires_with_the_26_week_one() -> None:
+    rules = by_id(load_rules())
+    base = fixture_snapshot("django-otp").values()
+    for quiet in range(53):
+        weeks = [1] * (52 - quiet) + [0] * quiet
+        values = {**base, "commits_over_52": weeks}
+        fired = {
+            rule_id
+            for rule_id in ("no-commits-13-weeks", "no-commits-26-weeks")
+            if rules[rule_id].when.evaluate(values, None, NOW)
+        }
+        expected = set() if quiet < 13 else {"no-commits-13-weeks"} if quiet < 26 else None
+        assert fired == (expected if expected is not None else {"no-commits-26-weeks"}), quiet
+
+
+def _stars(old: int, new: int) -> tuple[dict, dict]:
+    return {"repo_watchers": old}, {"repo_watchers": new}
+
+
+def _forks(old: int, new: int) -> tuple[dict, dict]:
+    return {"repo_forks": old}, {"repo_forks": new}
+
+
+def _versions(old: str | None, new: str | None) -> tuple[dict, dict]:
+    return {"pypi_version": old}, {"pypi_version": new}
 
 
 CHANGE_CASES = [
-    # (id, old overrides, new overrides, rules that fire)
-    ("nothing", {}, {}, set()),
-    ("one-star-lost", {"repo_watchers": 100}, {"repo_watchers": 99}, {"watchers-dropped"}),
-    (
-        "ten-percent-lost",
-        {"repo_watchers": 100},
-        {"repo_watchers": 90},
-        {"watchers-dropped", "stars-dropped-10-percent"},
-    ),
-    ("fork-lost", {"repo_forks": 10}, {"repo_forks": 9}, {"forks-dropped"}),
-    (
-        "minor-release",
-        {"pypi_version": "1.7.0"},
-        {"pypi_version": "1.8.0"},
-        {"pypi-version-changed"},
-    ),
-    (
-        "major-release",
-        {"pypi_version": "1.7.0"},
-        {"pypi_version": "2.0.0"},
-        {"pypi-version-changed", "major-version-bump"},
-    ),
-    ("first-release", {"pypi_version": None}, {"pypi_version": "0.1"}, {"pypi-version-changed"}),
+    # (id, (old overrides, new overrides), the rules that fire once `supersedes` is applied)
+    ("nothing", ({}, {}), set()),
+    ("one-star-lost", _stars(100, 99), set()),
+    ("nine-stars-lost", _stars(3305, 3296), set()),
+    ("ten-stars-under-one-percent", _stars(3305, 3295), set()),
+    ("ten-stars-and-one-percent", _stars(1000, 990), {"watchers-dropped"}),
+    ("half-a-percent", _stars(3305, 3288), set()),
+    ("ten-percent-of-100", _stars(100, 90), {"stars-dropped-10-percent"}),
+    ("nineteen-percent", _stars(621, 500), {"stars-dropped-10-percent"}),
+    ("ten-percent-of-99", _stars(99, 89), {"watchers-dropped"}),
+    ("stars-gained", _stars(621, 700), set()),
+    ("one-fork-lost", _forks(10, 9), set()),
+    ("four-forks-lost", _forks(117, 113), set()),
+    ("five-forks-and-five-percent", _forks(100, 95), {"forks-dropped"}),
+    ("five-forks-under-five-percent", _forks(101, 96), set()),
+    ("minor-release", _versions("1.7.0", "1.8.0"), {"pypi-version-changed"}),
+    ("major-release", _versions("1.7.0", "2.0.0"), {"major-version-bump"}),
+    ("major-pre-release", _versions("1.7.0", "2.0.0a1"), {"major-version-bump"}),
+    ("downgrade", _versions("1.8.0", "1.7.0"), {"pypi-version-changed"}),
+    ("major-downgrade", _versions("2.0.0", "1.9.0"), {"pypi-version-changed"}),
+    ("first-release", _versions(None, "0.1"), {"pypi-version-changed"}),
+    ("first-release-major", _versions(None, "3.0"), {"pypi-version-changed"}),
+    ("version-gone", _versions("2.4.9", None), {"pypi-version-changed"}),
+    ("not-pep-440", _versions("1.7.0", "banana"), {"pypi-version-changed"}),
 ]
 
 
-@pytest.mark.parametrize(
-    ("old", "new", "fired"), [c[1:] for c in CHANGE_CASES], ids=[c[0] for c in CHANGE_CASES]
-)
-def test_shipped_change_rules(old: dict, new: dict, fired: set[str]) -> None:
-    base = fixture_snapshot("django-otp").values()
-    before, after = {**base, **old}, {**base, **new}
-    result = set()
-    for rule in load_rules():
+def fired_change_rules(rules: list[Rule], before: dict, after: dict) -> set[str]:
+    """The change rules that fire for one change, superseded ones dropped (as cycle.py does)."""
+    fired = set()
+    for rule in rules:
         if rule.kind is not RuleKind.CHANGE:
             continue
         try:
             if rule.when.evaluate(after, before, NOW):
-                result.add(rule.id)
+                fired.add(rule.id)
         except UnknownValue:
             pass
-    assert result == fired
+    superseded = {target for rule in rules if rule.id in fired for target in rule.supersedes}
+    return fired - superseded
+
+
+@pytest.mark.parametrize(
+    ("change", "fired"), [c[1:] for c in CHANGE_CASES], ids=[c[0] for c in CHANGE_CASES]
+)
+def test_shipped_change_rules(change: tuple[dict, dict], fired: set[str]) -> None:
+    base = fixture_snapshot("django-otp").values()
+    old, new = change
+    assert fired_change_rules(load_rules(), {**base, **old}, {**base, **new}) == fired
 
 
 def test_shipped_messages_render() -> None:
@@ -197,10 +244,63 @@ def test_shipped_messages_render() -> None:
 
     assert render("pypi-version-changed") == "django-otp 1.7.0 → 2.0.0"
     assert render("stars-dropped-10-percent") == "django-otp lost 121 stars (621 → 500, -19.5%)"
-    assert render("watchers-dropped") == (
-        "django-otp: The repository lost stars — repo_watchers: 621 → 500"
-    )
+    assert render("watchers-dropped") == "django-otp lost 121 stars (621 → 500)"
     assert render("major-version-bump").startswith("django-otp 1.7.0 → 2.0.0: a new major")
+
+
+VERSION_MESSAGES = [
+    # (id, old, new, the pypi-version-changed message)
+    ("release", "1.7.0", "1.8.0", "django-otp 1.7.0 → 1.8.0"),
+    ("downgrade", "1.8.0", "1.7.0", "django-otp went back from 1.8.0 to 1.7.0"),
+    ("pre-release-to-final", "2.0.0rc1", "2.0.0", "django-otp 2.0.0rc1 → 2.0.0"),
+    (
+        "final-to-its-pre-release",
+        "2.0.0",
+        "2.0.0rc1",
+        "django-otp went back from 2.0.0 to 2.0.0rc1",
+    ),
+    ("first", None, "0.1", "django-otp 0.1 is now on PyPI (no version before)"),
+    ("gone", "2.4.9", None, "django-otp no longer shows a version on PyPI (it was 2.4.9)"),
+    ("not-pep-440", "1.7.0", "banana", "django-otp 1.7.0 → banana"),
+    ("from-not-pep-440", "banana", "1.0", "django-otp banana → 1.0"),
+    ("same-version-other-spelling", "1.0", "1.0.0", "django-otp 1.0 → 1.0.0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [m[1:] for m in VERSION_MESSAGES],
+    ids=[m[0] for m in VERSION_MESSAGES],
+)
+def test_version_messages_say_what_happened(
+    old: str | None, new: str | None, expected: str
+) -> None:
+    rule = by_id(load_rules())["pypi-version-changed"]
+    before = fixture_snapshot("django-otp")
+    after = Snapshot(**{**before.values(), "pypi_version": new})
+    before = Snapshot(**{**before.values(), "pypi_version": old})
+    context = message_context(
+        rule,
+        slug="django-otp",
+        new=after.values(),
+        old=before.values(),
+        changes=diff(before, after),
+    )
+    message = rule.render_message(context)
+    assert message == expected
+    assert "None" not in message and "published" not in message
+    # The description is shown next to the message: it must hold for every case too.
+    assert "published" not in rule.description
+
+
+def test_templates_get_a_safe_version_helper(tmp_path: Path) -> None:
+    rule = make_rule(
+        "{{ version('2.0.1').major }} {{ version('nope') }} {{ version(none) }}"
+        " {{ version('1.0') < version('1.0.post1') }}",
+        tmp_path,
+    )
+    context = message_context(rule, slug="django-otp", new=Snapshot(slug="django-otp").values())
+    assert rule.render_message(context) == "2 None None True"
 
 
 # -- user files --------------------------------------------------------------------------------
