@@ -588,14 +588,15 @@ def unmute(ctx: click.Context, slug: str, rule: str | None) -> None:
 
 @cli.group()
 def rules() -> None:
-    """Rule files: validate them."""
+    """Rule files: validate them, list the loaded rules."""
 
 
 @rules.command("check")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.pass_context
 def rules_check(ctx: click.Context, paths: tuple[str, ...]) -> None:
-    """Validate rule files (default: the shipped rules and [rules] paths).
+    """Validate rule files (default: [rules] paths), loaded after the shipped rules as
+    `check` loads them, so a file replacing or disabling a shipped rule is fine.
 
     Prints path:line: message for every problem; exit 2 when there is any.
     """
@@ -603,16 +604,40 @@ def rules_check(ctx: click.Context, paths: tuple[str, ...]) -> None:
 
     from monitor.rules import check_rule_files, shipped_rules_dir
 
-    if paths:
-        targets = [Path(p) for p in paths]
-    else:
-        targets = [shipped_rules_dir(), *_runtime(ctx).config().rule_paths]
+    targets = [Path(p) for p in paths] if paths else list(_runtime(ctx).config().rule_paths)
     problems = check_rule_files(targets)
     for problem in problems:
         click.echo(problem, err=True)
     if problems:
         sys.exit(2)
-    click.echo(f"ok: {', '.join(str(t) for t in targets)}")
+    click.echo(f"ok: {', '.join(str(t) for t in [shipped_rules_dir(), *targets])}")
+
+
+@rules.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def rules_list(ctx: click.Context, as_json: bool) -> None:
+    """List the loaded rules (shipped, then [rules] paths), disabled ones included."""
+    from monitor.rules import list_rules
+
+    infos = list_rules(list(_runtime(ctx).config().rule_paths))
+    if as_json:
+        _print_json([info.to_json_dict() for info in infos])
+        return
+    header = ("rule", "kind", "severity", "enabled", "origin")
+    table = [header] + [
+        (
+            info.id,
+            str(info.kind) if info.kind else "-",
+            str(info.severity),
+            "yes" if info.enabled else "no",
+            info.origin,
+        )
+        for info in infos
+    ]
+    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 @cli.command("notify-test")
