@@ -156,6 +156,8 @@ class CycleRecorder:
         enabled = [r for r in rules if getattr(r, "enabled", True)]
         self._condition_rules = [r for r in enabled if r.kind == RuleKind.CONDITION]
         self._change_rules = [r for r in enabled if r.kind == RuleKind.CHANGE]
+        # The rules a stored state may belong to; any other state is a removed rule's.
+        self._stateful = {r.id: r for r in (*BUILTIN_RULES, *self._condition_rules)}
         # What condition rules read; a change rule or a message template sees every field.
         self.condition_fields = sorted({f for r in self._condition_rules for f in r.when.fields})
         self.now = now
@@ -199,7 +201,10 @@ class CycleRecorder:
                 watch = watches.get(outcome.slug)
                 if watch is None:  # unwatched while we polled
                     continue
-                self._record_one(watch, outcome, states.get(watch.id, {}), baseline=baseline)
+                stored = states.get(watch.id, {})
+                if stored:
+                    self._retire_removed_rules(watch, stored)
+                self._record_one(watch, outcome, stored, baseline=baseline)
             self.store.conn.executemany(_INSERT_CHECK, self._checks)
             self.store.conn.executemany(_UPDATE_WATCH, self._watch_updates)
             self._queue_groups()
@@ -314,6 +319,24 @@ class CycleRecorder:
         for rule in fired:
             if rule.id not in superseded:
                 self._fire_change(watch, rule, snapshot, old, changes, new_snapshot_id)
+
+    def _retire_removed_rules(self, watch: Watch, states: dict[str, _Stored]) -> None:
+        """Forget the states of rules that are gone (deleted, disabled, no longer a condition
+        rule, or no longer applying to this package): their firing alerts resolve silently,
+        with no transition and nothing sent, so no alert stays firing forever."""
+        for rule_id in list(states):
+            rule = self._stateful.get(rule_id)
+            if rule is not None and (isinstance(rule, BuiltinRule) or rule.applies_to(watch.slug)):
+                continue
+            _, alert_id = states.pop(rule_id)
+            if alert_id is not None:
+                self.store.conn.execute(
+                    "UPDATE alerts SET status = ?, resolved_at = ? WHERE id = ? AND status = ?",
+                    (str(Status.RESOLVED), self._now_iso, alert_id, str(Status.FIRING)),
+                )
+            self.store.conn.execute(
+                "DELETE FROM rule_states WHERE rule = ? AND watch_id = ?", (rule_id, watch.id)
+            )
 
     def observe(self, result: PollResult) -> None:
         """Take in one poll result as it arrives, before :meth:`record`: what can be told
