@@ -705,13 +705,31 @@ def run(ctx: click.Context, log_format: str) -> None:
 
     Stops within 5 s on SIGINT/SIGTERM with exit 0.
     """
-    from monitor.scheduler import Daemon, install_signal_handlers, setup_logging
+    import logging
 
-    runtime = _runtime(ctx)
+    from monitor.scheduler import setup_logging
+
+    setup_logging(log_format == "json")  # first: every line on stderr is a log line
+    log = logging.getLogger("monitor")
+    try:
+        _run_daemon(_runtime(ctx))
+    except MonitorError as exc:
+        from monitor.errors import RulesError
+
+        for problem in exc.problems if isinstance(exc, RulesError) else [str(exc)]:
+            log.error("error", extra={"fields": {"error": problem}})
+        ctx.exit(exc.exit_code)
+    except Exception as exc:  # a bug: logged like any other line, not a loose traceback
+        log.critical("crashed", exc_info=exc)
+        ctx.exit(1)
+
+
+def _run_daemon(runtime: Runtime) -> None:
+    from monitor.scheduler import Daemon, install_signal_handlers
+
     config = runtime.config()
     store = runtime.store()
     rules_loaded = runtime.rules()
-    setup_logging(log_format == "json")
 
     def queue_digest(now: datetime) -> None:
         from monitor.digest import queue_scheduled_digest
@@ -728,6 +746,7 @@ def run(ctx: click.Context, log_format: str) -> None:
             source=lambda: _source(runtime),
             clock=runtime.clock,
             queue_digest=queue_digest,
+            console=sys.stdout,
         ).run(stop)
 
     asyncio.run(daemon())
