@@ -214,3 +214,29 @@ def test_404_on_check_is_not_found_not_failed(monitor: Monitor) -> None:
     report = monitor.json("check")
     assert report["failed"] == [] and report["not_found"] == ["django-otp"]
     assert monitor.json("list")[0]["last_status"] == "not_found"
+
+
+# -- issue 9: alerts a team can trust (CLI items) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("interval", "jitter", "due"),
+    [
+        ("1m", "5m", "2026-11-22T10:01:03Z"),  # capped at a tenth of 1m: 6s, rng 0.5 -> 3s
+        ("6h", "5m", "2026-11-22T16:02:30Z"),  # under the cap: as configured
+    ],
+    ids=["capped", "as-configured"],
+)
+def test_jitter_is_capped_at_a_tenth_of_the_interval(
+    monitor: Monitor, interval: str, jitter: str, due: str
+) -> None:
+    monitor.configure(interval=interval)
+    text = monitor.config_path.read_text().replace('jitter = "0s"', f'jitter = "{jitter}"')
+    monitor.config_path.write_text(text)
+    assert monitor.run("watch", "django-otp").exit_code == 0
+    store = monitor.store()
+    try:
+        (row,) = store.query("SELECT next_due_at FROM watches")
+    finally:
+        store.close()
+    assert row["next_due_at"] == due
