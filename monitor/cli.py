@@ -548,7 +548,9 @@ def mute(
     if rule is not None:
         known = {r.id for r in runtime.rules()} | {"package-not-found", "poll-failing"}
         if rule not in known:
-            raise UsageError(f"no rule named {rule!r}")
+            from monitor.errors import did_you_mean
+
+            raise UsageError(f"--rule: no rule named {rule!r}{did_you_mean(rule, sorted(known))}")
     now = runtime.clock()
     until = now + parse_duration(for_) if for_ else None
     with store.transaction():
