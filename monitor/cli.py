@@ -432,12 +432,26 @@ def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
         click.echo(f"  {slug}:")
         for change in changes:
             click.echo(f"    {describe_change(change.to_json_dict())}")
+    for transition in report.transitions:
+        click.echo(f"  {_transition_line(transition)}")
     for slug, error in report.failed:
         click.echo(f"  FAILED {error if error.startswith(slug) else f'{slug}: {error}'}")
     for slug in report.not_found:
         click.echo(f"  {slug}: NOT FOUND on djangopackages")
     for line in undelivered:
         click.echo(f"  undelivered: {line}")
+
+
+def _transition_line(transition: Any) -> str:
+    """``firing [info] pypi-version-changed django-otp: django-otp 1.7.0 → 1.8.0 (muted)``:
+    lower case, unlike a console delivery's ``FIRING``, since this line sends nothing."""
+    from monitor.notify.base import one_line
+
+    notice = transition.notice
+    status = "repeat" if transition.repeat else str(transition.status)
+    summary = one_line(notice.summary) or one_line(notice.description)
+    muted = " (muted)" if transition.muted else ""
+    return f"{status} [{notice.severity}] {transition.rule} {transition.package}: {summary}{muted}"
 
 
 # -- history ------------------------------------------------------------------------------
