@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -32,7 +33,8 @@ from monitor.cycle import CycleReport, poll_and_record
 from monitor.durations import parse_duration
 from monitor.notify.base import one_line
 from monitor.outbox import Outbox
-from monitor.store import Store
+from monitor.report import DAEMON_TICK
+from monitor.store import Store, iso
 
 log = logging.getLogger("monitor")
 
@@ -76,6 +78,9 @@ class Daemon:
     async def poll_due(self) -> None:
         """One cycle: every watch whose due time has come."""
         started = time.monotonic()
+        with self.store.transaction():  # for `monitor status`: is the daemon ticking?
+            tick = {"at": iso(self.clock()), "pid": os.getpid()}
+            self.store.set_meta(DAEMON_TICK, json.dumps(tick))
         slugs = self.store.due_slugs(self.clock())
         if not slugs:
             return

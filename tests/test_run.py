@@ -306,6 +306,7 @@ def test_json_log_names_failures_and_transitions_and_stays_json_on_sigterm(
     } >= {("pypi-version-changed", "django-otp", "firing", "info", False)}
     assert events[-1]["event"] == "stopped"
     assert "FIRING pypi-version-changed django-otp" in stdout  # the console channel: stdout
+    assert monitor.json("status")["daemon"]["pid"] == daemon.pid  # `status` saw it tick
 
 
 @pytest.fixture
