@@ -45,6 +45,7 @@ class Runtime:
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     rng: Callable[[], float] = random.random
     env: dict[str, str] | None = None
+    read_only: bool = False  # a command that only reads: a missing database is not created
     _config: Config | None = field(default=None, repr=False)
     _rules: list[Any] | None = field(default=None, repr=False)
 
@@ -59,7 +60,20 @@ class Runtime:
     def store(self) -> Store:
         from monitor.store import Store
 
+        if self.read_only and not self.config().database.exists():
+            return Store(":memory:")  # nothing recorded yet, and reading creates nothing
         return Store(self.config().database)
+
+    def where(self) -> str:
+        """``/abs/monitor.db (config: /abs/monitor.toml)``: what a command read, for messages
+        that would otherwise leave a user in the wrong folder guessing."""
+        config = self.config()
+        missing = "" if config.database.exists() else "not created yet; "
+        return f"{config.database.resolve()} ({missing}config: {self.config_description()})"
+
+    def config_description(self) -> str:
+        path = self.config().path
+        return str(path.resolve()) if path else "built-in defaults, no monitor.toml here"
 
     def rules(self) -> list[Any]:
         """The loaded rules; a bad rule file raises RulesError (exit 2) before any work."""
@@ -70,8 +84,19 @@ class Runtime:
         return self._rules
 
 
+READ_ONLY_COMMANDS = frozenset({"list", "alerts", "history", "mutes", "status"})
+
+
 class MonitorGroup(click.Group):
     """Turns a MonitorError into ``error: message`` on stderr and its exit code."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name in READ_ONLY_COMMANDS:
+            ctx.ensure_object(Runtime).read_only = True
+        return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -84,6 +109,9 @@ class MonitorGroup(click.Group):
                 click.echo(line, err=True)
             if isinstance(exc, PackageNotFound) and exc.suggestions:
                 click.echo(f"did you mean: {', '.join(exc.suggestions)}?", err=True)
+            runtime = ctx.find_object(Runtime)
+            if isinstance(exc, NotWatchedError) and runtime and runtime._config is not None:
+                click.echo(f"note: looked in {runtime.where()}", err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -275,15 +303,20 @@ def unwatch(ctx: click.Context, slugs: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
-    """List watched packages with version, stars, forks and the last check."""
-    store = _runtime(ctx).store()
+    """List watched packages with version, stars, forks, the last check and mutes."""
+    from monitor.report import list_mutes, muted_rules
+
+    runtime = _runtime(ctx)
+    store = runtime.store()
     rows = store.query(
         "SELECT w.*, s.data FROM watches w LEFT JOIN snapshots s ON s.id = w.snapshot_id"
         " WHERE w.active = 1 ORDER BY w.slug"
     )
+    mutes = muted_rules(list_mutes(store, now=runtime.clock()))
     items = []
     for row in rows:
         data = json.loads(row["data"]) if row["data"] else {}
+        muted = mutes.get(row["slug"], [])
         items.append(
             {
                 "slug": row["slug"],
@@ -295,15 +328,17 @@ def list_(ctx: click.Context, as_json: bool) -> None:
                 "last_status": row["last_status"],
                 "notify": json.loads(row["notify"] or "[]"),
                 "interval": row["interval"],
+                "muted": muted is None,  # every rule of the package
+                "muted_rules": muted or [],  # or only these
             }
         )
     if as_json:
         _print_json(items)
         return
     if not items:
-        click.echo("no packages watched; add one with: monitor watch SLUG")
+        click.echo(f"no packages watched in {runtime.where()}; add one with: monitor watch SLUG")
         return
-    header = ("package", "version", "stars", "forks", "last checked", "status")
+    header = ("package", "version", "stars", "forks", "last checked", "status", "muted")
     table = [header] + [
         (
             i["slug"],
@@ -312,10 +347,15 @@ def list_(ctx: click.Context, as_json: bool) -> None:
             _num(i["repo_forks"]),
             i["last_checked"] or "-",
             i["last_status"] or "-",
+            "all" if i["muted"] else ",".join(i["muted_rules"]) or "-",
         )
         for i in items
     ]
-    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
+    _print_table(table)
+
+
+def _print_table(table: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[c]) for r in table) for c in range(len(table[0]))]
     for line in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
@@ -432,12 +472,26 @@ def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
         click.echo(f"  {slug}:")
         for change in changes:
             click.echo(f"    {describe_change(change.to_json_dict())}")
+    for transition in report.transitions:
+        click.echo(f"  {_transition_line(transition)}")
     for slug, error in report.failed:
         click.echo(f"  FAILED {error if error.startswith(slug) else f'{slug}: {error}'}")
     for slug in report.not_found:
         click.echo(f"  {slug}: NOT FOUND on djangopackages")
     for line in undelivered:
         click.echo(f"  undelivered: {line}")
+
+
+def _transition_line(transition: Any) -> str:
+    """``firing [info] pypi-version-changed django-otp: django-otp 1.7.0 → 1.8.0 (muted)``:
+    lower case, unlike a console delivery's ``FIRING``, since this line sends nothing."""
+    from monitor.notify.base import one_line
+
+    notice = transition.notice
+    status = "repeat" if transition.repeat else str(transition.status)
+    summary = one_line(notice.summary) or one_line(notice.description)
+    muted = " (muted)" if transition.muted else ""
+    return f"{status} [{notice.severity}] {transition.rule} {transition.package}: {summary}{muted}"
 
 
 # -- history ------------------------------------------------------------------------------
@@ -548,7 +602,9 @@ def mute(
     if rule is not None:
         known = {r.id for r in runtime.rules()} | {"package-not-found", "poll-failing"}
         if rule not in known:
-            raise UsageError(f"no rule named {rule!r}")
+            from monitor.errors import did_you_mean
+
+            raise UsageError(f"--rule: no rule named {rule!r}{did_you_mean(rule, sorted(known))}")
     now = runtime.clock()
     until = now + parse_duration(for_) if for_ else None
     with store.transaction():
@@ -581,6 +637,96 @@ def unmute(ctx: click.Context, slug: str, rule: str | None) -> None:
     if cursor.rowcount == 0:
         raise NotWatchedError(f"{slug} has no mute" + (f" for {rule}" if rule else ""))
     click.echo(f"unmuted {slug}" + (f" ({rule})" if rule else ""))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def mutes(ctx: click.Context, as_json: bool) -> None:
+    """List active mutes: package, rule (or all), until (or forever), comment, when set."""
+    from monitor.notify.base import one_line
+    from monitor.report import list_mutes
+
+    runtime = _runtime(ctx)
+    items = list_mutes(runtime.store(), now=runtime.clock())
+    if as_json:
+        _print_json(items)
+        return
+    if not items:
+        click.echo("no active mutes")
+        return
+    header = ("package", "rule", "until", "set", "comment")
+    _print_table(
+        [header]
+        + [
+            (
+                m["package"],
+                m["rule"] or "all",
+                m["until"] or "forever",
+                m["created_at"],
+                one_line(m["comment"]) or "-",
+            )
+            for m in items
+        ]
+    )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """What the daemon and sources are doing: the last cycle, what is due next, source
+    health, pending and failed deliveries, active mutes, the database and config in use."""
+    from monitor.report import status_report
+
+    runtime = _runtime(ctx)
+    config = runtime.config()
+    report = status_report(
+        runtime.store(),
+        now=runtime.clock(),
+        database=str(config.database.resolve()),
+        exists=config.database.exists(),
+        config=str(config.path.resolve()) if config.path else None,
+        url=config.djangopackages.url,
+    )
+    if as_json:
+        _print_json(report)
+        return
+    for line in _status_lines(report, runtime.config_description()):
+        click.echo(line)
+
+
+def _status_lines(report: dict[str, Any], config: str) -> list[str]:
+    from monitor.notify.base import one_line
+
+    exists = "" if report["database_exists"] else " (not created yet)"
+    lines = [f"database:   {report['database']}{exists}", f"config:     {config}"]
+    lines.append(f"watches:    {report['watches']}")
+    daemon = report["daemon"]
+    lines.append(
+        f"daemon:     last tick {daemon['at']} (pid {daemon['pid']})"
+        if daemon
+        else "daemon:     never ticked on this database (start it with: monitor run)"
+    )
+    cycle = report["last_cycle"]
+    if cycle:
+        counts = ", ".join(f"{n} {s}" for s, n in cycle.items() if s != "at")
+        lines.append(f"last cycle: {cycle['at']}: {counts}")
+    else:
+        lines.append("last cycle: none yet")
+    upcoming = ", ".join(f"{d['slug']} {d['at'] or 'now'}" for d in report["next_due"])
+    lines.append(f"next due:   {report['due_now']} due now; {upcoming or 'nothing watched'}")
+    lines.append("sources:")
+    for name, source in report["sources"].items():
+        error = source["last_error"]
+        health = f"{source['failing']} failing" if source["failing"] else "ok"
+        last = f"; last error {error['at']}: {one_line(error['error'])}" if error else ""
+        lines.append(f"  {name} ({source['url']}): {health}{last}")
+    deliveries = report["deliveries"]
+    lines.append(f"deliveries: {deliveries['pending']} pending, {deliveries['failed']} failed")
+    mutes = report["mutes"]
+    lines.append(f"mutes:      {len(mutes)} active" + (" (see: monitor mutes)" if mutes else ""))
+    return lines
 
 
 # -- rules, notify-test -------------------------------------------------------------------
@@ -730,13 +876,31 @@ def run(ctx: click.Context, log_format: str) -> None:
 
     Stops within 5 s on SIGINT/SIGTERM with exit 0.
     """
-    from monitor.scheduler import Daemon, install_signal_handlers, setup_logging
+    import logging
 
-    runtime = _runtime(ctx)
+    from monitor.scheduler import setup_logging
+
+    setup_logging(log_format == "json")  # first: every line on stderr is a log line
+    log = logging.getLogger("monitor")
+    try:
+        _run_daemon(_runtime(ctx))
+    except MonitorError as exc:
+        from monitor.errors import RulesError
+
+        for problem in exc.problems if isinstance(exc, RulesError) else [str(exc)]:
+            log.error("error", extra={"fields": {"error": problem}})
+        ctx.exit(exc.exit_code)
+    except Exception as exc:  # a bug: logged like any other line, not a loose traceback
+        log.critical("crashed", exc_info=exc)
+        ctx.exit(1)
+
+
+def _run_daemon(runtime: Runtime) -> None:
+    from monitor.scheduler import Daemon, install_signal_handlers
+
     config = runtime.config()
     store = runtime.store()
     rules_loaded = runtime.rules()
-    setup_logging(log_format == "json")
 
     def queue_digest(now: datetime) -> None:
         from monitor.digest import queue_scheduled_digest
@@ -753,6 +917,7 @@ def run(ctx: click.Context, log_format: str) -> None:
             source=lambda: _source(runtime),
             clock=runtime.clock,
             queue_digest=queue_digest,
+            console=sys.stdout,
         ).run(stop)
 
     asyncio.run(daemon())

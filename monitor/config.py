@@ -88,13 +88,16 @@ class Config:
     )
 
     def check_channels(self, names: list[str] | tuple[str, ...], where: str) -> None:
-        """Raise ConfigError when a channel names no notifier."""
+        """Raise UsageError (exit 2) when a channel given on the command line (``where``:
+        the option or command) names no notifier: the config is fine, the argument is not."""
         for name in names:
             if name not in self.notifiers:
+                from monitor.errors import UsageError
+
                 hint = did_you_mean(name, self.notifiers)
-                raise ConfigError(
-                    f"{where}: no notifier named {name!r}{hint}",
-                    path=str(self.path) if self.path else None,
+                raise UsageError(
+                    f"{where}: no notifier named {name!r}{hint};"
+                    f" channels: {', '.join(sorted(self.notifiers))}"
                 )
 
 

@@ -373,12 +373,14 @@ class CycleRecorder:
 
     def _next_due(self, interval: str | None) -> str:
         """When the package is due again, as stored: its interval plus a random jitter, in
-        whole seconds (so the few thousand distinct values are formatted once each)."""
+        whole seconds (so the few thousand distinct values are formatted once each). The
+        jitter is at most a tenth of the interval, so it spreads polls without swamping it."""
         due_from = self._due_from.get(interval)
         if due_from is None:
             every = parse_duration(interval) if interval else self.config.schedule.interval
             due_from = self._due_from[interval] = self.now + every
-        jitter = int(self.config.schedule.jitter.total_seconds() * self.rng())
+        spread = min(self.config.schedule.jitter, (due_from - self.now) / 10).total_seconds()
+        jitter = int(spread * self.rng())
         text = self._due_texts.get((interval, jitter))
         if text is None:
             text = self._due_texts[interval, jitter] = iso(due_from + timedelta(seconds=jitter))

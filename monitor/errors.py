@@ -92,10 +92,26 @@ class PermanentError(DeliveryError):
 
 
 def did_you_mean(name: object, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the choice closest to a misspelt ``name``, else ``""``."""
-    if not isinstance(name, str):
+    """`` (did you mean 'x'?)`` for the choice closest to a misspelt ``name``, else ``""``.
+
+    Closeness is difflib's ratio against the whole choice, or against one of its ``-``/``_``
+    parts (``slak`` → ``team-slack``), or ``name`` standing inside the choice (``email`` →
+    ``team-email``): the best score of at least 0.6 wins.
+    """
+    if not isinstance(name, str) or not name:
         return ""
     import difflib  # only when there is an error to explain
+    import re
 
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    def score(choice: str) -> float:
+        if len(name) >= 3 and name in choice:
+            return 0.9
+        whole = difflib.SequenceMatcher(None, name, choice).ratio()
+        parts = [p for p in re.split(r"[-_.]", choice) if len(p) >= 3 and p != choice]
+        best_part = max((difflib.SequenceMatcher(None, name, p).ratio() for p in parts), default=0)
+        return max(whole, best_part if best_part >= 0.75 else 0.0)
+
+    scored = sorted(((score(c), c) for c in dict.fromkeys(choices)), key=lambda sc: -sc[0])
+    if not scored or scored[0][0] < 0.6:
+        return ""
+    return f" (did you mean '{scored[0][1]}'?)"

@@ -1,7 +1,8 @@
-"""Read-side views of the store for the CLI: the alert listing (SPEC §4 ``alerts``)."""
+"""Read-side views of the store for the CLI (SPEC §4): ``alerts``, ``mutes``, ``status``."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -68,3 +69,63 @@ def _deliveries(store: Store) -> dict[int, list[dict[str, Any]]]:
             }
         )
     return out
+
+
+def list_mutes(store: Store, *, now: datetime) -> list[dict[str, Any]]:
+    """Active mutes by package: ``rule`` None mutes every rule, ``until`` None is forever."""
+    rows = sorted(store.active_mutes(now), key=lambda m: (m["slug"], m["created_at"]))
+    return [
+        {
+            "package": m["slug"],
+            "rule": m["rule"],
+            "until": m["until"],
+            "comment": m["comment"],
+            "created_at": m["created_at"],
+        }
+        for m in rows
+    ]
+
+
+def muted_rules(mutes: list[dict[str, Any]]) -> dict[str, list[str] | None]:
+    """package -> the rules muted for it, or None when every rule is (from :func:`list_mutes`)."""
+    out: dict[str, list[str] | None] = {}
+    for mute in mutes:
+        rules = out.setdefault(mute["package"], [])
+        if rules is None:
+            continue
+        if mute["rule"] is None:
+            out[mute["package"]] = None
+        elif mute["rule"] not in rules:
+            rules.append(mute["rule"])
+    return out
+
+
+DAEMON_TICK = "run.last_tick"  # meta key: JSON {"at", "pid"} written by each `run` tick
+NEXT_DUE_SHOWN = 5
+
+
+def status_report(
+    store: Store, *, now: datetime, database: str, exists: bool, config: str | None, url: str
+) -> dict[str, Any]:
+    """What ``monitor status`` shows: paths in use, the daemon's last tick, the last cycle,
+    what is due next, source health, deliveries and mutes."""
+    tick = store.get_meta(DAEMON_TICK)
+    cycle = store.last_poll()
+    due_now, next_due = store.next_due(now, NEXT_DUE_SHOWN)
+    outbox = store.outbox_counts()
+    health = store.poll_health()
+    return {
+        "database": database,
+        "database_exists": exists,
+        "config": config,
+        "watches": store.watch_count(),
+        "daemon": json.loads(tick) if tick else None,
+        "last_cycle": (
+            {"at": cycle[0]["at"], **{row["status"]: row["n"] for row in cycle}} if cycle else None
+        ),
+        "due_now": due_now,
+        "next_due": next_due,
+        "sources": {"djangopackages": {"url": url, **health}},
+        "deliveries": {"pending": outbox.get("pending", 0), "failed": outbox.get("failed", 0)},
+        "mutes": list_mutes(store, now=now),
+    }

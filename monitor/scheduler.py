@@ -18,18 +18,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TextIO
 
 from monitor.config import Config
-from monitor.cycle import poll_and_record
+from monitor.cycle import CycleReport, poll_and_record
 from monitor.durations import parse_duration
+from monitor.notify.base import one_line
 from monitor.outbox import Outbox
-from monitor.store import Store
+from monitor.report import DAEMON_TICK
+from monitor.store import Store, iso
 
 log = logging.getLogger("monitor")
 
@@ -56,6 +61,7 @@ class Daemon:
         clock: Callable[[], datetime],
         queue_digest: Callable[[datetime], None] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        console: TextIO | None = None,
     ):
         self.config = config
         self.store = store
@@ -63,13 +69,18 @@ class Daemon:
         self.open_source = source
         self.clock = clock
         self.queue_digest = queue_digest
-        self.outbox = Outbox(store, config, clock=clock, sleep=sleep)
+        # The console channel prints alerts on stdout: stderr is the log.
+        self.outbox = Outbox(store, config, clock=clock, sleep=sleep, console=console)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
         self.cycles = 0
 
     async def poll_due(self) -> None:
         """One cycle: every watch whose due time has come."""
         started = time.monotonic()
+        with self.store.transaction():  # for `monitor status`: is the daemon ticking?
+            tick = {"at": iso(self.clock()), "pid": os.getpid()}
+            self.store.set_meta(DAEMON_TICK, json.dumps(tick))
         slugs = self.store.due_slugs(self.clock())
         if not slugs:
             return
@@ -78,6 +89,7 @@ class Daemon:
                 self.store, self.config, self.rules, source, slugs, now=self.clock()
             )
         self.cycles += 1
+        log_outcomes(report)
         log.info(
             "cycle",
             extra={
@@ -122,9 +134,17 @@ class Daemon:
             try:
                 await job()
             except asyncio.CancelledError:
-                raise
+                if not self._stopping:
+                    raise
+                # Abandoned on SIGINT/SIGTERM: the cycle's one transaction never began, so
+                # nothing half-done is stored. Ending quietly keeps a traceback out of the log.
+                log.info("abandoned", extra={"fields": {"job": name}})
             except Exception as exc:  # a failing job is logged, the daemon keeps going
-                log.error(f"{name} failed: {type(exc).__name__}: {exc}")
+                log.error(
+                    "job failed",
+                    exc_info=exc,
+                    extra={"fields": {"job": name, "error": f"{type(exc).__name__}: {exc}"}},
+                )
             finally:
                 self._tasks.discard(task)
 
@@ -166,6 +186,7 @@ class Daemon:
         try:
             await stop.wait()
         finally:
+            self._stopping = True  # before shutdown, which cancels the running jobs
             scheduler.shutdown(wait=False)
             await self._finish()
             await self.outbox.aclose()
@@ -182,6 +203,29 @@ class Daemon:
             await asyncio.wait(pending, timeout=1.0)
 
 
+def log_outcomes(report: CycleReport) -> None:
+    """A warning per failed poll, and a line per alert transition, of one cycle."""
+    source = "djangopackages"  # the only source today
+    for slug, error in report.failed:
+        failure = {"package": slug, "source": source, "error": error}
+        log.warning("poll failed", extra={"fields": failure})
+    for slug in report.not_found:
+        missing = {"package": slug, "source": source, "error": "not found (404)"}
+        log.warning("package not found", extra={"fields": missing})
+    for transition in report.transitions:
+        fields: dict[str, Any] = {
+            "rule": transition.rule,
+            "package": transition.package,
+            "status": str(transition.status),
+            "kind": str(transition.kind),
+            "repeat": transition.repeat,
+            "severity": str(transition.notice.severity),
+            "muted": transition.muted,
+            "summary": transition.notice.summary,
+        }
+        log.info("transition", extra={"fields": fields})
+
+
 def install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -189,31 +233,84 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 class LineFormatter(logging.Formatter):
-    """``time level message key=value ...`` for people, or one JSON object per line."""
+    """``time level message key=value ...`` for people, or one JSON object per line.
+
+    Any logger's records read the same: a library's name is given as ``logger``, and an
+    exception becomes ``error`` (and, in JSON, a ``traceback`` string), never loose lines.
+    """
 
     def __init__(self, as_json: bool):
         super().__init__()
         self.as_json = as_json
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = getattr(record, "fields", {})
+        fields: dict[str, Any] = dict(getattr(record, "fields", {}))
+        if record.name != "monitor" and not record.name.startswith("monitor."):
+            fields = {"logger": record.name, **fields}
+        trace = None
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            fields.setdefault("error", f"{type(exc).__name__}: {exc}")
+            trace = self.formatException(record.exc_info)
         moment = datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="seconds")
         if self.as_json:
-            return json.dumps(
-                {
-                    "time": moment,
-                    "level": record.levelname.lower(),
-                    "event": record.getMessage(),
-                    **fields,
-                }
-            )
-        pairs = " ".join(f"{k}={v}" for k, v in fields.items())
-        return f"{moment} {record.levelname.lower()} {record.getMessage()} {pairs}".rstrip()
+            if trace:
+                fields["traceback"] = trace
+            line = {"time": moment, "level": record.levelname.lower(), "event": record.getMessage()}
+            return json.dumps({**line, **fields}, default=str)
+        pairs = " ".join(f"{k}={one_line(str(v))}" for k, v in fields.items())
+        text = f"{moment} {record.levelname.lower()} {one_line(record.getMessage())} {pairs}"
+        return text.rstrip() + (f"\n{trace}" if trace else "")
 
 
-def setup_logging(as_json: bool) -> None:
-    handler = logging.StreamHandler()
+class _SkippedTick(logging.Filter):
+    """APScheduler's "skipped: maximum number of running instances reached" warning is a
+    tick that came while the last cycle still ran: normal with many packages, so an info line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "maximum number of running instances" in str(record.msg):
+            job = record.args[0] if isinstance(record.args, tuple) and record.args else None
+            record.msg, record.args = "skipped", ()
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.fields = {"job": getattr(job, "id", str(job)), "reason": "still running"}
+        return True
+
+
+def setup_logging(as_json: bool, stream: TextIO | None = None) -> None:
+    """Route every log record of the process through one :class:`LineFormatter` on stderr:
+    monitor's own from info up, libraries' (APScheduler, asyncio, aiohttp…) from warning up,
+    Python warnings, and exceptions nobody caught in a thread or a finaliser. With JSON, each
+    line on stderr is then one JSON object."""
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(LineFormatter(as_json))
-    log.handlers[:] = [handler]
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    log.handlers.clear()
     log.setLevel(logging.INFO)
-    log.propagate = False
+    log.propagate = True
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, _SkippedTick) for f in scheduler_log.filters):
+        scheduler_log.addFilter(_SkippedTick())
+    logging.captureWarnings(True)
+    sys.unraisablehook = _log_unraisable
+    threading.excepthook = _log_thread_exception
+
+
+def _log_unraisable(args: Any) -> None:
+    error = args.exc_value or args.exc_type
+    log.error(
+        "unraisable exception",
+        exc_info=(args.exc_type, error, args.exc_traceback) if args.exc_value else None,
+        extra={"fields": {"where": repr(args.object), "error": repr(error)}},
+    )
+
+
+def _log_thread_exception(args: Any) -> None:
+    if args.exc_type is SystemExit:
+        return
+    log.error(
+        "thread failed",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        extra={"fields": {"thread": getattr(args.thread, "name", None)}},
+    )

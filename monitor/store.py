@@ -449,6 +449,52 @@ class Store:
             "SELECT * FROM mutes WHERE until IS NULL OR until > ? ORDER BY id", (iso(now),)
         )
 
+    # -- status (read only) -------------------------------------------------------------
+
+    def last_poll(self) -> list[dict[str, Any]]:
+        """The outcome counts of the newest poll time among the watches (``at``, ``status``,
+        ``n``): the last cycle, read from the watches table, not the whole check history."""
+        return self.query(
+            "SELECT last_checked_at AS at, last_status AS status, COUNT(*) AS n FROM watches"
+            " WHERE active = 1 AND last_checked_at = (SELECT MAX(last_checked_at) FROM watches"
+            " WHERE active = 1) GROUP BY last_status ORDER BY last_status"
+        )
+
+    def next_due(self, now: datetime, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """How many watches are due now, and the next ``limit`` due (``slug``, ``at``)."""
+        due = self.conn.execute(
+            "SELECT COUNT(*) FROM watches WHERE active = 1"
+            " AND (next_due_at IS NULL OR next_due_at <= ?)",
+            (iso(now),),
+        ).fetchone()[0]
+        rows = self.query(
+            "SELECT slug, next_due_at AS at FROM watches WHERE active = 1"
+            " ORDER BY next_due_at IS NOT NULL, next_due_at, slug LIMIT ?",
+            (limit,),
+        )
+        return int(due), rows
+
+    def poll_health(self) -> dict[str, Any]:
+        """Watches whose last poll failed, and the newest failed check (``at``, ``package``,
+        ``error``) or None."""
+        failing = self.conn.execute(
+            "SELECT COUNT(*) FROM watches WHERE active = 1 AND last_status = 'failed'"
+        ).fetchone()[0]
+        last = self.query(
+            "SELECT c.checked_at AS at, w.slug AS package, c.error FROM checks c"
+            " JOIN watches w ON w.id = c.watch_id WHERE c.status = 'failed'"
+            " ORDER BY c.id DESC LIMIT 1"
+        )
+        return {"failing": int(failing), "last_error": last[0] if last else None}
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Delivery groups by status (``pending``, ``delivered``, ``failed``)."""
+        rows = self.conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status")
+        return {status: int(n) for status, n in rows}
+
+    def watch_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM watches WHERE active = 1").fetchone()[0])
+
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):

@@ -128,6 +128,26 @@ def test_mute_one_rule_only(monitor: Monitor) -> None:
     record = monitor.upstream.records["django-otp"]
     record["pypi_version"], record["repo_forks"] = "1.9.0", 100
     result = monitor.run("check")
-    assert "forks-dropped" in result.stdout
-    assert "pypi-version-changed" not in result.stdout
+    assert "FIRING forks-dropped django-otp" in result.stdout  # delivered to the console
+    assert "FIRING pypi-version-changed" not in result.stdout  # muted: not delivered
+    assert "firing [info] pypi-version-changed django-otp: " in result.stdout  # but named
     assert monitor.run("mute", "django-otp", "--rule", "no-such-rule").exit_code == 2
+
+
+def test_check_summary_names_each_transition(monitor: Monitor) -> None:
+    monitor.run("watch", *FIVE)
+    monitor.run("mute", "django-otp", "--rule", "pypi-version-changed")
+    monitor.upstream.records["django-otp"]["pypi_version"] = "1.8.0"
+    monitor.upstream.records["django-mfa"]["commits_over_52"] = [0] * 51 + [3]
+    result = monitor.run("check")
+    assert result.exit_code == 0, result.output
+    summary = result.stdout.split("3 alert transitions", 1)[1]
+    assert (
+        "  firing [info] pypi-version-changed django-otp: django-otp 1.7.0 → 1.8.0 (muted)"
+        in summary.splitlines()
+    )
+    assert any(
+        line.startswith("  resolved [warning] no-commits-26-weeks django-mfa: ")
+        and "(muted)" not in line
+        for line in summary.splitlines()
+    ), summary

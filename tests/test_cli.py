@@ -214,3 +214,76 @@ def test_404_on_check_is_not_found_not_failed(monitor: Monitor) -> None:
     report = monitor.json("check")
     assert report["failed"] == [] and report["not_found"] == ["django-otp"]
     assert monitor.json("list")[0]["last_status"] == "not_found"
+
+
+# -- issue 9: alerts a team can trust (CLI items) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["watch", "django-otp", "--notify", "slak"], "--notify"),
+        (["notify-test", "slak"], "notify-test"),
+    ],
+    ids=["watch", "notify-test"],
+)
+def test_unknown_channel_is_a_usage_error_with_a_suggestion(
+    monitor: Monitor, args: list[str], hint: str
+) -> None:
+    monitor.configure('[notifiers.team-slack]\ntype = "console"\n')
+    result = monitor.run(*args)
+    assert result.exit_code == 2
+    assert hint in result.stderr and "no notifier named 'slak'" in result.stderr
+    assert "did you mean 'team-slack'?" in result.stderr
+    assert "channels: console, team-slack" in result.stderr
+    assert "monitor.toml" not in result.stderr  # not a config-file error
+    assert monitor.upstream.package_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "choices", "expected"),
+    [
+        ("slak", ["console", "team-slack"], "team-slack"),
+        ("team-slak", ["console", "team-slack"], "team-slack"),
+        ("email", ["console", "team-email", "team-slack"], "team-email"),
+        ("sevrity", ["severity", "when"], "severity"),
+        ("pypi-version-chnged", ["pypi-version-changed", "forks-dropped"], "pypi-version-changed"),
+        ("xyz", ["console", "team-slack"], None),
+    ],
+    ids=["part", "whole", "substring", "key", "rule", "nothing-near"],
+)
+def test_did_you_mean(name: str, choices: list[str], expected: str | None) -> None:
+    from monitor.errors import did_you_mean
+
+    assert did_you_mean(name, choices) == (f" (did you mean '{expected}'?)" if expected else "")
+
+
+def test_mute_unknown_rule_suggests_the_near_one(monitor: Monitor) -> None:
+    monitor.run("watch", "django-otp")
+    result = monitor.run("mute", "django-otp", "--rule", "pypi-version-chnged")
+    assert result.exit_code == 2
+    assert "did you mean 'pypi-version-changed'?" in result.stderr
+    assert monitor.count("mutes") == 0
+
+
+@pytest.mark.parametrize(
+    ("interval", "jitter", "due"),
+    [
+        ("1m", "5m", "2026-11-22T10:01:03Z"),  # capped at a tenth of 1m: 6s, rng 0.5 -> 3s
+        ("6h", "5m", "2026-11-22T16:02:30Z"),  # under the cap: as configured
+    ],
+    ids=["capped", "as-configured"],
+)
+def test_jitter_is_capped_at_a_tenth_of_the_interval(
+    monitor: Monitor, interval: str, jitter: str, due: str
+) -> None:
+    monitor.configure(interval=interval)
+    text = monitor.config_path.read_text().replace('jitter = "0s"', f'jitter = "{jitter}"')
+    monitor.config_path.write_text(text)
+    assert monitor.run("watch", "django-otp").exit_code == 0
+    store = monitor.store()
+    try:
+        (row,) = store.query("SELECT next_due_at FROM watches")
+    finally:
+        store.close()
+    assert row["next_due_at"] == due

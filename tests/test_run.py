@@ -238,3 +238,147 @@ def test_log_lines_for_people_and_machines() -> None:
     assert LineFormatter(as_json=False).format(record).endswith(" info cycle polled=3 failures=1")
     line = json.loads(LineFormatter(as_json=True).format(record))
     assert line["event"] == "cycle" and line["polled"] == 3 and line["level"] == "info"
+
+
+class _Lines:
+    """A child's stderr, read line by line in a thread, so a test can wait for a line."""
+
+    def __init__(self, stream: Any):
+        import threading
+
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def join(self) -> list[str]:
+        self._thread.join(timeout=10)
+        return self.lines
+
+
+def test_json_log_names_failures_and_transitions_and_stays_json_on_sigterm(
+    monitor: Monitor,
+) -> None:
+    import json
+
+    from tests.fakeupstream import Fault
+
+    monitor.configure(interval="1s")
+    monitor.clock.now = datetime.now(UTC)
+    assert monitor.run("watch", "django-otp", "django-mfa").exit_code == 0
+    monitor.upstream.records["django-otp"]["pypi_version"] = "1.8.0"  # fires an alert
+    monitor.upstream.records["django-mfa"]["repo_watchers"] = "many"  # fails every poll
+
+    args = ["--config", str(monitor.config_path), "run", "--log-format", "json"]
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "monitor", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    stderr = _Lines(daemon.stderr)
+    try:
+        _wait_for(lambda: any('"cycle"' in line for line in stderr.lines))
+        monitor.upstream.fail("/api/v4/packages/", [Fault.slow(30)] * 5)  # the next page hangs
+        _wait_for(lambda: monitor.upstream.in_flight > 0)
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=10)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        daemon.wait()
+    lines = stderr.join()
+    assert daemon.stdout is not None and daemon.stderr is not None
+    stdout = daemon.stdout.read()
+    daemon.stdout.close()
+    daemon.stderr.close()
+    assert daemon.returncode == 0, lines
+    events = [json.loads(line) for line in lines]  # every line is one JSON object
+    failures = [e for e in events if e["level"] == "warning" and e.get("package") == "django-mfa"]
+    assert failures and "repo_watchers" in failures[0]["error"], events
+    transitions = [e for e in events if e["event"] == "transition"]
+    assert {
+        (t["rule"], t["package"], t["status"], t["severity"], t["muted"]) for t in transitions
+    } >= {("pypi-version-changed", "django-otp", "firing", "info", False)}
+    assert events[-1]["event"] == "stopped"
+    assert "FIRING pypi-version-changed django-otp" in stdout  # the console channel: stdout
+    assert monitor.json("status")["daemon"]["pid"] == daemon.pid  # `status` saw it tick
+
+
+@pytest.fixture
+def restore_logging() -> Any:
+    import logging
+    import threading
+    import warnings
+
+    root, own = logging.getLogger(), logging.getLogger("monitor")
+    saved = (root.handlers[:], root.level, own.handlers[:], own.level, own.propagate)
+    hooks = (sys.unraisablehook, threading.excepthook, warnings.showwarning)
+    yield
+    root.handlers[:], root.level, own.handlers[:], own.level, own.propagate = saved
+    logging.captureWarnings(False)
+    sys.unraisablehook, threading.excepthook, warnings.showwarning = hooks
+
+
+def test_every_logger_and_warning_becomes_one_json_line(restore_logging: Any) -> None:
+    import io
+    import json
+    import logging
+    import warnings
+
+    from monitor.scheduler import setup_logging
+
+    stream = io.StringIO()
+    setup_logging(as_json=True, stream=stream)
+    logging.getLogger("monitor.outbox").info(
+        "delivery", extra={"fields": {"channel": "hook", "outcome": "delivered"}}
+    )
+    logging.getLogger("apscheduler.scheduler").warning(
+        'Execution of job "%s" skipped: maximum number of running instances reached (%d)',
+        "poll",
+        1,
+    )
+    logging.getLogger("apscheduler.executors.default").info("Running job")  # quieted
+    try:
+        raise RuntimeError("boom\nsecond line")
+    except RuntimeError:
+        logging.getLogger("asyncio").exception("Task exception was never retrieved")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("something is deprecated", DeprecationWarning, stacklevel=1)
+
+    lines = stream.getvalue().splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [e["event"] for e in events][:3] == [
+        "delivery",
+        "skipped",
+        "Task exception was never retrieved",
+    ]
+    assert events[0]["channel"] == "hook" and "logger" not in events[0]
+    assert events[1]["level"] == "info" and events[1]["logger"] == "apscheduler.scheduler"
+    assert events[2]["error"] == "RuntimeError: boom\nsecond line"
+    assert "Traceback" in events[2]["traceback"]
+    assert events[3]["logger"] == "py.warnings" and "deprecated" in events[3]["event"]
+    assert len(events) == 4
+
+
+def test_run_reports_a_bad_rule_file_as_json_lines(monitor: Monitor) -> None:
+    import json
+
+    (monitor.tmp_path / "team.yaml").write_text("rules:\n  - id: x\n    when: stars >\n")
+    monitor.configure('[rules]\npaths = ["team.yaml"]\n')
+    args = ["--config", str(monitor.config_path), "run", "--log-format", "json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    (event,) = [json.loads(line) for line in done.stderr.splitlines()]
+    assert event["level"] == "error" and "team.yaml:3:" in event["error"]
