@@ -189,6 +189,7 @@ async def _watch_new(
     interval: str | None,
 ) -> CycleReport:
     from monitor.cycle import CycleRecorder
+    from monitor.errors import SourceError
 
     config = runtime.config()
     async with _source(runtime) as source:
@@ -201,6 +202,9 @@ async def _watch_new(
             missing = [
                 s for s, r in zip(slugs, results, strict=True) if isinstance(r, PackageNotFound)
             ]
+            if missing and not await source.lists_answer():
+                # the packages' URLs and the list's alike: the URL is wrong, not the names
+                raise SourceError(source.everything_404())
             if missing:
                 suggestions = await source.search(missing[0])
                 raise PackageNotFound(missing[0], [s for s in suggestions if s != missing[0]][:5])

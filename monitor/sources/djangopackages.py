@@ -15,6 +15,13 @@ endpoint in pages of ``page_size`` instead, if that takes fewer requests:
 - when a page reports a larger ``count`` than planned for, the extra pages are read too if
   that is still cheaper than single requests for what is still missing.
 
+"Not found" is believed only when it is the API's own: a 404 whose body is a JSON object with a
+``detail`` key. Any other 404 (a wrong ``url``, a proxy) fails the package's poll, naming the
+key to check. And when every package of a poll of two or more came back not found, and no
+list page of this poll answered, the list endpoint is asked once (``?limit=1``): if it gives
+no valid page either, the URL answers 404 for everything, and each package's poll fails so
+instead of each firing ``package-not-found``.
+
 Given the fingerprints of the packages' last stored records, ``poll`` reports a record that
 still has its fingerprint as ``unchanged`` without parsing it (only the fields asked for and
 the bookkeeping are validated); any other record is parsed into a snapshot.
@@ -29,11 +36,12 @@ import random
 import re
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
+import orjson
 
 from monitor.errors import InvalidRecord, PackageNotFound, SourceError
 from monitor.snapshot import BOOKKEEPING, parse_record, record_fingerprint, record_values
@@ -43,6 +51,7 @@ from monitor.sources.http import MAX_BODY, FetchError, JsonClient, Sleep
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
+URL_KEY = "[sources.djangopackages] url"  # the config key a wrong URL is fixed in
 T = TypeVar("T")
 _LAST_SEGMENT = re.compile(r"/([^/]+)/?$")
 
@@ -99,6 +108,46 @@ class DjangoPackagesSource:
     def package_url(self, key: str | int) -> str:
         return f"{self.base_url}/api/v4/packages/{quote(str(key), safe='')}/"
 
+    # -- telling "not found" from a wrong URL --------------------------------------------
+
+    def not_its_404(self, subject: str) -> str:
+        """The error for a 404 that is not the API's own."""
+        return (
+            f"{subject}: {_shown(self.base_url)} answers 404 without djangopackages'"
+            f' {{"detail": ...}} body: check `{URL_KEY}`'
+        )
+
+    def everything_404(self, subject: str | None = None) -> str:
+        """The error for a URL that answers 404 to the packages and to the list alike."""
+        where = f"{subject}: " if subject else ""
+        return (
+            f"{where}djangopackages at {_shown(self.base_url)} answers 404 for everything:"
+            f" check `{URL_KEY}`"
+        )
+
+    def _not_found(self, exc: FetchError, subject: str) -> bool:
+        """Whether ``exc`` is the API's own "not found"; raises :class:`SourceError` for a 404
+        that is not (a wrong URL, a proxy); False for any other failure."""
+        if exc.status != 404:
+            return False
+        if _is_api_404(exc.body):
+            return True
+        raise SourceError(self.not_its_404(subject))
+
+    async def lists_answer(self) -> bool:
+        """Whether the list endpoint gives a valid page (one ``?limit=1`` request): what
+        tells packages that are gone from a URL that answers 404 to everything."""
+        try:
+            fetched = await self._http.get_json(
+                f"{self.base_url}/api/v4/packages/",
+                params={"limit": 1},
+                subject="packages list",
+            )
+        except SourceError as exc:
+            log.info("%s", exc)
+            return False
+        return _page_of(fetched.data) is not None
+
     # -- one package ---------------------------------------------------------------------
 
     async def fetch(self, slug: str) -> PollResult:
@@ -113,7 +162,7 @@ class DjangoPackagesSource:
         try:
             fetched = await self._http.get_json(self.package_url(key), subject=subject)
         except FetchError as exc:
-            if exc.status == 404:
+            if self._not_found(exc, subject):
                 raise PackageNotFound(key) from None
             raise
         return _Reading().result(fetched.data, fetched.duration, package=subject)
@@ -138,17 +187,30 @@ class DjangoPackagesSource:
         reading = _Reading(fingerprints or {}, tuple(fields))
         wanted = list(dict.fromkeys(slugs))
         results: dict[str, PollResult] = {}
+        held: list[str] = []  # not found: told once the poll knows the URL is not at fault
 
         def done(result: PollResult) -> None:
             results[result.slug] = result
-            if on_result is not None:
+            if result.status is PollStatus.NOT_FOUND and len(wanted) > 1:
+                held.append(result.slug)
+            elif on_result is not None:
                 on_result(result)
 
         if known_count is not None:
             self.last_count = known_count
+        page_answered = False
         if len(wanted) > 1:
-            await _Pager(self, wanted, reading, done).run(known_count)
+            pager = _Pager(self, wanted, reading, done)
+            await pager.run(known_count)
+            page_answered = pager.count is not None
         await _all(self._poll_single(slug, reading, done) for slug in wanted if slug not in results)
+        if len(held) == len(wanted) > 1 and not page_answered and not await self.lists_answer():
+            for slug in held:
+                error = self.everything_404(slug)
+                results[slug] = replace(results[slug], status=PollStatus.FAILED, error=error)
+        for slug in held:
+            if on_result is not None:
+                on_result(results[slug])
         return [results[slug] for slug in wanted]
 
     async def _poll_single(
@@ -159,7 +221,12 @@ class DjangoPackagesSource:
             fetched = await self._http.get_json(self.package_url(slug), subject=slug)
             result = reading.result(fetched.data, fetched.duration, package=slug, slug=slug)
         except FetchError as exc:
-            if exc.status == 404:
+            try:
+                not_found = self._not_found(exc, slug)
+            except SourceError as wrong_url:
+                exc = FetchError(str(wrong_url), status=404, duration=exc.duration)
+                not_found = False
+            if not_found:
                 error = str(PackageNotFound(slug))
                 done(PollResult(slug, PollStatus.NOT_FOUND, None, error, None, exc.duration))
             else:
@@ -201,15 +268,18 @@ class DjangoPackagesSource:
     async def grid_members(self, grid: str) -> list[PollResult]:
         """The grid's members as they are now, fetched through ``base_url`` by the id in
         each member URL. Raises :class:`GridNotFound` when the grid's URL answers 404; a
-        member whose own URL answers 404 is left out (logged); other failures raise."""
+        member whose own URL answers 404 is left out (logged); other failures raise, a 404 that
+        is not the API's own too (:class:`SourceError` naming the key to check)."""
         url = f"{self.base_url}/api/v4/grids/{quote(grid, safe='')}/"
         subject = f"grid {grid!r}"
         try:
             fetched = await self._http.get_json(url, subject=subject)
         except FetchError as exc:
-            if exc.status == 404:
-                raise GridNotFound(grid) from None
-            raise
+            if not self._not_found(exc, subject):
+                raise
+            if not await self.lists_answer():
+                raise SourceError(self.everything_404(subject)) from None
+            raise GridNotFound(grid) from None
         members = fetched.data.get("packages") if isinstance(fetched.data, dict) else None
         if not isinstance(members, list):
             raise InvalidRecord(subject, "packages", "expected a list of package URLs")
@@ -288,12 +358,11 @@ class _Pager:
         except FetchError as exc:
             log.info("%s; its packages are fetched singly", exc)
             return
-        data = fetched.data
-        count = data.get("count") if isinstance(data, dict) else None
-        records = data.get("results") if isinstance(data, dict) else None
-        if not isinstance(records, list) or not _is_count(count):
+        page = _page_of(fetched.data)
+        if page is None:
             log.info("%s: not a page of packages; its packages are fetched singly", subject)
             return
+        count, records = page
         self.count = count if self.count is None else max(self.count, count)
         for record in records:
             slug = record.get("slug") if isinstance(record, dict) else None
@@ -356,3 +425,31 @@ def _package_id(record: Any) -> int | None:
 
 def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _page_of(data: Any) -> tuple[int, list[Any]] | None:
+    """``(count, results)`` of a valid list page, else None."""
+    count = data.get("count") if isinstance(data, dict) else None
+    records = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(records, list) or not _is_count(count):
+        return None
+    return count, records
+
+
+def _is_api_404(body: bytes) -> bool:
+    """Whether a 404's body is the API's own: a JSON object with ``detail``."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and "detail" in data
+
+
+def _shown(url: str) -> str:
+    """``url`` for messages: without user info, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
