@@ -247,3 +247,72 @@ async def test_an_unknown_grid_while_the_list_fails_is_a_source_error(fake, sour
     with pytest.raises(SourceError, match=re.escape(EVERYTHING_404)) as raised:
         await source.grid_members("nope")
     assert not isinstance(raised.value, PackageNotFound)
+
+
+# -- a record a failed list page held is tried once more singly, and counted honestly ------
+
+
+def test_one_hung_package_costs_its_page_and_one_more_timeout(monitor: Monitor) -> None:
+    assert monitor.run("watch", *FIVE).exit_code == 0
+    monitor.configure(timeout="200ms")
+    up = monitor.upstream
+    up.reset()
+    # The first list page holds the hung record: it times out as often as it is asked.
+    up.fail("/api/v4/packages/?offset=0", [Fault.slow(1.0)] * 3)
+    up.fail("django-otp", [Fault.slow(1.0)] * 3)
+
+    result = monitor.run("check", "--json")
+
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["failed"] == [
+        {
+            "slug": "django-otp",
+            "error": "django-otp: timed out after 0.2s (4 attempts: 3 for its list page, 1 alone)",
+        }
+    ]
+    assert report["unchanged"] == 4
+    assert up.page_requests == 3
+    assert up.requests["/api/v4/packages/django-otp/"] == 1
+
+
+@pytest.fixture
+async def clones():
+    async with FakeUpstream.with_clones(600) as up:
+        yield up
+
+
+@pytest.mark.parametrize(
+    ("page_faults", "single_faults", "error", "singles"),
+    [
+        pytest.param(
+            [500] * 3,
+            [500] * 3,
+            "HTTP 500 after 4 attempts (3 for its list page, 1 alone)",
+            1,
+            id="5xx",
+        ),
+        pytest.param([500] * 3, [], None, 1, id="5xx-page-record-ok-alone"),
+        # A page that answered, but badly, says nothing about the upstream: full retries.
+        pytest.param([Fault.malformed()], [500] * 2, None, 3, id="malformed-page"),
+        pytest.param([429] * 5, [500] * 2, None, 3, id="rate-limited-page"),
+    ],
+)
+async def test_the_records_of_a_failed_page_get_one_single_attempt(
+    clones, page_faults, single_faults, error, singles
+):
+    async def no_wait(_: float) -> None:
+        await asyncio.sleep(0)
+
+    held = next(slug for slug, record in clones.records.items() if record["id"] == 300)
+    clones.fail("/api/v4/packages/?offset=200", page_faults)
+    clones.fail(held, single_faults)
+
+    async with aiohttp.ClientSession() as session:
+        source = DjangoPackagesSource(clones.url, session=session, sleep=no_wait, rng=lambda: 1.0)
+        results = await source.poll(list(clones.records), known_count=600)
+
+    failed = [(r.slug, r.error) for r in results if r.status is not PollStatus.OK]
+    assert failed == ([] if error is None else [(held, f"{held}: {error}")])
+    assert clones.requests[f"/api/v4/packages/{held}/"] == singles
+    assert clones.package_requests == 200 + singles - 1  # the page's others: once each

@@ -12,6 +12,9 @@ endpoint in pages of ``page_size`` instead, if that takes fewer requests:
   dropped: every slug no page matched is fetched singly, so "not found" always comes from a
   404 of the package's own URL; a record in a page that fails validation is fetched singly
   too, so its failure is its own and its neighbours are unaffected;
+- when a page spent its retries on 5xx, timeouts or no answer, the records it held have had
+  their retries: each is tried singly once more, not as many times again, and its failure
+  counts both (``timed out after 2s (4 attempts: 3 for its list page, 1 alone)``);
 - when a page reports a larger ``count`` than planned for, the extra pages are read too if
   that is still cheaper than single requests for what is still missing.
 
@@ -199,11 +202,18 @@ class DjangoPackagesSource:
         if known_count is not None:
             self.last_count = known_count
         page_answered = False
+        tried: dict[str, int] = {}  # slug -> attempts a failed page spent on it
         if len(wanted) > 1:
             pager = _Pager(self, wanted, reading, done)
             await pager.run(known_count)
             page_answered = pager.count is not None
-        await _all(self._poll_single(slug, reading, done) for slug in wanted if slug not in results)
+            if pager.failed_attempts:
+                tried = dict.fromkeys(pager.missing - pager.invalid, pager.failed_attempts)
+        await _all(
+            self._poll_single(slug, reading, done, after_page=tried.get(slug, 0))
+            for slug in wanted
+            if slug not in results
+        )
         if len(held) == len(wanted) > 1 and not page_answered and not await self.lists_answer():
             for slug in held:
                 error = self.everything_404(slug)
@@ -214,11 +224,20 @@ class DjangoPackagesSource:
         return [results[slug] for slug in wanted]
 
     async def _poll_single(
-        self, slug: str, reading: _Reading, done: Callable[[PollResult], None]
+        self,
+        slug: str,
+        reading: _Reading,
+        done: Callable[[PollResult], None],
+        *,
+        after_page: int = 0,
     ) -> None:
+        """Poll one package; ``after_page``: the attempts a failed list page spent on it
+        (then it gets one attempt more)."""
         start = time.monotonic()
         try:
-            fetched = await self._http.get_json(self.package_url(slug), subject=slug)
+            fetched = await self._http.get_json(
+                self.package_url(slug), subject=slug, attempts=1 if after_page else None
+            )
             result = reading.result(fetched.data, fetched.duration, package=slug, slug=slug)
         except FetchError as exc:
             try:
@@ -230,7 +249,8 @@ class DjangoPackagesSource:
                 error = str(PackageNotFound(slug))
                 done(PollResult(slug, PollStatus.NOT_FOUND, None, error, None, exc.duration))
             else:
-                done(PollResult(slug, PollStatus.FAILED, None, str(exc), None, exc.duration))
+                error = _counted(exc, slug, after_page)
+                done(PollResult(slug, PollStatus.FAILED, None, error, None, exc.duration))
         except InvalidRecord as exc:
             done(PollResult(slug, PollStatus.FAILED, None, str(exc), None, fetched.duration))
         except Exception as exc:  # a bug must not fail the other packages of the poll
@@ -317,6 +337,7 @@ class _Pager:
         self.missing = set(wanted)  # not matched in any page yet
         self.invalid: set[str] = set()  # failed validation in a page: fetched singly
         self.count: int | None = None  # the largest count a page reported
+        self.failed_attempts = 0  # the most a page spent before failing on 5xx/timeouts
         self.read: set[int] = set()  # offsets requested
 
     def pages(self, count: int) -> int:
@@ -357,6 +378,8 @@ class _Pager:
             )
         except FetchError as exc:
             log.info("%s; its packages are fetched singly", exc)
+            if exc.reason is not None and exc.status != 429:  # the upstream is struggling
+                self.failed_attempts = max(self.failed_attempts, exc.attempts)
             return
         page = _page_of(fetched.data)
         if page is None:
@@ -425,6 +448,17 @@ def _package_id(record: Any) -> int | None:
 
 def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _counted(exc: FetchError, slug: str, after_page: int) -> str:
+    """The error for a single request, counting the attempts its list page spent too."""
+    if not after_page or exc.reason is None:
+        return str(exc)
+    total = after_page + exc.attempts
+    split = f"{after_page} for its list page, {exc.attempts} alone"
+    if exc.status is not None:
+        return f"{slug}: {exc.reason} after {total} attempts ({split})"
+    return f"{slug}: {exc.reason} ({total} attempts: {split})"
 
 
 def _page_of(data: Any) -> tuple[int, list[Any]] | None:

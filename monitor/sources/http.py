@@ -62,7 +62,9 @@ Sleep = Callable[[float], Awaitable[Any]]
 class FetchError(SourceError):
     """A request failed for good. ``status`` is the last HTTP status, if any answer came;
     ``duration`` the seconds spent on the request, retries included; ``body`` the start of
-    a 404's body (at most :data:`NOT_FOUND_EXCERPT` bytes), else ``b""``."""
+    a 404's body (at most :data:`NOT_FOUND_EXCERPT` bytes), else ``b""``. ``reason`` is set
+    when the request failed in a way worth retrying (5xx, 429, timeout, no answer) and its
+    attempts are spent: why, without the subject or the count of attempts."""
 
     def __init__(
         self,
@@ -72,12 +74,14 @@ class FetchError(SourceError):
         attempts: int = 1,
         duration: float = 0.0,
         body: bytes = b"",
+        reason: str | None = None,
     ):
         super().__init__(message)
         self.status = status
         self.attempts = attempts
         self.duration = duration
         self.body = body
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +298,11 @@ class JsonClient:
         else:
             message = f"{subject}: {retry.reason} ({_plural(attempts)})"
         return FetchError(
-            message, status=retry.status, attempts=attempts, duration=self._clock() - start
+            message,
+            status=retry.status,
+            attempts=attempts,
+            duration=self._clock() - start,
+            reason=retry.reason,
         )
 
 
