@@ -203,7 +203,10 @@ async def _watch_new(
     config = runtime.config()
     async with _source(runtime) as source:
         if grid:
-            fetched = await source.grid_members(grid)
+            keys = await source.grid_keys(grid)
+            watched = _watched_members(store, keys)
+            existing = [*existing, *watched.values()]
+            fetched = await source.grid_members(grid, [k for k in keys if k not in watched])
         else:
             results = await asyncio.gather(
                 *(source.fetch(slug) for slug in slugs), return_exceptions=True
@@ -255,6 +258,14 @@ async def _watch_new(
         )
     await _deliver(runtime, store, report, console=sys.stdout)
     return report
+
+
+def _watched_members(store: Store, keys: list[str]) -> dict[str, str]:
+    """Grid member key -> the watched package's slug, for the keys (ids, or slugs) that
+    name a watched package."""
+    watches = store.watches(store.watched_slugs())
+    by_id = {str(w.package_id): w.slug for w in watches.values() if w.package_id is not None}
+    return {key: by_id.get(key, key) for key in keys if key in by_id or key in watches}
 
 
 def _update_options(

@@ -87,3 +87,41 @@ def test_options_of_watched_packages_are_not_changed_when_the_watch_fails(team: 
     result = team.run("watch", OTP, "django-otpp", "--interval", "2h")
     assert result.exit_code == 1
     assert options(team) == (["ci"], "1d")
+
+
+# -- grids ---------------------------------------------------------------------------------
+
+
+def test_watch_grid_does_not_swallow_a_watched_members_new_release(monitor: Monitor) -> None:
+    assert monitor.run("watch", OTP).exit_code == 0
+    monitor.upstream.records[OTP]["pypi_version"] = "1.8.0"
+    monitor.upstream.add_grid("two-factor", [OTP, "django-two-factor-auth"], id=7)
+    monitor.upstream.reset()
+
+    result = monitor.run("watch", "--grid", "two-factor", "--notify", "console")
+
+    assert result.exit_code == 0, result.output
+    assert "watching django-two-factor-auth" in result.stdout
+    assert f"watching {OTP}" not in result.stdout
+    assert monitor.upstream.requests["/api/v4/packages/1867/"] == 0  # django-otp: not re-fetched
+    assert options(monitor) == (["console"], None)
+
+    report = monitor.json("check", OTP)
+    assert report["changed"] == [
+        {"slug": OTP, "changes": [{"field": "pypi_version", "old": "1.7.0", "new": "1.8.0"}]}
+    ]
+    assert [(t["rule"], t["package"]) for t in report["transitions"]] == [
+        ("pypi-version-changed", OTP)
+    ]
+
+
+def test_watch_grid_of_watched_members_only_fetches_nothing(monitor: Monitor) -> None:
+    assert monitor.run("watch", OTP, "django-two-factor-auth").exit_code == 0
+    monitor.upstream.add_grid("two-factor", [OTP, "django-two-factor-auth"], id=7)
+    monitor.upstream.reset()
+
+    result = monitor.run("watch", "--grid", "7")
+
+    assert result.exit_code == 0, result.output
+    assert monitor.upstream.package_requests == 0
+    assert result.stdout.count("already watched, nothing changed") == 2

@@ -285,11 +285,11 @@ class DjangoPackagesSource:
         ]
         return list(dict.fromkeys(slugs))
 
-    async def grid_members(self, grid: str) -> list[PollResult]:
-        """The grid's members as they are now, fetched through ``base_url`` by the id in
-        each member URL. Raises :class:`GridNotFound` when the grid's URL answers 404; a
-        member whose own URL answers 404 is left out (logged); other failures raise, a 404 that
-        is not the API's own too (:class:`SourceError` naming the key to check)."""
+    async def grid_keys(self, grid: str) -> list[str]:
+        """The keys of the grid's members as they are now: the last segment of each member
+        URL's path (an id), without repeats. Raises :class:`GridNotFound` when the grid's URL
+        answers the API's 404, :class:`SourceError` on other failures, a 404 that is not the
+        API's own included (naming the key to check)."""
         url = f"{self.base_url}/api/v4/grids/{quote(grid, safe='')}/"
         subject = f"grid {grid!r}"
         try:
@@ -309,6 +309,14 @@ class DjangoPackagesSource:
             if match is None:
                 raise InvalidRecord(subject, "packages", f"not a package URL: {str(member)[:80]!r}")
             keys.append(match.group(1))
+        return list(dict.fromkeys(keys))
+
+    async def grid_members(self, grid: str, keys: Iterable[str] | None = None) -> list[PollResult]:
+        """The grid's members (those of ``keys``, default: :meth:`grid_keys`), fetched
+        through ``base_url``. A member whose own URL answers 404 is left out (logged); other
+        failures raise."""
+        if keys is None:
+            keys = await self.grid_keys(grid)
         found = await _all(self._member(grid, key) for key in dict.fromkeys(keys))
         return [member for member in found if member is not None]
 
