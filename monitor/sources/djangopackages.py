@@ -129,13 +129,13 @@ class DjangoPackagesSource:
         )
 
     def _not_found(self, exc: FetchError, subject: str) -> bool:
-        """Whether ``exc`` is the API's own "not found"; raises :class:`SourceError` for a 404
-        that is not (a wrong URL, a proxy); False for any other failure."""
+        """Whether ``exc`` is the API's own "not found"; a 404 that is not (a wrong URL, a
+        proxy) raises :class:`SourceError` naming the key to check."""
         if exc.status != 404:
             return False
-        if _is_api_404(exc.body):
-            return True
-        raise SourceError(self.not_its_404(subject))
+        if not _is_api_404(exc.body):
+            raise SourceError(self.not_its_404(subject)) from None
+        return True
 
     async def lists_answer(self) -> bool:
         """Whether the list endpoint gives a valid page (one ``?limit=1`` request): what
@@ -240,16 +240,13 @@ class DjangoPackagesSource:
             )
             result = reading.result(fetched.data, fetched.duration, package=slug, slug=slug)
         except FetchError as exc:
-            try:
-                not_found = self._not_found(exc, slug)
-            except SourceError as wrong_url:
-                exc = FetchError(str(wrong_url), status=404, duration=exc.duration)
-                not_found = False
-            if not_found:
+            if exc.status == 404 and _is_api_404(exc.body):
                 error = str(PackageNotFound(slug))
                 done(PollResult(slug, PollStatus.NOT_FOUND, None, error, None, exc.duration))
             else:
-                error = _counted(exc, slug, after_page)
+                error = (
+                    self.not_its_404(slug) if exc.status == 404 else _counted(exc, slug, after_page)
+                )
                 done(PollResult(slug, PollStatus.FAILED, None, error, None, exc.duration))
         except InvalidRecord as exc:
             done(PollResult(slug, PollStatus.FAILED, None, str(exc), None, fetched.duration))
