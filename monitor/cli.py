@@ -186,7 +186,10 @@ def watch(
     """Subscribe to packages: fetch each once, store it as the baseline, evaluate rules.
 
     An unknown slug is an error (with suggestions) and then nothing is stored. Watching a
-    package that is already watched updates its --notify/--interval without fetching.
+    package that is already watched (named, or a member of --grid) fetches nothing and
+    changes only the options given: --notify alone keeps the interval, --interval alone
+    keeps the channels. A package watched again after unwatch keeps its earlier options
+    unless given.
     """
     runtime = _runtime(ctx)
     if bool(slugs) == bool(grid):
@@ -195,15 +198,17 @@ def watch(
     config.check_channels(notify, "--notify")
     runtime.rules()
     store = runtime.store()
-    with store.transaction():
-        existing = [s for s in slugs if store.watch(s)]
-        for slug in existing:
-            store.set_watch_options(slug, notify=list(notify), interval=interval)
-            click.echo(f"updated {slug}")
-    fresh = [s for s in dict.fromkeys(slugs) if s not in existing]
+    given = list(notify) or None  # None: not given, so each watch keeps its own
+    names = list(dict.fromkeys(slugs))
+    existing = [s for s in names if store.watch(s)]
+    fresh = [s for s in names if s not in existing]
     if not fresh and not grid:
+        with store.transaction():
+            lines = _update_options(store, existing, given, interval)
+        for line in lines:
+            click.echo(line)
         return
-    report = asyncio.run(_watch_new(runtime, store, fresh, grid, list(notify), interval))
+    report = asyncio.run(_watch_new(runtime, store, fresh, grid, existing, given, interval))
     if report.transitions:
         click.echo(f"{len(report.transitions)} alert(s) raised (see: monitor alerts)")
 
@@ -213,15 +218,23 @@ async def _watch_new(
     store: Store,
     slugs: list[str],
     grid: str | None,
-    notify: list[str],
+    existing: list[str],
+    notify: list[str] | None,
     interval: str | None,
 ) -> CycleReport:
+    """Fetch and baseline the packages not watched yet (``slugs``, or the grid's members
+    that are not); update the options of the ``existing`` ones (and of the grid's watched
+    members) in the same transaction, so a failure changes nothing."""
     from monitor.cycle import CycleRecorder
+    from monitor.errors import SourceError
 
     config = runtime.config()
     async with _source(runtime) as source:
         if grid:
-            fetched = await source.grid_members(grid)
+            keys = await source.grid_keys(grid)
+            watched = _watched_members(store, keys)
+            existing = [*existing, *watched.values()]
+            fetched = await source.grid_members(grid, [k for k in keys if k not in watched])
         else:
             results = await asyncio.gather(
                 *(source.fetch(slug) for slug in slugs), return_exceptions=True
@@ -229,6 +242,9 @@ async def _watch_new(
             missing = [
                 s for s, r in zip(slugs, results, strict=True) if isinstance(r, PackageNotFound)
             ]
+            if missing and not await source.lists_answer():
+                # the packages' URLs and the list's alike: the URL is wrong, not the names
+                raise SourceError(source.everything_404())
             if missing:
                 suggestions = await source.search(missing[0])
                 raise PackageNotFound(missing[0], [s for s in suggestions if s != missing[0]][:5])
@@ -238,7 +254,12 @@ async def _watch_new(
             fetched = list(results)  # type: ignore[arg-type]
     rules = runtime.rules()
     now = runtime.clock()
+    kept: dict[str, str] = {}
     with store.transaction():
+        # A member whose id was not known to its watch is still watched under its slug.
+        already = store.watches([result.slug for result in fetched])
+        fetched = [result for result in fetched if result.slug not in already]
+        lines = _update_options(store, list(dict.fromkeys([*existing, *already])), notify, interval)
         for result in fetched:
             assert result.snapshot is not None  # fetch() parses: an ok result
             store.upsert_watch(
@@ -249,18 +270,72 @@ async def _watch_new(
                 interval=interval,
                 now=now,
             )
+            kept[result.slug] = _kept_options(store, result.slug, notify, interval)
         report = CycleRecorder(store, config, rules, now=now, rng=runtime.rng).record(
             fetched, baseline=True
         )
+    for line in lines:
+        click.echo(line)
     for result in fetched:
         snapshot = result.snapshot
         assert snapshot is not None
         stars = snapshot.repo_watchers if snapshot.repo_watchers is not None else "?"
         click.echo(
             f"watching {snapshot.slug} ({snapshot.pypi_version or 'no release'}, {stars} stars)"
+            + kept[result.slug]
         )
     await _deliver(runtime, store, report, console=sys.stdout)
     return report
+
+
+def _watched_members(store: Store, keys: list[str]) -> dict[str, str]:
+    """Grid member key -> the watched package's slug, for the keys (ids, or slugs) that
+    name a watched package."""
+    watches = store.watches(store.watched_slugs())
+    by_id = {str(w.package_id): w.slug for w in watches.values() if w.package_id is not None}
+    return {key: by_id.get(key, key) for key in keys if key in by_id or key in watches}
+
+
+def _update_options(
+    store: Store, slugs: list[str], notify: list[str] | None, interval: str | None
+) -> list[str]:
+    """Set the options given on these watched packages; a line for each saying what
+    changed, or that nothing did."""
+    lines = []
+    for slug in slugs:
+        changed = store.set_watch_options(slug, notify=notify, interval=interval)
+        if changed:
+            what = ", ".join(_option_change(name, *values) for name, values in changed.items())
+            lines.append(f"updated {slug}: {what}")
+        elif notify is None and interval is None:
+            lines.append(
+                f"{slug}: already watched, nothing changed"
+                " (--notify and --interval change its options)"
+            )
+        else:
+            lines.append(f"{slug}: already watched with these options, nothing changed")
+    return lines
+
+
+def _option_change(name: str, old: Any, new: Any) -> str:
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            value = ",".join(value)
+        return value or "the default"
+
+    return f"{name} {shown(new)} (was {shown(old)})"
+
+
+def _kept_options(store: Store, slug: str, notify: list[str] | None, interval: str | None) -> str:
+    """What a package watched again after unwatch keeps of its earlier options, for the
+    line that reports it ("" when nothing)."""
+    watch = store.watch(slug)
+    if watch is None:
+        return ""
+    kept = [f"--notify {channel}" for channel in watch.notify if notify is None]
+    if interval is None and watch.interval is not None:
+        kept.append(f"--interval {watch.interval}")
+    return f"; it keeps its earlier {' '.join(kept)}" if kept else ""
 
 
 @asynccontextmanager

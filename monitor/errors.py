@@ -8,8 +8,9 @@ Library code raises; ``cli.py`` turns an error into a message and an exit code
     ├── ConfigError                   exit 2  bad config file (key, line, suggestion)
     ├── RulesError                    exit 2  bad rule files (a list of path:line problems)
     ├── NotWatchedError               exit 1  history/unwatch of a slug that is not watched
-    ├── PackageNotFound               exit 1  the package's own URL answered 404
-    ├── SourceError                   exit 1  a poll failed (network, 5xx, timeout, too big)
+    ├── PackageNotFound               exit 1  the package's own URL answered the API's 404
+    ├── SourceError                   exit 1  a poll failed (network, 5xx, timeout, too big,
+    │                                         a URL answering 404 that is not the API's)
     │   └── InvalidRecord                     the body is not a valid package record
     └── DeliveryError                 exit 1  a notifier could not deliver
         ├── RetryableError                    try again later (5xx, 429, timeouts, SMTP 4xx)

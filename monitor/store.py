@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitor.durations import parse_duration
 from monitor.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -349,30 +350,52 @@ class Store:
         *,
         package_id: int | None,
         title: str | None,
-        notify: list[str],
+        notify: list[str] | None,
         interval: str | None,
         now: datetime,
     ) -> int:
-        """Add a watch or reactivate an unwatched one (its history is kept); return its id."""
+        """Add a watch or reactivate an unwatched one (its history is kept); return its id.
+
+        ``notify`` and ``interval`` are the options given (None: not given). A new watch
+        takes the defaults for those not given; a reactivated one keeps its earlier ones.
+        """
         row = self.conn.execute("SELECT id FROM watches WHERE slug = ?", (slug,)).fetchone()
-        values = {
-            "package_id": package_id,
-            "title": title,
-            "notify": json.dumps(notify),
-            "interval": interval,
-            "active": 1,
-        }
+        values: dict[str, Any] = {"package_id": package_id, "title": title, "active": 1}
+        if notify is not None:
+            values["notify"] = json.dumps(notify)
+        if interval is not None:
+            values["interval"] = interval
         if row:
             self.update("watches", row[0], values)
             return int(row[0])
         return self.insert("watches", {"slug": slug, "added_at": iso(now), **values})
 
-    def set_watch_options(self, slug: str, *, notify: list[str], interval: str | None) -> None:
-        self.conn.execute(
-            "UPDATE watches SET notify = ?, interval = ?, next_due_at = NULL "
-            "WHERE slug = ? AND active = 1",
-            (json.dumps(notify), interval, slug),
-        )
+    def set_watch_options(
+        self, slug: str, *, notify: list[str] | None = None, interval: str | None = None
+    ) -> dict[str, tuple[Any, Any]]:
+        """Change the options given (None: not given, kept) of a watched package; return
+        those that changed, ``{option: (old, new)}``. The next poll is moved (due now) only
+        when the interval's length changes."""
+        row = self.conn.execute(
+            "SELECT id, notify, interval FROM watches WHERE slug = ? AND active = 1", (slug,)
+        ).fetchone()
+        if row is None:
+            return {}
+        changed: dict[str, tuple[Any, Any]] = {}
+        values: dict[str, Any] = {}
+        old_notify = json.loads(row["notify"] or "[]")
+        if notify is not None and notify != old_notify:
+            changed["notify"] = (old_notify, notify)
+            values["notify"] = json.dumps(notify)
+        old_interval = row["interval"]
+        if interval is not None and interval != old_interval:
+            changed["interval"] = (old_interval, interval)
+            values["interval"] = interval
+            if old_interval is None or parse_duration(old_interval) != parse_duration(interval):
+                values["next_due_at"] = None
+        if values:
+            self.update("watches", row["id"], values)
+        return changed
 
     def unwatch(self, slug: str) -> bool:
         cursor = self.conn.execute(

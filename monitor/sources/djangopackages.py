@@ -12,8 +12,18 @@ endpoint in pages of ``page_size`` instead, if that takes fewer requests:
   dropped: every slug no page matched is fetched singly, so "not found" always comes from a
   404 of the package's own URL; a record in a page that fails validation is fetched singly
   too, so its failure is its own and its neighbours are unaffected;
+- when a page spent its retries on 5xx, timeouts or no answer, the records it held have had
+  their retries: each is tried singly once more, not as many times again, and its failure
+  counts both (``timed out after 2s (4 attempts: 3 for its list page, 1 alone)``);
 - when a page reports a larger ``count`` than planned for, the extra pages are read too if
   that is still cheaper than single requests for what is still missing.
+
+"Not found" is believed only when it is the API's own: a 404 whose body is a JSON object with a
+``detail`` key. Any other 404 (a wrong ``url``, a proxy) fails the package's poll, naming the
+key to check. And when every package of a poll of two or more came back not found, and no
+list page of this poll answered, the list endpoint is asked once (``?limit=1``): if it gives
+no valid page either, the URL answers 404 for everything, and each package's poll fails so
+instead of each firing ``package-not-found``.
 
 Given the fingerprints of the packages' last stored records, ``poll`` reports a record that
 still has its fingerprint as ``unchanged`` without parsing it (only the fields asked for and
@@ -29,11 +39,12 @@ import random
 import re
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
+import orjson
 
 from monitor.errors import InvalidRecord, PackageNotFound, SourceError
 from monitor.snapshot import BOOKKEEPING, parse_record, record_fingerprint, record_values
@@ -43,6 +54,7 @@ from monitor.sources.http import MAX_BODY, FetchError, JsonClient, Sleep
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
+URL_KEY = "[sources.djangopackages] url"  # the config key a wrong URL is fixed in
 T = TypeVar("T")
 _LAST_SEGMENT = re.compile(r"/([^/]+)/?$")
 
@@ -99,6 +111,46 @@ class DjangoPackagesSource:
     def package_url(self, key: str | int) -> str:
         return f"{self.base_url}/api/v4/packages/{quote(str(key), safe='')}/"
 
+    # -- telling "not found" from a wrong URL --------------------------------------------
+
+    def not_its_404(self, subject: str) -> str:
+        """The error for a 404 that is not the API's own."""
+        return (
+            f"{subject}: {_shown(self.base_url)} answers 404 without djangopackages'"
+            f' {{"detail": ...}} body: check `{URL_KEY}`'
+        )
+
+    def everything_404(self, subject: str | None = None) -> str:
+        """The error for a URL that answers 404 to the packages and to the list alike."""
+        where = f"{subject}: " if subject else ""
+        return (
+            f"{where}djangopackages at {_shown(self.base_url)} answers 404 for everything:"
+            f" check `{URL_KEY}`"
+        )
+
+    def _not_found(self, exc: FetchError, subject: str) -> bool:
+        """Whether ``exc`` is the API's own "not found"; a 404 that is not (a wrong URL, a
+        proxy) raises :class:`SourceError` naming the key to check."""
+        if exc.status != 404:
+            return False
+        if not _is_api_404(exc.body):
+            raise SourceError(self.not_its_404(subject)) from None
+        return True
+
+    async def lists_answer(self) -> bool:
+        """Whether the list endpoint gives a valid page (one ``?limit=1`` request): what
+        tells packages that are gone from a URL that answers 404 to everything."""
+        try:
+            fetched = await self._http.get_json(
+                f"{self.base_url}/api/v4/packages/",
+                params={"limit": 1},
+                subject="packages list",
+            )
+        except SourceError as exc:
+            log.info("%s", exc)
+            return False
+        return _page_of(fetched.data) is not None
+
     # -- one package ---------------------------------------------------------------------
 
     async def fetch(self, slug: str) -> PollResult:
@@ -113,7 +165,7 @@ class DjangoPackagesSource:
         try:
             fetched = await self._http.get_json(self.package_url(key), subject=subject)
         except FetchError as exc:
-            if exc.status == 404:
+            if self._not_found(exc, subject):
                 raise PackageNotFound(key) from None
             raise
         return _Reading().result(fetched.data, fetched.duration, package=subject)
@@ -138,32 +190,64 @@ class DjangoPackagesSource:
         reading = _Reading(fingerprints or {}, tuple(fields))
         wanted = list(dict.fromkeys(slugs))
         results: dict[str, PollResult] = {}
+        held: list[str] = []  # not found: told once the poll knows the URL is not at fault
 
         def done(result: PollResult) -> None:
             results[result.slug] = result
-            if on_result is not None:
+            if result.status is PollStatus.NOT_FOUND and len(wanted) > 1:
+                held.append(result.slug)
+            elif on_result is not None:
                 on_result(result)
 
         if known_count is not None:
             self.last_count = known_count
+        page_answered = False
+        tried: dict[str, int] = {}  # slug -> attempts a failed page spent on it
         if len(wanted) > 1:
-            await _Pager(self, wanted, reading, done).run(known_count)
-        await _all(self._poll_single(slug, reading, done) for slug in wanted if slug not in results)
+            pager = _Pager(self, wanted, reading, done)
+            await pager.run(known_count)
+            page_answered = pager.count is not None
+            if pager.failed_attempts:
+                tried = dict.fromkeys(pager.missing - pager.invalid, pager.failed_attempts)
+        await _all(
+            self._poll_single(slug, reading, done, after_page=tried.get(slug, 0))
+            for slug in wanted
+            if slug not in results
+        )
+        if len(held) == len(wanted) > 1 and not page_answered and not await self.lists_answer():
+            for slug in held:
+                error = self.everything_404(slug)
+                results[slug] = replace(results[slug], status=PollStatus.FAILED, error=error)
+        for slug in held:
+            if on_result is not None:
+                on_result(results[slug])
         return [results[slug] for slug in wanted]
 
     async def _poll_single(
-        self, slug: str, reading: _Reading, done: Callable[[PollResult], None]
+        self,
+        slug: str,
+        reading: _Reading,
+        done: Callable[[PollResult], None],
+        *,
+        after_page: int = 0,
     ) -> None:
+        """Poll one package; ``after_page``: the attempts a failed list page spent on it
+        (then it gets one attempt more)."""
         start = time.monotonic()
         try:
-            fetched = await self._http.get_json(self.package_url(slug), subject=slug)
+            fetched = await self._http.get_json(
+                self.package_url(slug), subject=slug, attempts=1 if after_page else None
+            )
             result = reading.result(fetched.data, fetched.duration, package=slug, slug=slug)
         except FetchError as exc:
-            if exc.status == 404:
+            if exc.status == 404 and _is_api_404(exc.body):
                 error = str(PackageNotFound(slug))
                 done(PollResult(slug, PollStatus.NOT_FOUND, None, error, None, exc.duration))
             else:
-                done(PollResult(slug, PollStatus.FAILED, None, str(exc), None, exc.duration))
+                error = (
+                    self.not_its_404(slug) if exc.status == 404 else _counted(exc, slug, after_page)
+                )
+                done(PollResult(slug, PollStatus.FAILED, None, error, None, exc.duration))
         except InvalidRecord as exc:
             done(PollResult(slug, PollStatus.FAILED, None, str(exc), None, fetched.duration))
         except Exception as exc:  # a bug must not fail the other packages of the poll
@@ -198,18 +282,21 @@ class DjangoPackagesSource:
         ]
         return list(dict.fromkeys(slugs))
 
-    async def grid_members(self, grid: str) -> list[PollResult]:
-        """The grid's members as they are now, fetched through ``base_url`` by the id in
-        each member URL. Raises :class:`GridNotFound` when the grid's URL answers 404; a
-        member whose own URL answers 404 is left out (logged); other failures raise."""
+    async def grid_keys(self, grid: str) -> list[str]:
+        """The keys of the grid's members as they are now: the last segment of each member
+        URL's path (an id), without repeats. Raises :class:`GridNotFound` when the grid's URL
+        answers the API's 404, :class:`SourceError` on other failures, a 404 that is not the
+        API's own included (naming the key to check)."""
         url = f"{self.base_url}/api/v4/grids/{quote(grid, safe='')}/"
         subject = f"grid {grid!r}"
         try:
             fetched = await self._http.get_json(url, subject=subject)
         except FetchError as exc:
-            if exc.status == 404:
-                raise GridNotFound(grid) from None
-            raise
+            if not self._not_found(exc, subject):
+                raise
+            if not await self.lists_answer():
+                raise SourceError(self.everything_404(subject)) from None
+            raise GridNotFound(grid) from None
         members = fetched.data.get("packages") if isinstance(fetched.data, dict) else None
         if not isinstance(members, list):
             raise InvalidRecord(subject, "packages", "expected a list of package URLs")
@@ -219,6 +306,14 @@ class DjangoPackagesSource:
             if match is None:
                 raise InvalidRecord(subject, "packages", f"not a package URL: {str(member)[:80]!r}")
             keys.append(match.group(1))
+        return list(dict.fromkeys(keys))
+
+    async def grid_members(self, grid: str, keys: Iterable[str] | None = None) -> list[PollResult]:
+        """The grid's members (those of ``keys``, default: :meth:`grid_keys`), fetched
+        through ``base_url``. A member whose own URL answers 404 is left out (logged); other
+        failures raise."""
+        if keys is None:
+            keys = await self.grid_keys(grid)
         found = await _all(self._member(grid, key) for key in dict.fromkeys(keys))
         return [member for member in found if member is not None]
 
@@ -247,6 +342,7 @@ class _Pager:
         self.missing = set(wanted)  # not matched in any page yet
         self.invalid: set[str] = set()  # failed validation in a page: fetched singly
         self.count: int | None = None  # the largest count a page reported
+        self.failed_attempts = 0  # the most a page spent before failing on 5xx/timeouts
         self.read: set[int] = set()  # offsets requested
 
     def pages(self, count: int) -> int:
@@ -287,13 +383,14 @@ class _Pager:
             )
         except FetchError as exc:
             log.info("%s; its packages are fetched singly", exc)
+            if exc.reason is not None and exc.status != 429:  # the upstream is struggling
+                self.failed_attempts = max(self.failed_attempts, exc.attempts)
             return
-        data = fetched.data
-        count = data.get("count") if isinstance(data, dict) else None
-        records = data.get("results") if isinstance(data, dict) else None
-        if not isinstance(records, list) or not _is_count(count):
+        page = _page_of(fetched.data)
+        if page is None:
             log.info("%s: not a page of packages; its packages are fetched singly", subject)
             return
+        count, records = page
         self.count = count if self.count is None else max(self.count, count)
         for record in records:
             slug = record.get("slug") if isinstance(record, dict) else None
@@ -356,3 +453,42 @@ def _package_id(record: Any) -> int | None:
 
 def _is_count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _counted(exc: FetchError, slug: str, after_page: int) -> str:
+    """The error for a single request, counting the attempts its list page spent too."""
+    if not after_page or exc.reason is None:
+        return str(exc)
+    total = after_page + exc.attempts
+    split = f"{after_page} for its list page, {exc.attempts} alone"
+    if exc.status is not None:
+        return f"{slug}: {exc.reason} after {total} attempts ({split})"
+    return f"{slug}: {exc.reason} ({total} attempts: {split})"
+
+
+def _page_of(data: Any) -> tuple[int, list[Any]] | None:
+    """``(count, results)`` of a valid list page, else None."""
+    count = data.get("count") if isinstance(data, dict) else None
+    records = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(records, list) or not _is_count(count):
+        return None
+    return count, records
+
+
+def _is_api_404(body: bytes) -> bool:
+    """Whether a 404's body is the API's own: a JSON object with ``detail``."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and "detail" in data
+
+
+def _shown(url: str) -> str:
+    """``url`` for messages: without user info, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

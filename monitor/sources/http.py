@@ -19,7 +19,9 @@ answer, even an error status, resets the count. Each command, and each cycle of
 ``monitor run``, has its own client, so the next one tries again.
 
 A request that fails for good raises :class:`FetchError`, whose message names the subject (the
-package) and the reason, e.g. ``django-otp: HTTP 503 after 3 attempts``.
+package) and the reason, e.g. ``django-otp: HTTP 503 after 3 attempts``. A 404 keeps the first
+:data:`NOT_FOUND_EXCERPT` bytes of its body, so a source can tell its API's own "not found"
+from a wrong URL's or a proxy's.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ BACKOFF_CAP = 30.0
 RETRY_AFTER_CAP = 60.0
 RATE_LIMIT_EXTRA = 2
 UNANSWERED_LIMIT = 8  # requests in a row that got no answer, before the rest are not tried
+NOT_FOUND_EXCERPT = 4096  # bytes of a 404's body kept (an API's own is a few dozen)
 _CHUNK = 64 * 1024
 
 Sleep = Callable[[float], Awaitable[Any]]
@@ -58,15 +61,27 @@ Sleep = Callable[[float], Awaitable[Any]]
 
 class FetchError(SourceError):
     """A request failed for good. ``status`` is the last HTTP status, if any answer came;
-    ``duration`` the seconds spent on the request, retries included."""
+    ``duration`` the seconds spent on the request, retries included; ``body`` the start of
+    a 404's body (at most :data:`NOT_FOUND_EXCERPT` bytes), else ``b""``. ``reason`` is set
+    when the request failed in a way worth retrying (5xx, 429, timeout, no answer) and its
+    attempts are spent: why, without the subject or the count of attempts."""
 
     def __init__(
-        self, message: str, *, status: int | None = None, attempts: int = 1, duration: float = 0.0
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        attempts: int = 1,
+        duration: float = 0.0,
+        body: bytes = b"",
+        reason: str | None = None,
     ):
         super().__init__(message)
         self.status = status
         self.attempts = attempts
         self.duration = duration
+        self.body = body
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,12 +231,13 @@ class JsonClient:
         """One request: the body of a 2xx answer, :class:`_Retry`, or :class:`FetchError`."""
         self.requests_sent += 1
 
-        def fail(message: str, status: int | None = None) -> FetchError:
+        def fail(message: str, status: int | None = None, body: bytes = b"") -> FetchError:
             return FetchError(
                 f"{subject}: {message}",
                 status=status,
                 attempts=attempt,
                 duration=self._clock() - start,
+                body=body,
             )
 
         try:
@@ -238,7 +254,7 @@ class JsonClient:
                 if status >= 500:
                     raise _Retry(f"HTTP {status}", status=status)
                 if status == 404:
-                    raise fail("HTTP 404 (not found)", status)
+                    raise fail("HTTP 404 (not found)", status, await _excerpt(response))
                 if not 200 <= status < 300:
                     raise fail(f"HTTP {status}", status)
                 return await self._read(response, fail)
@@ -282,8 +298,25 @@ class JsonClient:
         else:
             message = f"{subject}: {retry.reason} ({_plural(attempts)})"
         return FetchError(
-            message, status=retry.status, attempts=attempts, duration=self._clock() - start
+            message,
+            status=retry.status,
+            attempts=attempts,
+            duration=self._clock() - start,
+            reason=retry.reason,
         )
+
+
+async def _excerpt(response: aiohttp.ClientResponse) -> bytes:
+    """The first :data:`NOT_FOUND_EXCERPT` bytes of the body; the rest is not read."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < NOT_FOUND_EXCERPT:
+        chunk = await response.content.read(NOT_FOUND_EXCERPT - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
