@@ -418,7 +418,13 @@ async def _deliver_groups(
     rows = store.query(
         f"SELECT channel, status, last_error FROM outbox WHERE id IN ({marks})", stuck
     )
-    return [f"{r['channel']}: {r['status']}: {r['last_error'] or 'not sent yet'}" for r in rows]
+    return [f"{r['channel']}: {r['status']}: {_without_channel(r)}" for r in rows]
+
+
+def _without_channel(row: dict[str, Any]) -> str:
+    """A delivery's last error without the channel name the line already starts with."""
+    error = row["last_error"] or "not sent yet"
+    return error.removeprefix(f"{row['channel']}: ")
 
 
 def _print_summary(report: CycleReport, undelivered: list[str]) -> None:

@@ -317,3 +317,17 @@ def test_notify_test_reports_success_and_the_exact_error(
     result = monitor.run("notify-test", "hook")
     assert result.exit_code == 1 and "410" in result.stderr
     assert monitor.run("notify-test", "nope").exit_code == 2
+
+
+def test_an_undelivered_line_names_the_channel_once(
+    monitor: Monitor, hook: FakeWebhookReceiver
+) -> None:
+    _webhook_only(monitor, hook)
+    monitor.run("watch", "django-otp")
+    hook.queue(*[503] * 12)
+    monitor.upstream.records["django-otp"]["pypi_version"] = "1.8.0"
+    result = monitor.run("check")
+    assert result.exit_code == 1
+    [line] = [line for line in result.stdout.splitlines() if "undelivered" in line]
+    assert line.strip().startswith("undelivered: hook: pending: HTTP 503 from webhook")
+    assert line.count(" hook: ") == 1
