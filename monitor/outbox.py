@@ -91,6 +91,7 @@ def make_notifier(config: Config, channel: str, **kwargs: Any) -> Any:
     from monitor.notify import notifier_class
 
     settings = config.notifiers[channel]
+    settings.check_environment()  # ConfigError naming an unset ${VAR} and its key
     cls = notifier_class(settings.type)
     return cls(channel, settings.settings, timeout=settings.timeout, **kwargs)
 
