@@ -1111,6 +1111,9 @@ async def test_email_is_multipart_text_and_html(channel: Channel) -> None:
     assert message["Date"] == "Sun, 22 Nov 2026 10:00:00 +0000"
     html = message.get_body(("html",)).get_content()
     assert '<a href="https://djangopackages.org/packages/p/django-otp/">django-otp</a>' in html
+    # Laid out for phones: no page wider than the screen, long upstream words broken.
+    assert '<meta name="viewport" content="width=device-width' in html
+    assert "max-width: 640px; overflow-wrap: anywhere" in html
     text = message.get_body(("plain",)).get_content()
     assert "[info] FIRING django-otp" in text and "- pypi_version: 1.7.0 → 1.8.0" in text
     assert channel.server.logins == ["monitor"]
