@@ -418,13 +418,12 @@ async def _deliver_groups(
     rows = store.query(
         f"SELECT channel, status, last_error FROM outbox WHERE id IN ({marks})", stuck
     )
-    return [f"{r['channel']}: {r['status']}: {_without_channel(r)}" for r in rows]
-
-
-def _without_channel(row: dict[str, Any]) -> str:
-    """A delivery's last error without the channel name the line already starts with."""
-    error = row["last_error"] or "not sent yet"
-    return error.removeprefix(f"{row['channel']}: ")
+    lines = []
+    for row in rows:
+        # Errors start with the channel's name, as this line does: name it once.
+        error = (row["last_error"] or "not sent yet").removeprefix(f"{row['channel']}: ")
+        lines.append(f"{row['channel']}: {row['status']}: {error}")
+    return lines
 
 
 def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
@@ -626,17 +625,20 @@ def rules_check(ctx: click.Context, paths: tuple[str, ...]) -> None:
 @click.pass_context
 def notify_test(ctx: click.Context, channel: str) -> None:
     """Send a test message to CHANNEL and report success or the exact error."""
-    from monitor.outbox import make_notifier
+    from monitor.outbox import cannot_render, make_notifier
 
     runtime = _runtime(ctx)
     config = runtime.config()
     config.check_channels([channel], "notify-test")
 
     async def send() -> None:
-        notifier = make_notifier(config, channel)
+        notifier = make_notifier(config, channel)  # an unset ${VAR} it needs: exit 2
         try:
             group_id = uuid.uuid4().hex
-            payload = notifier.render_test(group_id=group_id, created_at=runtime.clock())
+            try:
+                payload = notifier.render_test(group_id=group_id, created_at=runtime.clock())
+            except Exception as exc:
+                raise cannot_render(channel, notifier, exc) from None
             await notifier.send(payload, group_id=group_id)
         finally:
             await notifier.aclose()

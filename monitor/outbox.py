@@ -155,6 +155,12 @@ def render_group(notifier: Any, row: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
+def cannot_render(channel: str, notifier: Any, exc: Exception) -> PermanentError:
+    """A render that raised: that message will never be sent (``KeyError: 'x'`` says why)."""
+    reason = notifier.redact(excerpt(f"{type(exc).__name__}: {exc}"))
+    return PermanentError(f"{channel}: cannot render the message: {reason}")
+
+
 @dataclass
 class DrainReport:
     delivered: list[str] = field(default_factory=list)
@@ -296,8 +302,7 @@ class Outbox:
         try:
             text = json.dumps(render_group(notifier, row))
         except Exception as exc:
-            reason = notifier.redact(excerpt(f"{type(exc).__name__}: {exc}"))
-            raise PermanentError(f"{row['channel']}: cannot render the message: {reason}") from None
+            raise cannot_render(row["channel"], notifier, exc) from None
         with self.store.transaction() as conn:
             conn.execute(
                 "UPDATE outbox SET payload = ? WHERE id = ? AND payload IS NULL",

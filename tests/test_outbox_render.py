@@ -59,7 +59,7 @@ def _configure(monitor: Monitor, slack: FakeSlack, hook: FakeWebhookReceiver) ->
         """)
 
 
-def _broken_render(self: Any, notices: Any, **kwargs: Any) -> Any:
+def _broken_render(self: Any, *args: Any, **kwargs: Any) -> Any:
     raise KeyError("x")
 
 
@@ -238,3 +238,14 @@ def test_each_attempt_is_logged_without_secrets(
     text = json.dumps(fields) + caplog.text
     for secret in (hook.hook_url, SECRET, SECRET.removeprefix("whsec_")):
         assert secret not in text
+
+
+def test_notify_test_reports_a_render_that_raises(
+    monitor: Monitor, slack: FakeSlack, hook: FakeWebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _configure(monitor, slack, hook)
+    monkeypatch.setattr(SlackNotifier, "render_test", _broken_render)
+    result = monitor.run("notify-test", "team-slack")
+    assert result.exit_code == 1
+    assert "team-slack: cannot render the message: KeyError: 'x'" in result.stderr
+    assert slack.messages == []
