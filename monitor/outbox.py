@@ -36,6 +36,9 @@ from monitor.notify.base import excerpt
 from monitor.store import Store, from_iso, iso
 
 log = logging.getLogger("monitor.outbox")
+# The daemon's handler (on "monitor") prints these; a CLI command prints its own summary, so
+# nothing falls through to logging's last-resort stderr handler.
+log.addHandler(logging.NullHandler())
 
 BASE_DELAY = 2.0
 MAX_DELAY = 3600.0
