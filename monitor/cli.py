@@ -533,7 +533,12 @@ async def _deliver_groups(
     rows = store.query(
         f"SELECT channel, status, last_error FROM outbox WHERE id IN ({marks})", stuck
     )
-    return [f"{r['channel']}: {r['status']}: {r['last_error'] or 'not sent yet'}" for r in rows]
+    lines = []
+    for row in rows:
+        # Errors start with the channel's name, as this line does: name it once.
+        error = (row["last_error"] or "not sent yet").removeprefix(f"{row['channel']}: ")
+        lines.append(f"{row['channel']}: {row['status']}: {error}")
+    return lines
 
 
 def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
@@ -866,17 +871,20 @@ def rules_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def notify_test(ctx: click.Context, channel: str) -> None:
     """Send a test message to CHANNEL and report success or the exact error."""
-    from monitor.outbox import make_notifier
+    from monitor.outbox import cannot_render, make_notifier
 
     runtime = _runtime(ctx)
     config = runtime.config()
     config.check_channels([channel], "notify-test")
 
     async def send() -> None:
-        notifier = make_notifier(config, channel)
+        notifier = make_notifier(config, channel)  # an unset ${VAR} it needs: exit 2
         try:
             group_id = uuid.uuid4().hex
-            payload = notifier.render_test(group_id=group_id, created_at=runtime.clock())
+            try:
+                payload = notifier.render_test(group_id=group_id, created_at=runtime.clock())
+            except Exception as exc:
+                raise cannot_render(channel, notifier, exc) from None
             await notifier.send(payload, group_id=group_id)
         finally:
             await notifier.aclose()

@@ -1,11 +1,17 @@
 """The outbox (SPEC §7): durable delivery groups, leased, sent, retried, recorded.
 
-A group is one message to one channel. Its body is rendered once, when the group is queued (in
-the transaction that records its transitions), so every retry sends the same bytes under the
-same id. Sending is a pipeline of small stages:
+A group is one message to one channel. Queuing it (in the transaction that records its
+transitions) stores only its input: the notices as JSON, the digest's content, or nothing for a
+test message. Its body is rendered when the group is first leased and stored before it is sent,
+so every retry sends the same bytes under the same id, and a notifier that cannot render (or a
+channel whose ``${VAR}`` is unset) never stops a cycle from being recorded (STYLE 15). Sending
+is a pipeline of small stages:
 
-    lease (only one process sends a group)  ->  send (the notifier raises)
-    ->  decide (pure: delivered / retry at T / failed, clock injected)  ->  record
+    lease (only one process sends a group)  ->  render once (stored)  ->  send (the notifier
+    raises)  ->  decide (pure: delivered / retry at T / failed, clock injected)  ->  record, log
+
+A render that raises fails that group for good ("<channel>: cannot render the message: ...");
+a notifier that cannot be made from the config (an unset variable) leaves it pending.
 
 Delivery is at-least-once: a process killed after sending but before recording sends again
 when the lease expires; a delivered group is never sent again.
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,8 +31,14 @@ from enum import StrEnum
 from typing import Any, TextIO
 
 from monitor.config import Config
-from monitor.errors import PermanentError, RetryableError
+from monitor.errors import ConfigError, PermanentError, RetryableError
+from monitor.notify.base import excerpt
 from monitor.store import Store, from_iso, iso
+
+log = logging.getLogger("monitor.outbox")
+# The daemon's handler (on "monitor") prints these; a CLI command prints its own summary, so
+# nothing falls through to logging's last-resort stderr handler.
+log.addHandler(logging.NullHandler())
 
 BASE_DELAY = 2.0
 MAX_DELAY = 3600.0
@@ -81,6 +94,7 @@ def make_notifier(config: Config, channel: str, **kwargs: Any) -> Any:
     from monitor.notify import notifier_class
 
     settings = config.notifiers[channel]
+    settings.check_environment()  # ConfigError naming an unset ${VAR} and its key
     cls = notifier_class(settings.type)
     return cls(channel, settings.settings, timeout=settings.timeout, **kwargs)
 
@@ -96,15 +110,9 @@ def queue_group(
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     digest: dict[str, Any] | None = None,
 ) -> str:
-    """Render a group's body once and store it pending. Call inside a transaction."""
+    """Store a group's input pending; it is rendered when first sent. Call inside a
+    transaction. Nothing here can fail on a notifier's account."""
     group_id = new_id()
-    notifier = make_notifier(config, channel)
-    if kind == "alerts":
-        payload = notifier.render_alerts(list(notices), group_id=group_id, created_at=now)
-    elif kind == "digest":
-        payload = notifier.render_digest(**(digest or {}), group_id=group_id, created_at=now)
-    else:
-        payload = notifier.render_test(group_id=group_id, created_at=now)
     store.insert(
         "outbox",
         {
@@ -112,13 +120,48 @@ def queue_group(
             "channel": channel,
             "kind": kind,
             "created_at": iso(now),
-            "payload": json.dumps(payload),
+            "input": json.dumps(group_input(kind, notices, digest)),
             "status": "pending",
             "attempts": 0,
             "next_attempt_at": iso(now),
         },
     )
     return group_id
+
+
+def group_input(kind: str, notices: Sequence[Any], digest: dict[str, Any] | None) -> dict[str, Any]:
+    """What a group is made of, as JSON: its notices, the digest's content, or nothing."""
+    if kind == "alerts":
+        return {"notices": [notice.to_json_dict() for notice in notices]}
+    if kind == "digest":
+        return {"digest": digest or {}}
+    return {}
+
+
+def render_group(notifier: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a stored group, rendered by its channel's notifier."""
+    from monitor.alerts import Notice
+
+    data = json.loads(row["input"])
+    created_at = from_iso(row["created_at"])
+    if row["kind"] == "alerts":
+        notices = [Notice.from_json_dict(item) for item in data["notices"]]
+        payload: dict[str, Any] = notifier.render_alerts(
+            notices, group_id=row["id"], created_at=created_at
+        )
+    elif row["kind"] == "digest":
+        payload = notifier.render_digest(
+            **data["digest"], group_id=row["id"], created_at=created_at
+        )
+    else:
+        payload = notifier.render_test(group_id=row["id"], created_at=created_at)
+    return payload
+
+
+def cannot_render(channel: str, notifier: Any, exc: Exception) -> PermanentError:
+    """A render that raised: that message will never be sent (``KeyError: 'x'`` says why)."""
+    reason = notifier.redact(excerpt(f"{type(exc).__name__}: {exc}"))
+    return PermanentError(f"{channel}: cannot render the message: {reason}")
 
 
 @dataclass
@@ -213,16 +256,10 @@ class Outbox:
         for row in rows:
             await self._send_one(row, report)
 
-    def _lease(self, row: dict[str, Any], now: datetime) -> bool:
+    def _lease(self, row: dict[str, Any], now: datetime, report: DrainReport) -> bool:
         if row["channel"] not in self.config.notifiers:
-            with self.store.transaction():
-                self._record(
-                    row,
-                    Decision(
-                        Outcome.FAILED, error=(f"{row['channel']}: no such notifier in the config")
-                    ),
-                    now,
-                )
+            error = f"{row['channel']}: no such notifier in the config"
+            self._finish(row, Decision(Outcome.FAILED, error=error), now, report)
             return False
         timeout = self.config.notifiers[row["channel"]].timeout
         until = now + timedelta(seconds=timeout + LEASE_MARGIN)
@@ -235,11 +272,13 @@ class Outbox:
             return cursor.rowcount == 1
 
     async def _send_one(self, row: dict[str, Any], report: DrainReport) -> None:
-        if not self._lease(row, self.clock()):
+        if not self._lease(row, self.clock(), report):
             return
         error: Exception | None = None
         try:
-            await self.notifier(row["channel"]).send(json.loads(row["payload"]), group_id=row["id"])
+            notifier = self._notifier_for(row["channel"])
+            payload = self._payload(row, notifier)
+            await notifier.send(payload, group_id=row["id"])
         except (RetryableError, PermanentError) as exc:
             error = exc
         except Exception as exc:  # a notifier bug must not lose the delivery
@@ -249,12 +288,56 @@ class Outbox:
         decision = decide(
             error, attempts=row["attempts"] + 1, first_attempt_at=first, now=now, rng=self.rng
         )
+        self._finish(row, decision, now, report)
+
+    def _notifier_for(self, channel: str) -> Any:
+        """The channel's notifier; one the config cannot make yet (an unset ``${VAR}``) is
+        worth another try: the group waits until the environment has it."""
+        try:
+            return self.notifier(channel)
+        except ConfigError as exc:
+            raise RetryableError(f"{channel}: {exc.message}") from None
+
+    def _payload(self, row: dict[str, Any], notifier: Any) -> dict[str, Any]:
+        """The group's stored payload; rendered and stored first if this is its first send."""
+        if row["payload"] is not None:
+            return dict(json.loads(row["payload"]))
+        try:
+            text = json.dumps(render_group(notifier, row))
+        except Exception as exc:
+            raise cannot_render(row["channel"], notifier, exc) from None
+        with self.store.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET payload = ? WHERE id = ? AND payload IS NULL",
+                (text, row["id"]),
+            )
+            stored = conn.execute("SELECT payload FROM outbox WHERE id = ?", (row["id"],))
+            text = stored.fetchone()[0]
+        return dict(json.loads(text))
+
+    def _finish(
+        self, row: dict[str, Any], decision: Decision, now: datetime, report: DrainReport
+    ) -> None:
+        """Record an attempt's outcome, report it and log it (never a secret: errors are
+        built from the channel name and what happened, and redacted by the notifier)."""
         with self.store.transaction():
             self._record(row, decision, now)
         if decision.outcome is Outcome.DELIVERED:
             report.delivered.append(row["id"])
         elif decision.outcome is Outcome.FAILED:
             report.failed.append((row["id"], decision.error or "failed"))
+        fields: dict[str, Any] = {
+            "channel": row["channel"],
+            "group": row["id"],
+            "outcome": str(decision.outcome),
+            "attempts": row["attempts"] + 1,
+        }
+        if decision.error:
+            fields["error"] = decision.error
+        if decision.next_attempt_at is not None:
+            fields["next_attempt_at"] = iso(decision.next_attempt_at)
+        level = logging.INFO if decision.outcome is Outcome.DELIVERED else logging.WARNING
+        log.log(level, "delivery", extra={"fields": fields})
 
     def _record(self, row: dict[str, Any], decision: Decision, now: datetime) -> None:
         self.store.insert(

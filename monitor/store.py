@@ -195,7 +195,16 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_checks_failed ON checks (watch_id, id) WHERE status = 'failed'")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    # A group stores its input when it is queued (the notices as JSON, the digest's content,
+    # or nothing for a test message); the outbox renders the payload when it first leases the
+    # group, so a notifier that cannot render never stops a cycle from being recorded. Until
+    # then the payload is NULL. Groups queued before keep their rendered payload (input NULL).
+    db.table("outbox").add_column("input", str)
+    db.table("outbox").transform(not_null={"payload": False})
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -72,9 +72,9 @@ def test_variables_are_expanded_and_dollar_dollar_is_literal(tmp_path: Path) -> 
         ('[defaults]\nnotify = ["team-slak"]\n', 2, "no notifier named 'team-slak'"),
         ('[notifiers.ci]\ntype = "webhok"\n', 2, "did you mean 'webhook'?"),
         (
-            '[notifiers.ci]\ntype = "webhook"\nurl = "${HOOK_URL}"\n',
-            3,
-            "environment variable HOOK_URL is not set",
+            '[sources.djangopackages]\nurl = "${DP_URL}"\n',
+            2,
+            "sources.djangopackages.url: environment variable DP_URL is not set",
         ),
         ('[notifiers.ci]\ntype = "webhook"\nurll = "x"\n', 3, "did you mean 'url'?"),
         ('[notifiers.ci]\ntype = "webhook"\nmin_severity = "warn"\n', 3, "did you mean 'warning'?"),
@@ -125,3 +125,40 @@ def test_bad_config_exits_2_and_changes_nothing(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "monitor.toml:1: databse: unknown key (did you mean 'database'?)" in result.stderr
     assert not (tmp_path / "x.db").exists() and not (tmp_path / "monitor.db").exists()
+
+
+def test_a_notifier_variable_is_needed_only_to_make_that_notifier(tmp_path: Path) -> None:
+    from monitor.outbox import make_notifier
+
+    config = _load(
+        tmp_path,
+        '[notifiers.team-slack]\ntype = "slack"\ntoken = "${SLACK_BOT_TOKEN}"\n'
+        'channel = "#deps"\n\n[notifiers.ci]\ntype = "webhook"\nurl = "${HOOK}"\n',
+        {"HOOK": "https://example.com/h"},
+    )
+    slack = config.notifiers["team-slack"]
+    assert slack.unset is not None and slack.unset.variable == "SLACK_BOT_TOKEN"
+    assert config.notifiers["ci"].unset is None
+    make_notifier(config, "ci")
+    with pytest.raises(ConfigError) as caught:
+        make_notifier(config, "team-slack")
+    assert str(caught.value) == (
+        f"{tmp_path / 'monitor.toml'}:3: notifiers.team-slack.token: "
+        "environment variable SLACK_BOT_TOKEN is not set"
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('token = "${T}"\nchanel = "#d"\n', "notifiers.s.chanel: unknown key"),
+        ('token = "${T}"\nchannel = 5\n', "notifiers.s.channel: expected a string"),
+        ('token = "${T}"\nmin_severity = "${SEV}"\n', "environment variable SEV is not set"),
+    ],
+    ids=["unknown-key", "wrong-type", "common-key-variable"],
+)
+def test_a_notifier_with_an_unset_variable_is_still_checked_at_load(
+    tmp_path: Path, table: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, f'[notifiers.s]\ntype = "slack"\n{table}')

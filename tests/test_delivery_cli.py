@@ -274,8 +274,11 @@ def test_ten_changes_make_one_message_per_channel(
     # Each package fires major-version-bump (superseding pypi-version-changed): 10 alerts, one
     # message.
     assert len(hook.events[0]["data"]["alerts"]) == 10
-    assert smtp.messages[0]["Subject"].startswith("[monitor] 10 alerts: ")
-    assert smtp.messages[0]["Subject"].endswith(" +8 more")
+    # (Python folds a 70-77 character subject right after "Subject:"; its parser keeps the
+    # space that folding leaves.)
+    subject = smtp.messages[0]["Subject"].strip()
+    assert subject.startswith("[monitor] 10 alerts (10 warning): ")
+    assert subject.endswith(" +8 more")
 
 
 def test_secrets_never_appear_in_output(
@@ -318,3 +321,68 @@ def test_notify_test_reports_success_and_the_exact_error(
     result = monitor.run("notify-test", "hook")
     assert result.exit_code == 1 and "410" in result.stderr
     assert monitor.run("notify-test", "nope").exit_code == 2
+
+
+def test_an_undelivered_line_names_the_channel_once(
+    monitor: Monitor, hook: FakeWebhookReceiver
+) -> None:
+    _webhook_only(monitor, hook)
+    monitor.run("watch", "django-otp")
+    hook.queue(*[503] * 12)
+    monitor.upstream.records["django-otp"]["pypi_version"] = "1.8.0"
+    result = monitor.run("check")
+    assert result.exit_code == 1
+    [line] = [line for line in result.stdout.splitlines() if "undelivered" in line]
+    assert line.strip().startswith("undelivered: hook: pending: HTTP 503 from webhook")
+    assert line.count(" hook: ") == 1
+
+
+def test_an_unset_notifier_variable_is_needed_only_by_that_channel(
+    monitor: Monitor, slack: FakeSlack, hook: FakeWebhookReceiver
+) -> None:
+    monitor.env.update({"WEBHOOK_SECRET": SECRET})  # SLACK_BOT_TOKEN is not set
+    monitor.configure(f"""
+        [defaults]
+        notify = ["team-slack", "hook"]
+
+        [notifiers.team-slack]
+        type = "slack"
+        token = "${{SLACK_BOT_TOKEN}}"
+        channel = "#deps"
+        api_url = "{slack.api_url}"
+
+        [notifiers.hook]
+        type = "webhook"
+        url = "{hook.hook_url}"
+        secret = "${{WEBHOOK_SECRET}}"
+        """)
+    assert monitor.run("watch", "django-otp").exit_code == 0
+    assert monitor.run("list").exit_code == 0
+    assert monitor.run("history", "django-otp").exit_code == 0
+
+    result = monitor.run("notify-test", "team-slack")
+    assert result.exit_code == 2
+    assert "notifiers.team-slack.token: environment variable SLACK_BOT_TOKEN is not set" in (
+        result.stderr
+    )
+    assert monitor.run("notify-test", "hook").exit_code == 0
+
+    monitor.upstream.records["django-otp"]["pypi_version"] = "1.8.0"
+    result = monitor.run("check")
+    assert result.exit_code == 1, result.output
+    assert "undelivered: team-slack: pending: " in result.stdout
+    assert "SLACK_BOT_TOKEN is not set" in result.stdout
+    assert len(hook.events) == 2  # the test message and the alert
+    assert monitor.count("transitions") == 1
+    [alert] = monitor.json("alerts")
+    deliveries = {d["channel"]: d for d in alert["deliveries"]}
+    assert deliveries["team-slack"]["status"] == "pending"
+    assert "notifiers.team-slack.token" in deliveries["team-slack"]["last_error"]
+    assert slack.messages == []
+
+    monitor.env["SLACK_BOT_TOKEN"] = TOKEN
+    monitor.clock.advance(hours=1)
+    assert monitor.run("check").exit_code == 0
+    [message] = slack.messages
+    assert "django-otp 1.7.0 → 1.8.0" in message["text"]
+    assert len(hook.events) == 2  # nothing sent twice

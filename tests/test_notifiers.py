@@ -7,6 +7,8 @@ import asyncio
 import io
 import json
 import logging
+import random
+import re
 import ssl
 import subprocess
 import sys
@@ -406,6 +408,131 @@ async def test_upstream_text_is_escaped(channel: Channel) -> None:
         assert event["data"]["alerts"][0]["title"] == EVIL  # JSON carries data as it is
 
 
+# -- what every message says, and in which order (SPEC §7) --------------------------------------
+
+
+def eighty_notices() -> list[Notice]:
+    """80 notices in scrambled order: 14 critical, 30 warning, 36 info; every 5th resolved.
+    Even ones have a summary that already says the description, odd ones do not."""
+    notices = []
+    for i in range(80):
+        severity = Severity.CRITICAL if i < 14 else Severity.WARNING if i < 44 else Severity.INFO
+        package = f"pkg-{(i * 37) % 80:02}"  # packages do not follow severity
+        description = f"Condition {i:02} holds" if i % 2 == 0 else f"Rule {i:02} matched"
+        summary = f"{package}: {description}" if i % 2 == 0 else f"{package} changed in {i:02}"
+        resolved = i % 5 == 0
+        notices.append(
+            make_notice(
+                id=f"alert-{i}",
+                rule=f"rule-{i:02}",
+                severity=severity,
+                status=Status.RESOLVED if resolved else Status.FIRING,
+                resolved_at=CREATED if resolved else None,
+                package=package,
+                title=package,
+                description=description,
+                summary=summary,
+                links={"djangopackages": f"https://djangopackages.org/packages/p/{package}/"},
+            )
+        )
+    random.Random(9).shuffle(notices)
+    return notices
+
+
+EIGHTY_COUNTS = "11 critical, 24 warning, 29 info, 16 resolved"
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+@dataclass
+class Shown:
+    """What one rendered message shows: its counts line, the packages of the alerts it lists
+    (in order), the text each is described with, and how many it leaves out."""
+
+    headline: str | None
+    packages: list[str]
+    texts: list[str]
+    left_out: int = 0
+
+
+def _split_by_package(text: str, pattern: str) -> tuple[list[str], list[str]]:
+    matches = list(re.finditer(pattern, text, re.M))
+    packages = [m.group("package") for m in matches]
+    ends = [m.start() for m in matches[1:]] + [len(text)]
+    return packages, [text[m.start() : end] for m, end in zip(matches, ends, strict=True)]
+
+
+def shown_by(kind: str, payload: dict[str, Any]) -> list[Shown]:
+    if kind == "console":
+        lines = payload["lines"]
+        packages = [re.search(r" (pkg-\d\d): ", line).group(1) for line in lines[1:]]  # type: ignore[union-attr]
+        return [Shown(lines[0], packages, lines[1:])]
+    if kind == "webhook":
+        alerts = json.loads(payload["body"])["data"]["alerts"]
+        return [Shown(None, [a["package"] for a in alerts], [])]
+    if kind == "email":
+        text, html = payload["text"], payload["html"]
+        body = text.split("\n--\n")[0]
+        packages, texts = _split_by_package(body, r"^\[\w+\] [^\n]*?(?P<package>pkg-\d\d)$")
+        plain = Shown(text.splitlines()[0], packages, texts)
+        h1 = re.search(r"<h1[^>]*>(.*?)</h1>", html).group(1)  # type: ignore[union-attr]
+        packages, texts = _split_by_package(html, r'<a href="[^"]+">(?P<package>pkg-\d\d)</a>')
+        return [plain, Shown(h1, packages, texts)]
+    # slack: the blocks and the fallback text, each on its own
+    blocks = payload["blocks"]
+    sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    packages = [re.search(r"\|(pkg-\d\d)>", s).group(1) for s in sections]  # type: ignore[union-attr]
+    more = re.match(r"\*\+(\d+) more\*", blocks[-1]["elements"][0]["text"])
+    in_blocks = Shown(blocks[0]["text"]["text"], packages, sections, int(more.group(1)))  # type: ignore[union-attr]
+    lines = payload["text"].splitlines()
+    more = re.match(r"\+(\d+) more \(", lines[-1])
+    packages = [re.search(r" (pkg-\d\d): ", line).group(1) for line in lines[1:-1]]  # type: ignore[union-attr]
+    in_text = Shown(lines[0], packages, lines[1:-1], int(more.group(1)))  # type: ignore[union-attr]
+    return [in_blocks, in_text]
+
+
+@pytest.mark.parametrize("kind", ["console", "slack", "email", "webhook"])
+def test_a_message_lists_the_most_severe_first_and_says_each_thing_once(kind: str) -> None:
+    notifier = {
+        "console": lambda: ConsoleNotifier("console", {}),
+        "slack": lambda: SlackNotifier("team-slack", {"webhook_url": "https://h.example/x"}),
+        "email": lambda: EmailNotifier("team-email", MAIL),
+        "webhook": lambda: WebhookNotifier("ci", {"url": "https://e.example/h"}),
+    }[kind]()
+    notices = eighty_notices()
+    by_package = {n.package: n for n in notices}
+    expected = [
+        n.package
+        for n in sorted(
+            notices,
+            key=lambda n: (SEVERITY_ORDER[n.severity], n.status == Status.RESOLVED, n.package),
+        )
+    ]
+    critical = {n.package for n in notices if n.severity == Severity.CRITICAL}
+    payload = render(notifier, notices)
+    if kind == "email":
+        assert payload["subject"].startswith(f"[monitor] 80 alerts ({EIGHTY_COUNTS}): ")
+        assert payload["subject"].endswith(f": {expected[0]}, {expected[1]} +78 more")
+    for shown in shown_by(kind, payload):
+        assert shown.packages == expected[: len(shown.packages)]  # most severe first
+        assert critical <= set(shown.packages)  # no critical one is left out
+        assert shown.left_out == len(expected) - len(shown.packages)
+        if shown.headline is not None:  # starts with the counts by severity
+            assert shown.headline.removeprefix("monitor: ") == EIGHTY_COUNTS
+        for package, text in zip(shown.packages, shown.texts, strict=False):
+            description = by_package[package].description
+            if description.startswith("Condition"):  # the summary says it: said once
+                assert text.count(description) == 1, text
+    if kind == "slack":
+        in_blocks, in_text = shown_by(kind, payload)
+        assert 14 <= len(in_blocks.packages) < 80
+        assert in_text.packages == in_blocks.packages and in_text.left_out == in_blocks.left_out
+        # the fallback's "+N more" names the same packages as the blocks'
+        assert (
+            payload["text"].splitlines()[-1].replace("+", "*+", 1).replace(" more", " more*", 1)
+            == (payload["blocks"][-1]["elements"][0]["text"])
+        )
+
+
 # -- the one mapping, as tables -----------------------------------------------------------------
 
 
@@ -638,11 +765,12 @@ async def test_console_writes_one_human_line_per_notice() -> None:
     ]
     await console.send(render(console, notices), group_id=GROUP)
     assert stream.getvalue().splitlines() == [
+        "monitor: 2 warning, 1 info, 1 resolved",
         "[warning] FIRING no-commits-26-weeks django-mfa: "
         "django-mfa: No commits in the last 26 weeks",
-        "[warning] RESOLVED no-commits-26-weeks django-mfa: "
-        "django-mfa: No commits in the last 26 weeks",
         "[warning] FIRING (repeat) no-commits-26-weeks django-mfa: "
+        "django-mfa: No commits in the last 26 weeks",
+        "[warning] RESOLVED no-commits-26-weeks django-mfa: "
         "django-mfa: No commits in the last 26 weeks",
         "[info] FIRING pypi-version-changed django-otp: line one line two [2J",
     ]
@@ -696,7 +824,8 @@ def test_slack_blocks_per_notice() -> None:
     links = context["elements"][0]["text"]
     assert "<https://github.com/django-otp/django-otp|Repository>" in links
     assert "<https://pypi.org/project/django-otp/|PyPI>" in links
-    assert payload["text"].startswith("monitor: 1 alert")
+    assert payload["text"].startswith("1 info\n")
+    assert header["text"]["text"] == "1 info"
     assert payload["unfurl_links"] is False and "link_names" not in payload
 
 
@@ -730,7 +859,9 @@ async def test_slack_caps_blocks_at_50_with_a_more_summary(channel: Channel) -> 
     await channel.notifier.send(payload, group_id=GROUP)
     [message] = channel.server.messages
     assert message["channel"] == "#deps" and len(message["blocks"]) == len(blocks)
-    assert message["text"].splitlines()[-1] == "+10 more"  # the fallback lists 20
+    # The fallback lists the same alerts and leaves out the same ones.
+    assert message["text"].splitlines()[-1] == more.replace("*", "")
+    assert len(message["text"].splitlines()) == 1 + shown + 1
 
 
 @pytest.mark.parametrize("channel", ["slack-token"], indirect=True)
@@ -848,15 +979,15 @@ async def test_webhook_posts_the_spec_7_document(channel: Channel) -> None:
     assert document == {
         "type": "package.alerts",
         "timestamp": "2026-11-22T10:00:00Z",
-        "data": {"alerts": [n.to_json_dict() for n in notices]},
+        "data": {"alerts": [n.to_json_dict() for n in reversed(notices)]},  # warning first
     }
-    alert = document["data"]["alerts"][0]
+    alert = document["data"]["alerts"][1]
     assert set(alert) == {
         "id", "status", "kind", "repeat", "rule", "description", "severity", "package",
         "title", "summary", "started_at", "resolved_at", "changes", "labels", "links",
     }  # fmt: skip
     assert alert["changes"] == [{"field": "pypi_version", "old": "1.7.0", "new": "1.8.0"}]
-    assert document["data"]["alerts"][1]["resolved_at"] == "2026-11-22T10:00:00Z"
+    assert document["data"]["alerts"][0]["resolved_at"] == "2026-11-22T10:00:00Z"
 
 
 async def test_webhook_signature_per_attempt_same_id_same_body() -> None:
@@ -947,11 +1078,11 @@ def test_webhook_digest_and_test_documents() -> None:
 @pytest.mark.parametrize(
     ("notices", "subject"),
     [
-        ([make_notice()], "[monitor] 1 alert: django-otp"),
-        ([make_notice(), make_notice(id="2")], "[monitor] 2 alerts: django-otp"),
+        ([make_notice()], "[monitor] 1 alert (1 info): django-otp"),
+        ([make_notice(), make_notice(id="2")], "[monitor] 2 alerts (2 info): django-otp"),
         (
             [make_notice(), condition_notice(), condition_notice("django-organizations")],
-            "[monitor] 3 alerts: django-otp, django-mfa +1 more",
+            "[monitor] 3 alerts (2 warning, 1 info): django-mfa, django-organizations +1 more",
         ),
     ],
     ids=["one", "one-package", "three"],
@@ -972,12 +1103,17 @@ async def test_email_is_multipart_text_and_html(channel: Channel) -> None:
     message = mail.message
     assert message.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
-    assert message["Subject"] == "[monitor] 3 alerts: django-otp, django-mfa +1 more"
+    assert message["Subject"] == (
+        "[monitor] 3 alerts (2 warning, 1 info): django-mfa, django-organizations +1 more"
+    )
     assert message["To"] == "deps@example.com, ops@example.com"
     assert message["Message-ID"] == f"<monitor.{GROUP}@example.com>" == payload["message_id"]
     assert message["Date"] == "Sun, 22 Nov 2026 10:00:00 +0000"
     html = message.get_body(("html",)).get_content()
     assert '<a href="https://djangopackages.org/packages/p/django-otp/">django-otp</a>' in html
+    # Laid out for phones: no page wider than the screen, long upstream words broken.
+    assert '<meta name="viewport" content="width=device-width' in html
+    assert "max-width: 640px; overflow-wrap: anywhere" in html
     text = message.get_body(("plain",)).get_content()
     assert "[info] FIRING django-otp" in text and "- pypi_version: 1.7.0 → 1.8.0" in text
     assert channel.server.logins == ["monitor"]
@@ -1048,7 +1184,7 @@ async def test_email_over_tls(security: str, certificate: tuple[Any, Any]) -> No
         )
         await notifier.send(render(notifier, [make_notice()]), group_id=GROUP)
         assert smtp.logins == ["u"]
-        assert smtp.messages[0]["Subject"] == "[monitor] 1 alert: django-otp"
+        assert smtp.messages[0]["Subject"] == "[monitor] 1 alert (1 info): django-otp"
         # A certificate we do not trust: a connection failure, worth retrying.
         untrusting = EmailNotifier(
             "team-email",

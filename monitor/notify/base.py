@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from monitor.alerts import Notice, Status
+from monitor.alerts import Notice, Severity, Status
 from monitor.diff import describe_change
 from monitor.errors import DeliveryError, PermanentError, RetryableError
 from monitor.retry import retry_after
@@ -304,6 +304,50 @@ def utc_z(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# -- what every message says, and in which order (SPEC §7) ----------------------------------
+
+_SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
+
+
+def ordered(notices: Iterable[Notice]) -> list[Notice]:
+    """A message's alerts most severe first (critical, warning, info), then firing before
+    resolved, then by package (and rule). Every channel lists its alerts in this order."""
+    return sorted(
+        notices,
+        key=lambda n: (-n.severity.rank, n.status == Status.RESOLVED, n.package, n.rule),
+    )
+
+
+def severity_counts(notices: list[Notice]) -> str:
+    """``2 critical, 3 warning, 1 resolved``: what every message starts with.
+
+    Firing alerts (repeats included) are counted by severity; resolved ones, good news
+    whatever their severity, are counted on their own.
+    """
+    firing = [n for n in notices if n.status != Status.RESOLVED]
+    parts = []
+    for severity in _SEVERITIES:
+        count = sum(1 for n in firing if n.severity == severity)
+        if count:
+            parts.append(f"{count} {severity}")
+    if len(notices) > len(firing):
+        parts.append(f"{len(notices) - len(firing)} resolved")
+    return ", ".join(parts) or "no alerts"
+
+
+def said_once(notice: Notice) -> tuple[str, str]:
+    """``(description, summary)`` on one line each, each thing said once: the description is
+    left out when the summary already contains it, the summary when it only repeats the
+    title or the description."""
+    description, summary = one_line(notice.description), one_line(notice.summary)
+    title = one_line(notice.title) or one_line(notice.package)
+    if summary in (title, description):
+        summary = ""
+    if description and description.casefold() in summary.casefold():
+        description = ""
+    return description, summary
 
 
 def package_names(notices: list[Notice]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The console notifier: one human line per notice on a text stream (stderr by default).
+"""The console notifier: the counts, then one human line per notice, most severe first, on a
+text stream (stderr by default).
 
 It is the channel used when no notifier is configured, and it never fails.
 """
@@ -11,15 +12,15 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from monitor.alerts import Notice
-from monitor.notify.base import Notifier, one_line, status_word
+from monitor.notify.base import Notifier, one_line, ordered, said_once, severity_counts, status_word
 
 
 def notice_line(notice: Notice) -> str:
     """``[warning] FIRING no-commits-26-weeks django-mfa: django-mfa: No commits in …``"""
-    summary = one_line(notice.summary) or one_line(notice.description)
+    description, summary = said_once(notice)
     return (
         f"[{notice.severity}] {status_word(notice)} {one_line(notice.rule)} "
-        f"{one_line(notice.package)}: {summary}"
+        f"{one_line(notice.package)}: {summary or description}"
     )
 
 
@@ -48,7 +49,8 @@ class ConsoleNotifier(Notifier):
     def render_alerts(
         self, notices: list[Notice], *, group_id: str, created_at: datetime
     ) -> dict[str, Any]:
-        return {"lines": [notice_line(notice) for notice in notices]}
+        lines = [notice_line(notice) for notice in ordered(notices)]
+        return {"lines": [f"monitor: {severity_counts(notices)}", *lines]}
 
     def render_digest(
         self,

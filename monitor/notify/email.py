@@ -29,8 +29,11 @@ from monitor.notify.base import (
     excerpt,
     format_change,
     one_line,
+    ordered,
     package_names,
     safe_url,
+    said_once,
+    severity_counts,
     smtp_error,
     status_word,
     utc_z,
@@ -67,11 +70,12 @@ def environment() -> jinja2.Environment:
 
 
 def alerts_subject(notices: list[Notice]) -> str:
-    """``[monitor] 3 alerts: django-otp, django-mfa +1 more``"""
-    packages = package_names(notices)
+    """``[monitor] 3 alerts (1 critical, 2 warning): django-otp, django-mfa +1 more``: the
+    count and the counts by severity, then the first packages, most severe first."""
+    packages = package_names(ordered(notices))
     shown = ", ".join(packages[:SUBJECT_PACKAGES])
     more = len(packages) - SUBJECT_PACKAGES
-    subject = f"[monitor] {count_alerts(len(notices))}: {shown}"
+    subject = f"[monitor] {count_alerts(len(notices))} ({severity_counts(notices)}): {shown}"
     if more > 0:
         subject += f" +{more} more"
     return subject
@@ -79,6 +83,7 @@ def alerts_subject(notices: list[Notice]) -> str:
 
 def notice_context(notice: Notice) -> dict[str, Any]:
     """What the templates see of one notice (already one-line; links only if http(s))."""
+    description, summary = said_once(notice)
     return {
         "severity": str(notice.severity),
         "status": str(notice.status),
@@ -86,10 +91,10 @@ def notice_context(notice: Notice) -> dict[str, Any]:
         "resolved": notice.status == Status.RESOLVED,
         "repeat": notice.repeat,
         "rule": one_line(notice.rule),
-        "description": one_line(notice.description),
+        "description": description,
         "package": one_line(notice.package),
         "title": one_line(notice.title) or one_line(notice.package),
-        "summary": one_line(notice.summary),
+        "summary": summary,
         "started_at": utc_z(notice.started_at),
         "resolved_at": utc_z(notice.resolved_at) if notice.resolved_at else None,
         "changes": [format_change(change, limit=200) for change in notice.changes],
@@ -201,9 +206,9 @@ class EmailNotifier(Notifier):
         subject = alerts_subject(notices)
         context: dict[str, Any] = {
             "subject": subject,
-            "count": len(notices),
-            "headline": count_alerts(len(notices)),
-            "notices": [notice_context(notice) for notice in notices],
+            "count": count_alerts(len(notices)),
+            "headline": severity_counts(notices),
+            "notices": [notice_context(notice) for notice in ordered(notices)],
             "created_at": utc_z(created_at),
             "channel": self.name,
         }

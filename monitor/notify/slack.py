@@ -24,12 +24,14 @@ from monitor.notify.base import (
     SettingError,
     check_http_url,
     connection_error,
-    count_alerts,
     excerpt,
     format_change,
     http_error,
     one_line,
+    ordered,
     safe_url,
+    said_once,
+    severity_counts,
     slack_error,
     status_word,
 )
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
 DEFAULT_API_URL = "https://slack.com/api/"
 MAX_BLOCKS = 50
 MAX_CHANGES = 10
-MAX_TEXT_LINES = 20
 SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
 
@@ -87,12 +88,11 @@ def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
         f"{emoji} *{escape(str(notice.severity).upper())}* · {status_word(notice)} · "
         f"*{link(notice.links.get('djangopackages'), title)}*"
     ]
-    description = _clip(one_line(notice.description), 300)
+    description, summary = said_once(notice)
     if description:
-        lines.append(escape(description))
-    summary = _clip(one_line(notice.summary), 500)
-    if summary and summary not in (description, title):
-        lines.append(f">{escape(summary)}")
+        lines.append(escape(_clip(description, 300)))
+    if summary:
+        lines.append(f">{escape(_clip(summary, 500))}")
     for change in notice.changes[:MAX_CHANGES]:
         lines.append(f"• {escape(_clip(format_change(change), 200))}")
     if len(notice.changes) > MAX_CHANGES:
@@ -121,50 +121,56 @@ def more_block(text: str) -> dict[str, Any]:
 
 
 def alerts_headline(notices: list[Notice]) -> str:
-    firing = sum(1 for n in notices if n.status == Status.FIRING)
-    resolved = len(notices) - firing
-    parts = [f"{firing} firing"] if firing else []
-    if resolved:
-        parts.append(f"{resolved} resolved")
-    detail = f" ({', '.join(parts)})" if parts else ""
-    return f"monitor: {count_alerts(len(notices))}{detail}"
+    """``2 critical, 3 warning``: the header, and the fallback's first line."""
+    return severity_counts(notices)
 
 
-def render_alert_blocks(notices: list[Notice]) -> list[dict[str, Any]]:
-    """A header, two blocks per notice, and a "+N more" block when 50 would be exceeded."""
-    blocks = [header_block(alerts_headline(notices))]
+def fit_blocks(notices: list[Notice]) -> tuple[list[dict[str, Any]], int]:
+    """The blocks of the notices (already ordered) that fit in one message, and how many
+    notices that is: two blocks each, after the header, keeping room for "+N more"."""
     per_notice = [notice_blocks(notice) for notice in notices]
     if 1 + sum(len(b) for b in per_notice) <= MAX_BLOCKS:
-        for group in per_notice:
-            blocks.extend(group)
-        return blocks
-    shown = 0
+        return [block for group in per_notice for block in group], len(notices)
+    blocks: list[dict[str, Any]] = []
+    count = 0
     for group in per_notice:
-        if len(blocks) + len(group) > MAX_BLOCKS - 1:  # keep room for the "+N more" block
+        if 1 + len(blocks) + len(group) > MAX_BLOCKS - 1:
             break
         blocks.extend(group)
-        shown += 1
-    rest = notices[shown:]
+        count += 1
+    return blocks, count
+
+
+def left_out(rest: list[Notice]) -> tuple[str, str]:
+    """``("+N more", "(pkg-a, pkg-b …)")``: what the blocks and the fallback both leave out."""
     packages = list(dict.fromkeys(one_line(n.package) for n in rest))
     names = ", ".join(escape(p) for p in packages[:10]) + (" …" if len(packages) > 10 else "")
-    blocks.append(more_block(f"*+{len(rest)} more* ({names})"))
-    return blocks
+    return f"+{len(rest)} more", f"({names})"
 
 
-def alerts_text(notices: list[Notice]) -> str:
-    """The plain fallback: a headline and one escaped line per notice (at most 20)."""
-    lines = [escape(alerts_headline(notices))]
-    for notice in notices[:MAX_TEXT_LINES]:
-        summary = one_line(notice.summary) or one_line(notice.description)
-        lines.append(
-            escape(
-                f"[{notice.severity}] {status_word(notice)} {one_line(notice.package)}: "
-                f"{_clip(summary, 300)}"
-            )
-        )
-    if len(notices) > MAX_TEXT_LINES:
-        lines.append(f"+{len(notices) - MAX_TEXT_LINES} more")
-    return "\n".join(lines)
+def notice_text(notice: Notice) -> str:
+    """One escaped fallback line: ``[critical] FIRING django-x: what happened``."""
+    description, summary = said_once(notice)
+    return escape(
+        f"[{notice.severity}] {status_word(notice)} {one_line(notice.package)}: "
+        f"{_clip(summary or description, 300)}"
+    )
+
+
+def render_alerts_message(notices: list[Notice]) -> tuple[str, list[dict[str, Any]]]:
+    """The fallback ``text`` and the ``blocks`` of a group, most severe first; both show the
+    same alerts and leave out the same "+N more" (SPEC §7)."""
+    notices = ordered(notices)
+    headline = alerts_headline(notices)
+    shown, count = fit_blocks(notices)
+    blocks = [header_block(headline), *shown]
+    lines = [escape(headline), *(notice_text(n) for n in notices[:count])]
+    rest = notices[count:]
+    if rest:
+        more, names = left_out(rest)
+        blocks.append(more_block(f"*{more}* {names}"))
+        lines.append(f"{more} {names}")
+    return "\n".join(lines), blocks
 
 
 def text_blocks(text: str, *, room: int) -> list[dict[str, Any]]:
@@ -264,7 +270,7 @@ class SlackNotifier(Notifier):
     def render_alerts(
         self, notices: list[Notice], *, group_id: str, created_at: datetime
     ) -> dict[str, Any]:
-        return self._message(alerts_text(notices), render_alert_blocks(notices))
+        return self._message(*render_alerts_message(notices))
 
     def render_digest(
         self,

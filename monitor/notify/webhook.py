@@ -27,6 +27,7 @@ from monitor.notify.base import (
     connection_error,
     excerpt,
     http_error,
+    ordered,
     utc_z,
 )
 
@@ -108,7 +109,7 @@ class WebhookNotifier(Notifier):
     def render_alerts(
         self, notices: list[Notice], *, group_id: str, created_at: datetime
     ) -> dict[str, Any]:
-        data = {"alerts": [notice.to_json_dict() for notice in notices]}
+        data = {"alerts": [notice.to_json_dict() for notice in ordered(notices)]}
         return {"body": envelope("package.alerts", created_at, data)}
 
     def render_digest(
