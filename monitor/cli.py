@@ -650,7 +650,8 @@ def alerts(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         click.echo(f"         {item['summary']}")
         for d in item["deliveries"]:
             if d["status"] != "delivered":
-                error = f": {d['last_error']}" if d["last_error"] else ""
+                reason = (d["last_error"] or "").removeprefix(f"{d['channel']}: ")
+                error = f": {reason}" if reason else ""
                 click.echo(
                     f"         {d['channel']}: {d['status']} after {d['attempts']} "
                     f"attempt(s){error}"

@@ -190,7 +190,9 @@ def test_404_is_failed_not_retried_and_shown(monitor: Monitor, hook: FakeWebhook
     (alert,) = monitor.json("alerts")
     (delivery,) = alert["deliveries"]
     assert delivery["status"] == "failed" and "404" in delivery["last_error"]
-    assert "hook: failed after 1 attempt(s)" in monitor.run("alerts").stdout
+    listed = monitor.run("alerts").stdout
+    # The channel is named once (the error's own "hook: " prefix is not repeated).
+    assert "hook: failed after 1 attempt(s): HTTP 404 from webhook" in listed
 
 
 def test_429_retry_after_is_honoured(monitor: Monitor, hook: FakeWebhookReceiver) -> None:
