@@ -15,8 +15,10 @@ What each number means:
   (the newest snapshot before it), or − the first snapshot inside the period when the package
   was added during it; ``None`` when either side is unknown.
 - **changed**: a snapshot other than the package's baseline was stored in the period.
-- **fired** / **resolved**: alerts whose ``started_at`` / ``resolved_at`` falls in the period;
-  **firing**: condition alerts firing now.
+- **firing**: condition alerts firing now; **resolved**: alerts whose ``resolved_at`` falls in
+  the period; **fired**: the other alerts whose ``started_at`` falls in it. An alert is in one
+  list only (SPEC §8): one still firing is not also "fired in the period", and one that fired
+  and resolved in the period is listed as resolved (with both times).
 
 Order: packages with firing alerts (highest severity first: critical, warning, info), then
 those with failed polls in the period, then those that changed, then the rest; by slug within
@@ -164,18 +166,26 @@ def _package(
     commits = list(commits) if commits else None
 
     alerts = store.query(
-        "SELECT rule, kind, severity, status, summary, started_at, resolved_at FROM alerts"
+        "SELECT id, rule, kind, severity, status, summary, started_at, resolved_at FROM alerts"
         " WHERE watch_id = ? ORDER BY started_at, id",
         (watch_id,),
     )
-    fired = [_alert(a) for a in alerts if _in_period(a["started_at"], start, until)]
-    resolved = [
-        _alert(a, resolved=True)
+    # Each alert is listed once: still firing, else resolved in the period, else fired in it.
+    still_firing = [a for a in alerts if a["kind"] == "condition" and a["status"] == "firing"]
+    resolved_rows = [
+        a
         for a in alerts
         if a["status"] == "resolved" and _in_period(a["resolved_at"], start, until)
     ]
+    listed = {a["id"] for a in still_firing} | {a["id"] for a in resolved_rows}
+    fired = [
+        _alert(a)
+        for a in alerts
+        if a["id"] not in listed and _in_period(a["started_at"], start, until)
+    ]
+    resolved = [_alert(a, resolved=True) for a in resolved_rows]
     firing = sorted(
-        (_alert(a) for a in alerts if a["kind"] == "condition" and a["status"] == "firing"),
+        (_alert(a) for a in still_firing),
         key=lambda a: (-_severity(a["severity"]).rank, a["started_at"], a["rule"]),
     )
 

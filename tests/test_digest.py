@@ -456,9 +456,9 @@ def test_changed(digest: Digest) -> None:
 
 def test_alerts_fired_resolved_and_firing(digest: Digest) -> None:
     otp = package(digest, "django-otp")
+    # few-participants started in the period but still fires: listed once, as firing
     assert [(a["rule"], a["summary"]) for a in otp.fired] == [
         ("pypi-version-changed", "django-otp 1.6.0 → 1.7.0"),
-        ("few-participants", "Few participants"),
         ("pypi-version-changed", "django-otp 1.7.0 → 1.8.0"),
     ]
     assert otp.fired[0]["started_at"] == iso(ago(5))
@@ -470,9 +470,55 @@ def test_alerts_fired_resolved_and_firing(digest: Digest) -> None:
         ("few-participants", "info"),
     ]
     tfa = package(digest, "django-two-factor-auth")
-    assert [a["rule"] for a in tfa.fired] == ["package-not-found"]
+    assert [a["rule"] for a in tfa.fired] == []
     assert [a["rule"] for a in tfa.firing] == ["package-not-found"]
     assert package(digest, "django-mfa").firing == []
+
+
+def test_an_alert_is_listed_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.db")
+    h = History(store)
+    with store.transaction():
+        w = h.watch("django-otp", added=ago(30))
+        h.snapshot(w, ago(30), record("django-otp"))
+        h.alert(
+            w,
+            "r-firing",
+            kind="condition",
+            severity="warning",
+            status="firing",
+            started=ago(2),
+            summary="still firing, started in the period",
+        )
+        h.alert(
+            w,
+            "r-flapped",
+            kind="condition",
+            severity="warning",
+            status="resolved",
+            started=ago(4),
+            resolved=ago(3),
+            summary="fired and resolved in the period",
+        )
+        h.alert(
+            w,
+            "r-change",
+            kind="change",
+            severity="info",
+            status="fired",
+            started=ago(1),
+            summary="a change in the period",
+        )
+    digest = build_digest(store, now=NOW)
+    otp = package(digest, "django-otp")
+    assert [a["rule"] for a in otp.firing] == ["r-firing"]
+    assert [a["rule"] for a in otp.resolved] == ["r-flapped"]
+    assert [a["rule"] for a in otp.fired] == ["r-change"]
+    assert (digest.totals["firing"], digest.totals["resolved"], digest.totals["fired"]) == (1, 1, 1)
+    for rendered in (render_text(digest), render_html(digest)):
+        for summary in ("still firing, started", "fired and resolved", "a change in the"):
+            assert rendered.count(summary) == 1, (summary, rendered)
+    store.close()
 
 
 def test_failures(digest: Digest) -> None:
@@ -496,7 +542,7 @@ def test_totals_and_subject(digest: Digest) -> None:
     assert digest.totals == {
         "packages": 8,
         "firing": 4,
-        "fired": 4,
+        "fired": 2,  # still firing is not also "fired in the period"
         "resolved": 1,
         "failures": 2,
         "releases": 3,
