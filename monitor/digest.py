@@ -21,8 +21,9 @@ What each number means:
   and resolved in the period is listed as resolved (with both times).
 
 Order: packages with firing alerts (highest severity first: critical, warning, info), then
-those with failed polls in the period, then those that changed, then the rest; by slug within
-each group.
+those with failed polls in the period, then those that changed, then the rest (those with
+alerts fired or resolved, then the **quiet** ones); by slug within each group. Each package
+gets a card, except the quiet ones: they share one compact table (name, version, stars, forks).
 
 Importing this module imports no jinja2 (``monitor --help`` stays fast); the render functions
 import it.
@@ -83,8 +84,15 @@ class PackageDigest:
         return max(ranked, key=lambda s: s.rank) if ranked else None
 
     @property
+    def quiet(self) -> bool:
+        """Nothing to report: no alert firing, fired or resolved, no failed poll, no change."""
+        return not (self.firing or self.fired or self.resolved or self.failures or self.changed)
+
+    @property
     def attention(self) -> tuple[int, int]:
-        """Sort key of SPEC §8: (group, -severity rank); lower needs attention sooner."""
+        """Sort key of SPEC §8: (group, -severity rank); lower needs attention sooner. Within
+        "the rest", packages with alerts fired or resolved come before the quiet ones, which
+        share one table at the end."""
         severity = self.severity
         if severity is not None:
             return (0, -severity.rank)
@@ -92,7 +100,7 @@ class PackageDigest:
             return (1, 0)
         if self.changed:
             return (2, 0)
-        return (3, 0)
+        return (4, 0) if self.quiet else (3, 0)
 
 
 @dataclass(frozen=True)
@@ -321,7 +329,9 @@ def digest_data(digest: Digest) -> dict[str, Any]:
 
 
 def render_text(digest: Digest) -> str:
-    return _environment(html=False).get_template("digest.txt.j2").render(_context(digest))
+    context = _context(digest)
+    context["quiet_lines"] = _quiet_table(context["quiet"]) if context["quiet"] else []
+    return _environment(html=False).get_template("digest.txt.j2").render(context)
 
 
 def render_html(digest: Digest) -> str:
@@ -349,8 +359,35 @@ def _context(digest: Digest) -> dict[str, Any]:
         "since": _display(digest.since),
         "until": _display(digest.until),
         "totals": digest.totals,
-        "packages": [_package_context(p) for p in digest.packages],
+        "packages": [_package_context(p) for p in digest.packages if not p.quiet],
+        "quiet": [_quiet_context(p) for p in digest.packages if p.quiet],
     }
+
+
+def _quiet_context(p: PackageDigest) -> dict[str, Any]:
+    return {
+        "slug": p.slug,
+        "name": p.title if p.title == p.slug else f"{p.title} ({p.slug})",
+        "title": p.title,
+        "version": p.version or "no release",
+        "stars": _count(p.stars),
+        "forks": _count(p.forks),
+        "url": safe_url(p.url),
+    }
+
+
+def _quiet_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The quiet packages as aligned text lines: name and version left, numbers right."""
+    table = [("package", "version", "stars", "forks")]
+    table += [(r["name"], r["version"], r["stars"], r["forks"]) for r in rows]
+    widths = [max(len(row[column]) for row in table) for column in range(4)]
+    return [
+        "  ".join(
+            (cell.ljust if column < 2 else cell.rjust)(widths[column])
+            for column, cell in enumerate(row)
+        ).rstrip()
+        for row in table
+    ]
 
 
 def _package_context(p: PackageDigest) -> dict[str, Any]:

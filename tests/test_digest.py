@@ -10,10 +10,11 @@ The period is the 7 days before NOW.
                             no-commits (warning) + an info rule firing
     aaa-info                an info condition firing                        info firing
     django-organizations    2 failed polls in the period, 1 before          failures
-    aaa-new                 watched 3 days ago, then 2.0 and more stars     changed
+    aaa-new                 watched 3 days ago, then 2.0 and more stars;    changed
+                            commits unknown
     django-oauth-toolkit    lost stars in the period; commits all zero      changed
-    aaa-quiet               watched 2 days ago, nothing since               rest
-    django-mfa              nothing; title is hostile; commits unknown      rest
+    aaa-quiet               watched 2 days ago, nothing since               quiet (table)
+    django-mfa              nothing; title is hostile; commits unknown      quiet (table)
     gone                    unwatched (inactive)                            not listed
 """
 
@@ -300,6 +301,7 @@ def store(tmp_path: Path) -> Store:
                 pypi_version="1.0",
                 repo_watchers=10,
                 repo_forks=3,
+                commits_over_52=[],
             ),
         )
         h.snapshot(
@@ -312,6 +314,7 @@ def store(tmp_path: Path) -> Store:
                 pypi_version="2.0",
                 repo_watchers=12,
                 repo_forks=3,
+                commits_over_52=[],
             ),
         )
 
@@ -594,7 +597,9 @@ def test_order_in_data(digest: Digest) -> None:
 
 def test_order_in_text(digest: Digest) -> None:
     text = render_text(digest)
-    positions = [text.index(text_block(text, slug)) for slug in EXPECTED_ORDER]
+    cards, quiet = EXPECTED_ORDER[:-2], EXPECTED_ORDER[-2:]
+    positions = [text.index(text_block(text, slug)) for slug in cards]
+    positions += [text.index(f"({slug})", positions[-1]) for slug in quiet]
     assert positions == sorted(positions)
 
 
@@ -628,6 +633,46 @@ def test_digest_data_is_json(digest: Digest) -> None:
     assert data["packages"][-1]["title"] == HOSTILE_TITLE  # data is data; renderers escape
 
 
+# -- quiet packages ------------------------------------------------------------------------
+
+
+def test_quiet_packages_share_one_table(digest: Digest) -> None:
+    assert [p.slug for p in digest.packages if p.quiet] == ["aaa-quiet", "django-mfa"]
+    text = render_text(digest)
+    table = text[text.index("== nothing to report") :].split("\n--\n")[0]
+    assert table.splitlines() == [
+        "== nothing to report: 2 packages ==",
+        "  package                                     version  stars  forks",
+        "  AAA quiet (aaa-quiet)                       3.2        184     78",
+        f"  {HOSTILE_TITLE} (django-mfa)  3.2        184     78",
+    ]
+    assert "== AAA quiet" not in text  # no card of their own
+    html = render_html(digest)
+    quiet = html[html.index('class="quiet"') :]
+    assert re.findall(r'data-slug="([^"]+)"', quiet) == ["aaa-quiet", "django-mfa"]
+    assert re.findall(r'data-slug="([^"]+)"', html).count("aaa-quiet") == 1
+
+
+def test_quiet_packages_take_a_line_each(tmp_path: Path) -> None:
+    """32 packages, 30 of them quiet: the text is two cards and a table (it was 317 lines)."""
+    store = Store(tmp_path / "m.db")
+    h = History(store)
+    with store.transaction():
+        for i in range(32):
+            w = h.watch(f"pkg-{i:02}", added=ago(30))
+            h.snapshot(w, ago(30), record("django-otp", slug=f"pkg-{i:02}", title=f"pkg-{i:02}"))
+            if i < 2:
+                h.snapshot(w, ago(1), record("django-otp", slug=f"pkg-{i:02}", repo_forks=1))
+    digest = build_digest(store, now=NOW)
+    text = render_text(digest)
+    assert len(text.splitlines()) < 70, text
+    assert text.count("== ") == 3  # two cards and the table
+    assert all(f"  pkg-{i:02}  " in text for i in range(2, 32))
+    html = render_html(digest)
+    assert html.count('class="package"') == 2
+    store.close()
+
+
 # -- the text ------------------------------------------------------------------------------
 
 
@@ -658,10 +703,10 @@ def test_text_blocks(digest: Digest) -> None:
     org = text_block(text, "django-organizations")
     assert "poll failures: 2 (last: HTTP 503 from djangopackages)" in org
 
-    mfa = text_block(text, "django-mfa")
-    assert f"commits, 52 weeks: {NO_COMMITS}" in mfa
-    assert "released in the period: none" in mfa
-    assert "repository:" not in mfa  # javascript: URL dropped
+    new = text_block(text, "aaa-new")
+    assert f"commits, 52 weeks: {NO_COMMITS}" in new
+    assert "released in the period: none" in oat
+    assert "javascript:" not in text  # django-mfa's repository URL is dropped
     assert "packages/p/gone/" not in text
 
 
@@ -727,9 +772,9 @@ def test_html_blocks(digest: Digest) -> None:
     assert "Poll failures" not in otp
     org = html_block(html, "django-organizations")
     assert "Poll failures: 2" in org and "HTTP 503 from djangopackages" in org
-    mfa = html_block(html, "django-mfa")
-    assert NO_COMMITS in mfa
-    assert 'class="sparkline"' not in mfa
+    new = html_block(html, "aaa-new")
+    assert NO_COMMITS in new
+    assert 'class="sparkline"' not in new
 
 
 def test_html_sparkline_bars(digest: Digest) -> None:
