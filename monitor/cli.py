@@ -666,7 +666,11 @@ def notify_test(ctx: click.Context, channel: str) -> None:
 )
 @click.pass_context
 def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) -> None:
-    """Print the weekly digest: versions, releases, stars, forks, commits, alerts."""
+    """Print the digest: versions, releases, stars, forks, commits, alerts.
+
+    Times are shown in [schedule] timezone; the digest is named after its period
+    ("weekly digest" for 7d).
+    """
     from pathlib import Path
 
     from monitor.digest import build_digest, queue_digest_groups, render_html, render_text
@@ -676,7 +680,13 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     store = runtime.store()
     now = runtime.clock()
     period = parse_duration(since)
-    built = build_digest(store, now=now, since=period, base_url=config.djangopackages.url)
+    built = build_digest(
+        store,
+        now=now,
+        since=period,
+        base_url=config.djangopackages.url,
+        timezone=config.schedule.timezone,
+    )
     click.echo(render_text(built))
     if html_path:
         Path(html_path).write_text(render_html(built), encoding="utf-8")

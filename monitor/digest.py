@@ -1,9 +1,13 @@
-"""The weekly digest (SPEC §8): what happened to every watched package over a period.
+"""The digest (SPEC §8): what happened to every watched package over a period.
 
 ``build_digest`` reads the history in the store as of ``now`` (the clock is injected) and
 returns a :class:`Digest`; ``render_text``, ``render_html``, ``digest_subject`` and
 ``digest_data`` turn it into what the notifiers send (email text + HTML, the webhook's
-``package.digest`` ``data``, console lines). The period is ``[now - since, now]``.
+``package.digest`` ``data``, console lines). The period is ``[now - since, now]``; times are
+shown in the ``[schedule] timezone`` (``data`` keeps them in UTC). The period is named after
+its length: "daily digest", "weekly digest", "monthly digest", else "digest (3d)". The
+scheduled digest covers the time since the cron's previous fire time, so a daily cron sends a
+daily digest (a day is a day of the wall clock: 23 or 25 hours across a DST change).
 
 What each number means:
 
@@ -37,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from monitor.alerts import Severity
 from monitor.notify.base import one_line, safe_url
@@ -109,6 +114,7 @@ class Digest:
     until: datetime
     packages: list[PackageDigest]
     totals: dict[str, int] = field(default_factory=dict)
+    timezone: str = "UTC"  # the zone times are shown in (`[schedule] timezone`)
 
 
 # -- building -------------------------------------------------------------------------------
@@ -120,8 +126,10 @@ def build_digest(
     now: datetime,
     since: timedelta = DEFAULT_SINCE,
     base_url: str = DEFAULT_BASE_URL,
+    timezone: str = "UTC",
 ) -> Digest:
-    """The digest of every active watch over ``[now - since, now]``."""
+    """The digest of every active watch over ``[now - since, now]``, times shown in
+    ``timezone``."""
     until = now.astimezone(UTC)
     start = until - since
     packages = [
@@ -138,7 +146,7 @@ def build_digest(
         "releases": sum(len(p.new_versions) for p in packages),
         "changed": sum(1 for p in packages if p.changed),
     }
-    return Digest(since=start, until=until, packages=packages, totals=totals)
+    return Digest(since=start, until=until, packages=packages, totals=totals, timezone=timezone)
 
 
 def _package(
@@ -353,13 +361,14 @@ def _environment(*, html: bool) -> jinja2.Environment:
 
 
 def _context(digest: Digest) -> dict[str, Any]:
+    zone = ZoneInfo(digest.timezone)
     return {
         "subject": digest_subject(digest),
         "period": _period_name(digest),
-        "since": _display(digest.since),
-        "until": _display(digest.until),
+        "since": _display(digest.since, zone),
+        "until": _display(digest.until, zone),
         "totals": digest.totals,
-        "packages": [_package_context(p) for p in digest.packages if not p.quiet],
+        "packages": [_package_context(p, zone) for p in digest.packages if not p.quiet],
         "quiet": [_quiet_context(p) for p in digest.packages if p.quiet],
     }
 
@@ -390,7 +399,7 @@ def _quiet_table(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _package_context(p: PackageDigest) -> dict[str, Any]:
+def _package_context(p: PackageDigest, zone: ZoneInfo) -> dict[str, Any]:
     severity = p.severity
     if severity is not None:
         status = f"{severity} firing"
@@ -415,9 +424,9 @@ def _package_context(p: PackageDigest) -> dict[str, Any]:
         "commits_known": p.commits is not None,
         "commits_total": sum(p.commits) if p.commits else 0,
         "bars": _bars(p.commits),
-        "fired": [_alert_context(a) for a in p.fired],
-        "resolved": [_alert_context(a) for a in p.resolved],
-        "firing": [_alert_context(a) for a in p.firing],
+        "fired": [_alert_context(a, zone) for a in p.fired],
+        "resolved": [_alert_context(a, zone) for a in p.resolved],
+        "firing": [_alert_context(a, zone) for a in p.firing],
         "failures": p.failures,
         "last_error": p.last_error,
         "changed": p.changed,
@@ -427,11 +436,12 @@ def _package_context(p: PackageDigest) -> dict[str, Any]:
     }
 
 
-def _alert_context(alert: dict[str, Any]) -> dict[str, Any]:
+def _alert_context(alert: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    resolved_at = alert.get("resolved_at")
     return {
         **alert,
-        "started_at": _display(_when(alert["started_at"])),
-        "resolved_at": _display(_when(alert["resolved_at"])) if alert.get("resolved_at") else None,
+        "started_at": _display(_when(alert["started_at"]), zone),
+        "resolved_at": _display(_when(resolved_at), zone) if resolved_at else None,
     }
 
 
@@ -456,19 +466,32 @@ def _weeks_ago(weeks: int) -> str:
 
 
 def _period_name(digest: Digest) -> str:
+    """Named after the period's length, in time elapsed or on the wall clock of the digest's
+    zone (a daily cron's day is 23 hours long when the clocks go forward)."""
     span = digest.until - digest.since
-    if span == timedelta(days=7):
-        return "weekly digest"
-    if span == timedelta(days=1):
-        return "daily digest"
+    zone = ZoneInfo(digest.timezone)
+    start, end = (m.astimezone(zone).replace(tzinfo=None) for m in (digest.since, digest.until))
+    for length in (span, end - start):
+        if length == timedelta(days=1):
+            return "daily digest"
+        if length == timedelta(days=7):
+            return "weekly digest"
+    months = (end.year * 12 + end.month) - (start.year * 12 + start.month)
+    if months == 1 and (end.day, end.time()) == (start.day, start.time()):
+        return "monthly digest"
     if span % timedelta(days=1) == timedelta(0):
         return f"digest ({span.days}d)"
     hours = span / timedelta(hours=1)
     return f"digest ({hours:g}h)"
 
 
-def _display(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def _display(moment: datetime, zone: ZoneInfo) -> str:
+    """``2026-11-22 11:00 CET``; a zone without an abbreviation shows its offset (UTC-03)."""
+    local = moment.astimezone(zone)
+    name = local.tzname() or ""
+    if not name or name[0] in "+-":
+        name = "UTC" + local.strftime("%z").removesuffix("00")
+    return f"{local:%Y-%m-%d %H:%M} {name}"
 
 
 def _count(value: int | None) -> str:
@@ -503,7 +526,13 @@ def queue_digest_groups(
     """
     from monitor.outbox import queue_group
 
-    digest = build_digest(store, now=now, since=since, base_url=config.djangopackages.url)
+    digest = build_digest(
+        store,
+        now=now,
+        since=since,
+        base_url=config.djangopackages.url,
+        timezone=config.schedule.timezone,
+    )
     content = {
         "subject": digest_subject(digest),
         "text": render_text(digest),
@@ -523,7 +552,22 @@ def queue_digest_groups(
 
 
 def queue_scheduled_digest(store: Store, config: Any, *, now: datetime) -> list[str]:
-    """The digest the cron fired for at ``now``. Cron fires once a minute at most, so the
-    minute names the fire time: two daemons on one database queue it once between them."""
-    fire_time = now.astimezone(UTC).replace(second=0, microsecond=0)
-    return queue_digest_groups(store, config, now=now, scheduled=iso(fire_time))
+    """The digest the cron fired for at ``now``: it covers the time since the cron's previous
+    fire time, up to this one (a daily cron sends a daily digest). The fire time names the
+    digest, so two daemons on one database queue it once between them."""
+    fire_time, since = scheduled_period(config.schedule.digest, config.schedule.timezone, now)
+    return queue_digest_groups(store, config, now=fire_time, since=since, scheduled=iso(fire_time))
+
+
+def scheduled_period(cron: str, timezone: str, now: datetime) -> tuple[datetime, timedelta]:
+    """The cron's latest fire time at or before ``now``, in UTC, and the time since the fire
+    time before it. Were the cron never to have fired (a 30 February), the minute of ``now``
+    and the default period."""
+    from monitor.cron import last_fire_time
+
+    fire = last_fire_time(cron, timezone, now)
+    previous = last_fire_time(cron, timezone, fire - timedelta(microseconds=1)) if fire else None
+    if fire is None or previous is None:
+        return now.astimezone(UTC).replace(second=0, microsecond=0), DEFAULT_SINCE
+    fire = fire.astimezone(UTC)  # elapsed time: aware datetimes in one zone subtract naively
+    return fire, fire - previous.astimezone(UTC)
