@@ -57,7 +57,6 @@ DEFAULT_BASE_URL = "https://djangopackages.org"
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 NO_COMMITS = "no commit data"
-SPARK_HEIGHT_PX = 24  # the HTML sparkline's tallest bar
 
 
 @dataclass(frozen=True)
@@ -423,7 +422,6 @@ def _package_context(p: PackageDigest, zone: ZoneInfo) -> dict[str, Any]:
         "sparkline": p.sparkline or NO_COMMITS,
         "commits_known": p.commits is not None,
         "commits_total": sum(p.commits) if p.commits else 0,
-        "bars": _bars(p.commits),
         "fired": [_alert_context(a, zone) for a in p.fired],
         "resolved": [_alert_context(a, zone) for a in p.resolved],
         "firing": [_alert_context(a, zone) for a in p.firing],
@@ -443,26 +441,6 @@ def _alert_context(alert: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
         "started_at": _display(_when(alert["started_at"]), zone),
         "resolved_at": _display(_when(resolved_at), zone) if resolved_at else None,
     }
-
-
-def _bars(counts: list[int] | None) -> list[dict[str, Any]]:
-    """The HTML sparkline: one bar per week, height in pixels proportional to the count."""
-    if not counts:
-        return []
-    weeks = len(counts)
-    heights = _levels(counts, SPARK_HEIGHT_PX)
-    return [
-        {
-            "height": max(height, 1),
-            "active": count > 0,
-            "label": f"{_weeks_ago(weeks - index - 1)}: {_plural(count, 'commit')}",
-        }
-        for index, (count, height) in enumerate(zip(counts, heights, strict=True))
-    ]
-
-
-def _weeks_ago(weeks: int) -> str:
-    return "this week" if weeks == 0 else f"{_plural(weeks, 'week')} ago"
 
 
 def _period_name(digest: Digest) -> str:

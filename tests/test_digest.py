@@ -764,7 +764,7 @@ def test_html_blocks(digest: Digest) -> None:
     otp = html_block(html, "django-otp")
     assert "1.8.0" in otp
     assert "released in the period: 1.7.0, 1.8.0" in otp
-    assert "125 <span" in otp and "(+15)" in otp
+    assert "stars 125 <small>(+15)</small>" in otp
     assert "(+1)" in otp
     assert "Still firing" in otp and "no-commits-26-weeks" in otp
     assert "Fired in the period" in otp and "django-otp 1.7.0 → 1.8.0" in otp
@@ -774,20 +774,16 @@ def test_html_blocks(digest: Digest) -> None:
     assert "Poll failures: 2" in org and "HTTP 503 from djangopackages" in org
     new = html_block(html, "aaa-new")
     assert NO_COMMITS in new
-    assert 'class="sparkline"' not in new
+    assert 'class="spark"' not in new
 
 
-def test_html_sparkline_bars(digest: Digest) -> None:
+def test_html_sparkline(digest: Digest) -> None:
+    """The HTML sparkline is the text's block characters (a few hundred bytes, not 52 styled
+    cells), followed by the year's total."""
     otp = html_block(render_html(digest), "django-otp")
-    heights = [int(h) for h in re.findall(r"height: (\d+)px; background", otp)]
-    assert len(heights) == 52
-    assert heights[47] == 24  # the busiest week is the tallest bar
-    assert heights[51] == 12  # half the busiest week: half the height
-    assert heights[0] == 1  # a week without commits is a 1px baseline
-    assert heights == [max(1, (2 * c * 24 + 14) // 28) if c else 1 for c in OTP_COMMITS]
-    assert 'title="this week: 7 commits"' in otp
-    assert 'title="51 weeks ago: 0 commits"' in otp
-    assert 'title="1 week ago: 0 commits"' in otp
+    spark = package(digest, "django-otp").sparkline
+    assert f'<span class="spark">{spark}</span> <small>49 commits in 52 weeks</small>' in otp
+    assert "<td" not in otp
 
 
 # -- import weight ---------------------------------------------------------------------------
