@@ -652,9 +652,9 @@ def notify_test(ctx: click.Context, channel: str) -> None:
 @click.option(
     "--html",
     "html_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(dir_okay=False, allow_dash=True),
     metavar="FILE",
-    help="Also write the HTML version to FILE.",
+    help="Also write the HTML version to FILE; '-' prints only the HTML, on stdout.",
 )
 @click.option(
     "--since",
@@ -669,11 +669,16 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     """Print the digest: versions, releases, stars, forks, commits, alerts.
 
     Times are shown in [schedule] timezone; the digest is named after its period
-    ("weekly digest" for 7d).
+    ("weekly digest" for 7d). A FILE that cannot be written is an error (exit 1) before
+    anything is printed or sent.
     """
-    from pathlib import Path
-
-    from monitor.digest import build_digest, queue_digest_groups, render_html, render_text
+    from monitor.digest import (
+        build_digest,
+        queue_digest_groups,
+        render_html,
+        render_text,
+        write_file,
+    )
 
     runtime = _runtime(ctx)
     config = runtime.config()
@@ -687,10 +692,16 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
         base_url=config.djangopackages.url,
         timezone=config.schedule.timezone,
     )
-    click.echo(render_text(built))
-    if html_path:
-        Path(html_path).write_text(render_html(built), encoding="utf-8")
+    if html_path == "-":
+        click.echo(render_html(built), nl=False)  # stdout holds the HTML document alone
+    elif html_path:
+        try:
+            write_file(html_path, render_html(built))
+        except OSError as exc:
+            raise MonitorError(f"cannot write {html_path}: {exc.strerror or exc}") from None
         click.echo(f"wrote {html_path}", err=True)
+    if html_path != "-":
+        click.echo(render_text(built))
     if send:
         groups = queue_digest_groups(store, config, now=now, since=period)
         undelivered = asyncio.run(_deliver_groups(runtime, store, groups, console=sys.stderr))

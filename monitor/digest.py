@@ -35,7 +35,10 @@ import it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -343,6 +346,22 @@ def render_text(digest: Digest) -> str:
 
 def render_html(digest: Digest) -> str:
     return _environment(html=True).get_template("digest.html.j2").render(_context(digest))
+
+
+def write_file(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a new file beside it, renamed over
+    it once written. Raises ``OSError``; nothing is left behind then."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
 
 
 @cache
