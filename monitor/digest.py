@@ -396,7 +396,7 @@ def _quiet_context(p: PackageDigest) -> dict[str, Any]:
         "slug": p.slug,
         "name": p.title if p.title == p.slug else f"{p.title} ({p.slug})",
         "title": p.title,
-        "version": p.version or "no release",
+        "version": p.version or "no PyPI release",
         "stars": _count(p.stars),
         "forks": _count(p.forks),
         "url": safe_url(p.url),
