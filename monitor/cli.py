@@ -907,9 +907,9 @@ def notify_test(ctx: click.Context, channel: str) -> None:
 @click.option(
     "--html",
     "html_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(dir_okay=False, allow_dash=True),
     metavar="FILE",
-    help="Also write the HTML version to FILE.",
+    help="Also write the HTML version to FILE; '-' prints only the HTML, on stdout.",
 )
 @click.option(
     "--since",
@@ -921,21 +921,42 @@ def notify_test(ctx: click.Context, channel: str) -> None:
 )
 @click.pass_context
 def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) -> None:
-    """Print the weekly digest: versions, releases, stars, forks, commits, alerts."""
-    from pathlib import Path
+    """Print the digest: versions, releases, stars, forks, commits, alerts.
 
-    from monitor.digest import build_digest, queue_digest_groups, render_html, render_text
+    Times are shown in [schedule] timezone; the digest is named after its period
+    ("weekly digest" for 7d). A FILE that cannot be written is an error (exit 1) before
+    anything is printed or sent.
+    """
+    from monitor.digest import (
+        build_digest,
+        queue_digest_groups,
+        render_html,
+        render_text,
+        write_file,
+    )
 
     runtime = _runtime(ctx)
     config = runtime.config()
     store = runtime.store()
     now = runtime.clock()
     period = parse_duration(since)
-    built = build_digest(store, now=now, since=period, base_url=config.djangopackages.url)
-    click.echo(render_text(built))
-    if html_path:
-        Path(html_path).write_text(render_html(built), encoding="utf-8")
+    built = build_digest(
+        store,
+        now=now,
+        since=period,
+        base_url=config.djangopackages.url,
+        timezone=config.schedule.timezone,
+    )
+    if html_path == "-":
+        click.echo(render_html(built), nl=False)  # stdout holds the HTML document alone
+    elif html_path:
+        try:
+            write_file(html_path, render_html(built))
+        except OSError as exc:
+            raise MonitorError(f"cannot write {html_path}: {exc.strerror or exc}") from None
         click.echo(f"wrote {html_path}", err=True)
+    if html_path != "-":
+        click.echo(render_text(built))
     if send:
         groups = queue_digest_groups(store, config, now=now, since=period)
         undelivered = asyncio.run(_deliver_groups(runtime, store, groups, console=sys.stderr))

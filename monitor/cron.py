@@ -3,14 +3,22 @@
 APScheduler 3 numbers weekdays from Monday = 0, standard cron from Sunday = 0 (7 is Sunday
 too). ``parse_cron`` rewrites the day-of-week field into day names so ``0 8 * * 1`` means
 Monday, as it does in crontab(5).
+
+APScheduler only looks forward; ``last_fire_time`` finds the latest fire time at or before a
+moment (the scheduled digest covers the time since the cron's previous fire time, SPEC §8).
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+# How far back last_fire_time looks, widening only when a window holds no fire time: an
+# every-minute cron is found within the hour, a yearly one within the year; 29 February can be
+# 8 years away.
+_LOOKBACK = tuple(timedelta(days=days) for days in (1 / 24, 1, 8, 32, 367, 366 * 8 + 2))
 
 
 def parse_cron(expression: str) -> dict[str, str]:
@@ -35,6 +43,21 @@ def cron_trigger(expression: str, timezone: str) -> Any:
     from apscheduler.triggers.cron import CronTrigger
 
     return CronTrigger(**parse_cron(expression), timezone=timezone)
+
+
+def last_fire_time(expression: str, timezone: str, at: datetime) -> datetime | None:
+    """The latest time the cron fires at or before ``at`` (aware, in ``timezone``), or
+    ``None`` when it has not fired in the last 8 years."""
+    trigger = cron_trigger(expression, timezone)
+    for window in _LOOKBACK:
+        found = None
+        fire = trigger.get_next_fire_time(None, at - window)
+        while fire is not None and fire <= at:
+            found = fire
+            fire = trigger.get_next_fire_time(None, fire + timedelta(seconds=1))
+        if found is not None:
+            return found
+    return None
 
 
 def _weekdays(field: str) -> str:

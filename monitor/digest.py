@@ -1,9 +1,13 @@
-"""The weekly digest (SPEC §8): what happened to every watched package over a period.
+"""The digest (SPEC §8): what happened to every watched package over a period.
 
 ``build_digest`` reads the history in the store as of ``now`` (the clock is injected) and
 returns a :class:`Digest`; ``render_text``, ``render_html``, ``digest_subject`` and
 ``digest_data`` turn it into what the notifiers send (email text + HTML, the webhook's
-``package.digest`` ``data``, console lines). The period is ``[now - since, now]``.
+``package.digest`` ``data``, console lines). The period is ``[now - since, now]``; times are
+shown in the ``[schedule] timezone`` (``data`` keeps them in UTC). The period is named after
+its length: "daily digest", "weekly digest", "monthly digest", else "digest (3d)". The
+scheduled digest covers the time since the cron's previous fire time, so a daily cron sends a
+daily digest (a day is a day of the wall clock: 23 or 25 hours across a DST change).
 
 What each number means:
 
@@ -15,12 +19,15 @@ What each number means:
   (the newest snapshot before it), or − the first snapshot inside the period when the package
   was added during it; ``None`` when either side is unknown.
 - **changed**: a snapshot other than the package's baseline was stored in the period.
-- **fired** / **resolved**: alerts whose ``started_at`` / ``resolved_at`` falls in the period;
-  **firing**: condition alerts firing now.
+- **firing**: condition alerts firing now; **resolved**: alerts whose ``resolved_at`` falls in
+  the period; **fired**: the other alerts whose ``started_at`` falls in it. An alert is in one
+  list only (SPEC §8): one still firing is not also "fired in the period", and one that fired
+  and resolved in the period is listed as resolved (with both times).
 
 Order: packages with firing alerts (highest severity first: critical, warning, info), then
-those with failed polls in the period, then those that changed, then the rest; by slug within
-each group.
+those with failed polls in the period, then those that changed, then the rest (those with
+alerts fired or resolved, then the **quiet** ones); by slug within each group. Each package
+gets a card, except the quiet ones: they share one compact table (name, version, stars, forks).
 
 Importing this module imports no jinja2 (``monitor --help`` stays fast); the render functions
 import it.
@@ -28,12 +35,16 @@ import it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from monitor.alerts import Severity
 from monitor.notify.base import one_line, safe_url
@@ -49,7 +60,6 @@ DEFAULT_BASE_URL = "https://djangopackages.org"
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 NO_COMMITS = "no commit data"
-SPARK_HEIGHT_PX = 24  # the HTML sparkline's tallest bar
 
 
 @dataclass(frozen=True)
@@ -81,8 +91,15 @@ class PackageDigest:
         return max(ranked, key=lambda s: s.rank) if ranked else None
 
     @property
+    def quiet(self) -> bool:
+        """Nothing to report: no alert firing, fired or resolved, no failed poll, no change."""
+        return not (self.firing or self.fired or self.resolved or self.failures or self.changed)
+
+    @property
     def attention(self) -> tuple[int, int]:
-        """Sort key of SPEC §8: (group, -severity rank); lower needs attention sooner."""
+        """Sort key of SPEC §8: (group, -severity rank); lower needs attention sooner. Within
+        "the rest", packages with alerts fired or resolved come before the quiet ones, which
+        share one table at the end."""
         severity = self.severity
         if severity is not None:
             return (0, -severity.rank)
@@ -90,7 +107,7 @@ class PackageDigest:
             return (1, 0)
         if self.changed:
             return (2, 0)
-        return (3, 0)
+        return (4, 0) if self.quiet else (3, 0)
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,7 @@ class Digest:
     until: datetime
     packages: list[PackageDigest]
     totals: dict[str, int] = field(default_factory=dict)
+    timezone: str = "UTC"  # the zone times are shown in (`[schedule] timezone`)
 
 
 # -- building -------------------------------------------------------------------------------
@@ -110,8 +128,10 @@ def build_digest(
     now: datetime,
     since: timedelta = DEFAULT_SINCE,
     base_url: str = DEFAULT_BASE_URL,
+    timezone: str = "UTC",
 ) -> Digest:
-    """The digest of every active watch over ``[now - since, now]``."""
+    """The digest of every active watch over ``[now - since, now]``, times shown in
+    ``timezone``."""
     until = now.astimezone(UTC)
     start = until - since
     packages = [
@@ -128,7 +148,7 @@ def build_digest(
         "releases": sum(len(p.new_versions) for p in packages),
         "changed": sum(1 for p in packages if p.changed),
     }
-    return Digest(since=start, until=until, packages=packages, totals=totals)
+    return Digest(since=start, until=until, packages=packages, totals=totals, timezone=timezone)
 
 
 def _package(
@@ -164,18 +184,26 @@ def _package(
     commits = list(commits) if commits else None
 
     alerts = store.query(
-        "SELECT rule, kind, severity, status, summary, started_at, resolved_at FROM alerts"
+        "SELECT id, rule, kind, severity, status, summary, started_at, resolved_at FROM alerts"
         " WHERE watch_id = ? ORDER BY started_at, id",
         (watch_id,),
     )
-    fired = [_alert(a) for a in alerts if _in_period(a["started_at"], start, until)]
-    resolved = [
-        _alert(a, resolved=True)
+    # Each alert is listed once: still firing, else resolved in the period, else fired in it.
+    still_firing = [a for a in alerts if a["kind"] == "condition" and a["status"] == "firing"]
+    resolved_rows = [
+        a
         for a in alerts
         if a["status"] == "resolved" and _in_period(a["resolved_at"], start, until)
     ]
+    listed = {a["id"] for a in still_firing} | {a["id"] for a in resolved_rows}
+    fired = [
+        _alert(a)
+        for a in alerts
+        if a["id"] not in listed and _in_period(a["started_at"], start, until)
+    ]
+    resolved = [_alert(a, resolved=True) for a in resolved_rows]
     firing = sorted(
-        (_alert(a) for a in alerts if a["kind"] == "condition" and a["status"] == "firing"),
+        (_alert(a) for a in still_firing),
         key=lambda a: (-_severity(a["severity"]).rank, a["started_at"], a["rule"]),
     )
 
@@ -311,11 +339,29 @@ def digest_data(digest: Digest) -> dict[str, Any]:
 
 
 def render_text(digest: Digest) -> str:
-    return _environment(html=False).get_template("digest.txt.j2").render(_context(digest))
+    context = _context(digest)
+    context["quiet_lines"] = _quiet_table(context["quiet"]) if context["quiet"] else []
+    return _environment(html=False).get_template("digest.txt.j2").render(context)
 
 
 def render_html(digest: Digest) -> str:
     return _environment(html=True).get_template("digest.html.j2").render(_context(digest))
+
+
+def write_file(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a new file beside it, renamed over
+    it once written. Raises ``OSError``; nothing is left behind then."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
 
 
 @cache
@@ -333,17 +379,45 @@ def _environment(*, html: bool) -> jinja2.Environment:
 
 
 def _context(digest: Digest) -> dict[str, Any]:
+    zone = ZoneInfo(digest.timezone)
     return {
         "subject": digest_subject(digest),
         "period": _period_name(digest),
-        "since": _display(digest.since),
-        "until": _display(digest.until),
+        "since": _display(digest.since, zone),
+        "until": _display(digest.until, zone),
         "totals": digest.totals,
-        "packages": [_package_context(p) for p in digest.packages],
+        "packages": [_package_context(p, zone) for p in digest.packages if not p.quiet],
+        "quiet": [_quiet_context(p) for p in digest.packages if p.quiet],
     }
 
 
-def _package_context(p: PackageDigest) -> dict[str, Any]:
+def _quiet_context(p: PackageDigest) -> dict[str, Any]:
+    return {
+        "slug": p.slug,
+        "name": p.title if p.title == p.slug else f"{p.title} ({p.slug})",
+        "title": p.title,
+        "version": p.version or "no PyPI release",
+        "stars": _count(p.stars),
+        "forks": _count(p.forks),
+        "url": safe_url(p.url),
+    }
+
+
+def _quiet_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The quiet packages as aligned text lines: name and version left, numbers right."""
+    table = [("package", "version", "stars", "forks")]
+    table += [(r["name"], r["version"], r["stars"], r["forks"]) for r in rows]
+    widths = [max(len(row[column]) for row in table) for column in range(4)]
+    return [
+        "  ".join(
+            (cell.ljust if column < 2 else cell.rjust)(widths[column])
+            for column, cell in enumerate(row)
+        ).rstrip()
+        for row in table
+    ]
+
+
+def _package_context(p: PackageDigest, zone: ZoneInfo) -> dict[str, Any]:
     severity = p.severity
     if severity is not None:
         status = f"{severity} firing"
@@ -367,10 +441,9 @@ def _package_context(p: PackageDigest) -> dict[str, Any]:
         "sparkline": p.sparkline or NO_COMMITS,
         "commits_known": p.commits is not None,
         "commits_total": sum(p.commits) if p.commits else 0,
-        "bars": _bars(p.commits),
-        "fired": [_alert_context(a) for a in p.fired],
-        "resolved": [_alert_context(a) for a in p.resolved],
-        "firing": [_alert_context(a) for a in p.firing],
+        "fired": [_alert_context(a, zone) for a in p.fired],
+        "resolved": [_alert_context(a, zone) for a in p.resolved],
+        "firing": [_alert_context(a, zone) for a in p.firing],
         "failures": p.failures,
         "last_error": p.last_error,
         "changed": p.changed,
@@ -380,48 +453,42 @@ def _package_context(p: PackageDigest) -> dict[str, Any]:
     }
 
 
-def _alert_context(alert: dict[str, Any]) -> dict[str, Any]:
+def _alert_context(alert: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    resolved_at = alert.get("resolved_at")
     return {
         **alert,
-        "started_at": _display(_when(alert["started_at"])),
-        "resolved_at": _display(_when(alert["resolved_at"])) if alert.get("resolved_at") else None,
+        "started_at": _display(_when(alert["started_at"]), zone),
+        "resolved_at": _display(_when(resolved_at), zone) if resolved_at else None,
     }
 
 
-def _bars(counts: list[int] | None) -> list[dict[str, Any]]:
-    """The HTML sparkline: one bar per week, height in pixels proportional to the count."""
-    if not counts:
-        return []
-    weeks = len(counts)
-    heights = _levels(counts, SPARK_HEIGHT_PX)
-    return [
-        {
-            "height": max(height, 1),
-            "active": count > 0,
-            "label": f"{_weeks_ago(weeks - index - 1)}: {_plural(count, 'commit')}",
-        }
-        for index, (count, height) in enumerate(zip(counts, heights, strict=True))
-    ]
-
-
-def _weeks_ago(weeks: int) -> str:
-    return "this week" if weeks == 0 else f"{_plural(weeks, 'week')} ago"
-
-
 def _period_name(digest: Digest) -> str:
+    """Named after the period's length, in time elapsed or on the wall clock of the digest's
+    zone (a daily cron's day is 23 hours long when the clocks go forward)."""
     span = digest.until - digest.since
-    if span == timedelta(days=7):
-        return "weekly digest"
-    if span == timedelta(days=1):
-        return "daily digest"
+    zone = ZoneInfo(digest.timezone)
+    start, end = (m.astimezone(zone).replace(tzinfo=None) for m in (digest.since, digest.until))
+    for length in (span, end - start):
+        if length == timedelta(days=1):
+            return "daily digest"
+        if length == timedelta(days=7):
+            return "weekly digest"
+    months = (end.year * 12 + end.month) - (start.year * 12 + start.month)
+    if months == 1 and (end.day, end.time()) == (start.day, start.time()):
+        return "monthly digest"
     if span % timedelta(days=1) == timedelta(0):
         return f"digest ({span.days}d)"
     hours = span / timedelta(hours=1)
     return f"digest ({hours:g}h)"
 
 
-def _display(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def _display(moment: datetime, zone: ZoneInfo) -> str:
+    """``2026-11-22 11:00 CET``; a zone without an abbreviation shows its offset (UTC-03)."""
+    local = moment.astimezone(zone)
+    name = local.tzname() or ""
+    if not name or name[0] in "+-":
+        name = "UTC" + local.strftime("%z").removesuffix("00")
+    return f"{local:%Y-%m-%d %H:%M} {name}"
 
 
 def _count(value: int | None) -> str:
@@ -456,7 +523,13 @@ def queue_digest_groups(
     """
     from monitor.outbox import queue_group
 
-    digest = build_digest(store, now=now, since=since, base_url=config.djangopackages.url)
+    digest = build_digest(
+        store,
+        now=now,
+        since=since,
+        base_url=config.djangopackages.url,
+        timezone=config.schedule.timezone,
+    )
     content = {
         "subject": digest_subject(digest),
         "text": render_text(digest),
@@ -476,7 +549,22 @@ def queue_digest_groups(
 
 
 def queue_scheduled_digest(store: Store, config: Any, *, now: datetime) -> list[str]:
-    """The digest the cron fired for at ``now``. Cron fires once a minute at most, so the
-    minute names the fire time: two daemons on one database queue it once between them."""
-    fire_time = now.astimezone(UTC).replace(second=0, microsecond=0)
-    return queue_digest_groups(store, config, now=now, scheduled=iso(fire_time))
+    """The digest the cron fired for at ``now``: it covers the time since the cron's previous
+    fire time, up to this one (a daily cron sends a daily digest). The fire time names the
+    digest, so two daemons on one database queue it once between them."""
+    fire_time, since = scheduled_period(config.schedule.digest, config.schedule.timezone, now)
+    return queue_digest_groups(store, config, now=fire_time, since=since, scheduled=iso(fire_time))
+
+
+def scheduled_period(cron: str, timezone: str, now: datetime) -> tuple[datetime, timedelta]:
+    """The cron's latest fire time at or before ``now``, in UTC, and the time since the fire
+    time before it. Were the cron never to have fired (a 30 February), the minute of ``now``
+    and the default period."""
+    from monitor.cron import last_fire_time
+
+    fire = last_fire_time(cron, timezone, now)
+    previous = last_fire_time(cron, timezone, fire - timedelta(microseconds=1)) if fire else None
+    if fire is None or previous is None:
+        return now.astimezone(UTC).replace(second=0, microsecond=0), DEFAULT_SINCE
+    fire = fire.astimezone(UTC)  # elapsed time: aware datetimes in one zone subtract naively
+    return fire, fire - previous.astimezone(UTC)

@@ -10,10 +10,11 @@ The period is the 7 days before NOW.
                             no-commits (warning) + an info rule firing
     aaa-info                an info condition firing                        info firing
     django-organizations    2 failed polls in the period, 1 before          failures
-    aaa-new                 watched 3 days ago, then 2.0 and more stars     changed
+    aaa-new                 watched 3 days ago, then 2.0 and more stars;    changed
+                            commits unknown
     django-oauth-toolkit    lost stars in the period; commits all zero      changed
-    aaa-quiet               watched 2 days ago, nothing since               rest
-    django-mfa              nothing; title is hostile; commits unknown      rest
+    aaa-quiet               watched 2 days ago, nothing since               quiet (table)
+    django-mfa              nothing; title is hostile; commits unknown      quiet (table)
     gone                    unwatched (inactive)                            not listed
 """
 
@@ -300,6 +301,7 @@ def store(tmp_path: Path) -> Store:
                 pypi_version="1.0",
                 repo_watchers=10,
                 repo_forks=3,
+                commits_over_52=[],
             ),
         )
         h.snapshot(
@@ -312,6 +314,7 @@ def store(tmp_path: Path) -> Store:
                 pypi_version="2.0",
                 repo_watchers=12,
                 repo_forks=3,
+                commits_over_52=[],
             ),
         )
 
@@ -456,9 +459,9 @@ def test_changed(digest: Digest) -> None:
 
 def test_alerts_fired_resolved_and_firing(digest: Digest) -> None:
     otp = package(digest, "django-otp")
+    # few-participants started in the period but still fires: listed once, as firing
     assert [(a["rule"], a["summary"]) for a in otp.fired] == [
         ("pypi-version-changed", "django-otp 1.6.0 → 1.7.0"),
-        ("few-participants", "Few participants"),
         ("pypi-version-changed", "django-otp 1.7.0 → 1.8.0"),
     ]
     assert otp.fired[0]["started_at"] == iso(ago(5))
@@ -470,9 +473,55 @@ def test_alerts_fired_resolved_and_firing(digest: Digest) -> None:
         ("few-participants", "info"),
     ]
     tfa = package(digest, "django-two-factor-auth")
-    assert [a["rule"] for a in tfa.fired] == ["package-not-found"]
+    assert [a["rule"] for a in tfa.fired] == []
     assert [a["rule"] for a in tfa.firing] == ["package-not-found"]
     assert package(digest, "django-mfa").firing == []
+
+
+def test_an_alert_is_listed_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.db")
+    h = History(store)
+    with store.transaction():
+        w = h.watch("django-otp", added=ago(30))
+        h.snapshot(w, ago(30), record("django-otp"))
+        h.alert(
+            w,
+            "r-firing",
+            kind="condition",
+            severity="warning",
+            status="firing",
+            started=ago(2),
+            summary="still firing, started in the period",
+        )
+        h.alert(
+            w,
+            "r-flapped",
+            kind="condition",
+            severity="warning",
+            status="resolved",
+            started=ago(4),
+            resolved=ago(3),
+            summary="fired and resolved in the period",
+        )
+        h.alert(
+            w,
+            "r-change",
+            kind="change",
+            severity="info",
+            status="fired",
+            started=ago(1),
+            summary="a change in the period",
+        )
+    digest = build_digest(store, now=NOW)
+    otp = package(digest, "django-otp")
+    assert [a["rule"] for a in otp.firing] == ["r-firing"]
+    assert [a["rule"] for a in otp.resolved] == ["r-flapped"]
+    assert [a["rule"] for a in otp.fired] == ["r-change"]
+    assert (digest.totals["firing"], digest.totals["resolved"], digest.totals["fired"]) == (1, 1, 1)
+    for rendered in (render_text(digest), render_html(digest)):
+        for summary in ("still firing, started", "fired and resolved", "a change in the"):
+            assert rendered.count(summary) == 1, (summary, rendered)
+    store.close()
 
 
 def test_failures(digest: Digest) -> None:
@@ -496,7 +545,7 @@ def test_totals_and_subject(digest: Digest) -> None:
     assert digest.totals == {
         "packages": 8,
         "firing": 4,
-        "fired": 4,
+        "fired": 2,  # still firing is not also "fired in the period"
         "resolved": 1,
         "failures": 2,
         "releases": 3,
@@ -548,7 +597,9 @@ def test_order_in_data(digest: Digest) -> None:
 
 def test_order_in_text(digest: Digest) -> None:
     text = render_text(digest)
-    positions = [text.index(text_block(text, slug)) for slug in EXPECTED_ORDER]
+    cards, quiet = EXPECTED_ORDER[:-2], EXPECTED_ORDER[-2:]
+    positions = [text.index(text_block(text, slug)) for slug in cards]
+    positions += [text.index(f"({slug})", positions[-1]) for slug in quiet]
     assert positions == sorted(positions)
 
 
@@ -582,6 +633,46 @@ def test_digest_data_is_json(digest: Digest) -> None:
     assert data["packages"][-1]["title"] == HOSTILE_TITLE  # data is data; renderers escape
 
 
+# -- quiet packages ------------------------------------------------------------------------
+
+
+def test_quiet_packages_share_one_table(digest: Digest) -> None:
+    assert [p.slug for p in digest.packages if p.quiet] == ["aaa-quiet", "django-mfa"]
+    text = render_text(digest)
+    table = text[text.index("== nothing to report") :].split("\n--\n")[0]
+    assert table.splitlines() == [
+        "== nothing to report: 2 packages ==",
+        "  package                                     version  stars  forks",
+        "  AAA quiet (aaa-quiet)                       3.2        184     78",
+        f"  {HOSTILE_TITLE} (django-mfa)  3.2        184     78",
+    ]
+    assert "== AAA quiet" not in text  # no card of their own
+    html = render_html(digest)
+    quiet = html[html.index('class="quiet"') :]
+    assert re.findall(r'data-slug="([^"]+)"', quiet) == ["aaa-quiet", "django-mfa"]
+    assert re.findall(r'data-slug="([^"]+)"', html).count("aaa-quiet") == 1
+
+
+def test_quiet_packages_take_a_line_each(tmp_path: Path) -> None:
+    """32 packages, 30 of them quiet: the text is two cards and a table (it was 317 lines)."""
+    store = Store(tmp_path / "m.db")
+    h = History(store)
+    with store.transaction():
+        for i in range(32):
+            w = h.watch(f"pkg-{i:02}", added=ago(30))
+            h.snapshot(w, ago(30), record("django-otp", slug=f"pkg-{i:02}", title=f"pkg-{i:02}"))
+            if i < 2:
+                h.snapshot(w, ago(1), record("django-otp", slug=f"pkg-{i:02}", repo_forks=1))
+    digest = build_digest(store, now=NOW)
+    text = render_text(digest)
+    assert len(text.splitlines()) < 70, text
+    assert text.count("== ") == 3  # two cards and the table
+    assert all(f"  pkg-{i:02}  " in text for i in range(2, 32))
+    html = render_html(digest)
+    assert html.count('class="package"') == 2
+    store.close()
+
+
 # -- the text ------------------------------------------------------------------------------
 
 
@@ -612,10 +703,10 @@ def test_text_blocks(digest: Digest) -> None:
     org = text_block(text, "django-organizations")
     assert "poll failures: 2 (last: HTTP 503 from djangopackages)" in org
 
-    mfa = text_block(text, "django-mfa")
-    assert f"commits, 52 weeks: {NO_COMMITS}" in mfa
-    assert "released in the period: none" in mfa
-    assert "repository:" not in mfa  # javascript: URL dropped
+    new = text_block(text, "aaa-new")
+    assert f"commits, 52 weeks: {NO_COMMITS}" in new
+    assert "released in the period: none" in oat
+    assert "javascript:" not in text  # django-mfa's repository URL is dropped
     assert "packages/p/gone/" not in text
 
 
@@ -673,7 +764,7 @@ def test_html_blocks(digest: Digest) -> None:
     otp = html_block(html, "django-otp")
     assert "1.8.0" in otp
     assert "released in the period: 1.7.0, 1.8.0" in otp
-    assert "125 <span" in otp and "(+15)" in otp
+    assert "stars 125 <small>(+15)</small>" in otp
     assert "(+1)" in otp
     assert "Still firing" in otp and "no-commits-26-weeks" in otp
     assert "Fired in the period" in otp and "django-otp 1.7.0 → 1.8.0" in otp
@@ -681,22 +772,18 @@ def test_html_blocks(digest: Digest) -> None:
     assert "Poll failures" not in otp
     org = html_block(html, "django-organizations")
     assert "Poll failures: 2" in org and "HTTP 503 from djangopackages" in org
-    mfa = html_block(html, "django-mfa")
-    assert NO_COMMITS in mfa
-    assert 'class="sparkline"' not in mfa
+    new = html_block(html, "aaa-new")
+    assert NO_COMMITS in new
+    assert 'class="spark"' not in new
 
 
-def test_html_sparkline_bars(digest: Digest) -> None:
+def test_html_sparkline(digest: Digest) -> None:
+    """The HTML sparkline is the text's block characters (a few hundred bytes, not 52 styled
+    cells), followed by the year's total."""
     otp = html_block(render_html(digest), "django-otp")
-    heights = [int(h) for h in re.findall(r"height: (\d+)px; background", otp)]
-    assert len(heights) == 52
-    assert heights[47] == 24  # the busiest week is the tallest bar
-    assert heights[51] == 12  # half the busiest week: half the height
-    assert heights[0] == 1  # a week without commits is a 1px baseline
-    assert heights == [max(1, (2 * c * 24 + 14) // 28) if c else 1 for c in OTP_COMMITS]
-    assert 'title="this week: 7 commits"' in otp
-    assert 'title="51 weeks ago: 0 commits"' in otp
-    assert 'title="1 week ago: 0 commits"' in otp
+    spark = package(digest, "django-otp").sparkline
+    assert f'<span class="spark">{spark}</span> <small>49 commits in 52 weeks</small>' in otp
+    assert "<td" not in otp
 
 
 # -- import weight ---------------------------------------------------------------------------
