@@ -634,7 +634,10 @@ def alerts(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     from monitor.report import list_alerts
 
     runtime = _runtime(ctx)
-    items = list_alerts(runtime.store(), now=runtime.clock(), show_all=show_all)
+    rules_in_force = [rule.id for rule in runtime.rules()]
+    items = list_alerts(
+        runtime.store(), now=runtime.clock(), show_all=show_all, rules=rules_in_force
+    )
     if as_json:
         _print_json(items)
         return
@@ -946,6 +949,7 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
         since=period,
         base_url=config.djangopackages.url,
         timezone=config.schedule.timezone,
+        rules=[rule.id for rule in runtime.rules()],
     )
     if html_path == "-":
         click.echo(render_html(built), nl=False)  # stdout holds the HTML document alone
@@ -958,7 +962,9 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     if html_path != "-":
         click.echo(render_text(built))
     if send:
-        groups = queue_digest_groups(store, config, now=now, since=period)
+        groups = queue_digest_groups(
+            store, config, now=now, since=period, rules=[rule.id for rule in runtime.rules()]
+        )
         undelivered = asyncio.run(_deliver_groups(runtime, store, groups, console=sys.stderr))
         for line in undelivered:
             click.echo(f"undelivered: {line}", err=True)
@@ -1010,7 +1016,7 @@ def _run_daemon(runtime: Runtime) -> None:
     def queue_digest(now: datetime) -> None:
         from monitor.digest import queue_scheduled_digest
 
-        queue_scheduled_digest(store, config, now=now)
+        queue_scheduled_digest(store, config, now=now, rules=[rule.id for rule in rules_loaded])
 
     async def daemon() -> None:
         stop = asyncio.Event()

@@ -39,6 +39,7 @@ import contextlib
 import json
 import os
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from monitor.alerts import Severity
+from monitor.alerts import BUILTIN_RULES, Severity
 from monitor.notify.base import one_line, safe_url
 from monitor.store import Store, iso
 
@@ -129,13 +130,16 @@ def build_digest(
     since: timedelta = DEFAULT_SINCE,
     base_url: str = DEFAULT_BASE_URL,
     timezone: str = "UTC",
+    rules: Collection[str] | None = None,
 ) -> Digest:
     """The digest of every active watch over ``[now - since, now]``, times shown in
-    ``timezone``."""
+    ``timezone``. ``rules``: the ids of the rules in force; alerts of any other rule (one
+    deleted or disabled since) are left out, the built-in alerts never."""
     until = now.astimezone(UTC)
     start = until - since
+    known = None if rules is None else {*rules, *(rule.id for rule in BUILTIN_RULES)}
     packages = [
-        _package(store, row, start=start, until=until, base_url=base_url)
+        _package(store, row, start=start, until=until, base_url=base_url, rules=known)
         for row in store.query("SELECT * FROM watches WHERE active = 1 ORDER BY slug")
     ]
     packages.sort(key=lambda p: (p.attention, p.slug))
@@ -152,7 +156,13 @@ def build_digest(
 
 
 def _package(
-    store: Store, watch: dict[str, Any], *, start: datetime, until: datetime, base_url: str
+    store: Store,
+    watch: dict[str, Any],
+    *,
+    start: datetime,
+    until: datetime,
+    base_url: str,
+    rules: set[str] | None = None,
 ) -> PackageDigest:
     watch_id, slug = watch["id"], watch["slug"]
     # Snapshots up to `until`, oldest first, each as (taken_at, content).
@@ -188,6 +198,8 @@ def _package(
         " WHERE watch_id = ? ORDER BY started_at, id",
         (watch_id,),
     )
+    if rules is not None:
+        alerts = [a for a in alerts if a["rule"] in rules]
     # Each alert is listed once: still firing, else resolved in the period, else fired in it.
     still_firing = [a for a in alerts if a["kind"] == "condition" and a["status"] == "firing"]
     resolved_rows = [
@@ -514,6 +526,7 @@ def queue_digest_groups(
     now: datetime,
     since: timedelta = DEFAULT_SINCE,
     scheduled: str | None = None,
+    rules: Collection[str] | None = None,
 ) -> list[str]:
     """Queue the digest in the outbox for every notifier with ``digest = true`` (the console
     when none has); return the group ids. Sent like any delivery, retried like any.
@@ -529,6 +542,7 @@ def queue_digest_groups(
         since=since,
         base_url=config.djangopackages.url,
         timezone=config.schedule.timezone,
+        rules=rules,
     )
     content = {
         "subject": digest_subject(digest),
@@ -548,12 +562,16 @@ def queue_digest_groups(
         ]
 
 
-def queue_scheduled_digest(store: Store, config: Any, *, now: datetime) -> list[str]:
+def queue_scheduled_digest(
+    store: Store, config: Any, *, now: datetime, rules: Collection[str] | None = None
+) -> list[str]:
     """The digest the cron fired for at ``now``: it covers the time since the cron's previous
     fire time, up to this one (a daily cron sends a daily digest). The fire time names the
     digest, so two daemons on one database queue it once between them."""
     fire_time, since = scheduled_period(config.schedule.digest, config.schedule.timezone, now)
-    return queue_digest_groups(store, config, now=fire_time, since=since, scheduled=iso(fire_time))
+    return queue_digest_groups(
+        store, config, now=fire_time, since=since, scheduled=iso(fire_time), rules=rules
+    )
 
 
 def scheduled_period(cron: str, timezone: str, now: datetime) -> tuple[datetime, timedelta]:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
+from monitor.alerts import BUILTIN_RULES
 from monitor.store import Store, iso
 
 RECENT_CHANGES = timedelta(days=7)
 
 
-def list_alerts(store: Store, *, now: datetime, show_all: bool = False) -> list[dict[str, Any]]:
+def list_alerts(
+    store: Store, *, now: datetime, show_all: bool = False, rules: Collection[str] | None = None
+) -> list[dict[str, Any]]:
     """Alerts newest first. Without ``show_all``: condition alerts firing now, change alerts
-    of the last 7 days, and anything whose deliveries are pending or failed."""
+    of the last 7 days, and anything whose deliveries are pending or failed, of the rules in
+    force (``rules``: their ids; the built-in alerts always count), so a deleted or disabled
+    rule's alerts are only history."""
+    known = None if rules is None else {*rules, *(rule.id for rule in BUILTIN_RULES)}
     rows = store.query(
         "SELECT a.*, w.slug FROM alerts a JOIN watches w ON w.id = a.watch_id"
         " ORDER BY a.started_at DESC, a.id DESC"
@@ -25,12 +32,11 @@ def list_alerts(store: Store, *, now: datetime, show_all: bool = False) -> list[
     for row in rows:
         sent = deliveries.get(row["id"], [])
         undelivered = any(d["status"] in ("pending", "failed") for d in sent)
-        wanted = (
-            show_all
-            or (row["kind"] == "condition" and row["status"] == "firing")
-            or (row["kind"] == "change" and row["started_at"] >= recent)
-            or undelivered
+        current = (row["kind"] == "condition" and row["status"] == "firing") or (
+            row["kind"] == "change" and row["started_at"] >= recent
         )
+        in_force = known is None or row["rule"] in known
+        wanted = show_all or (current and in_force) or undelivered
         if not wanted:
             continue
         items.append(

@@ -49,6 +49,7 @@ def test_disabling_a_shipped_rule_resolves_its_alert_silently(monitor: Monitor) 
     assert digest.exit_code == 0, digest.output
     assert "still firing" not in digest.stdout
     assert "0 alerts firing" in digest.stdout
+    assert "no-commits-26-weeks" not in digest.stdout  # not "resolved in the period" either
 
     # Turned on again, the rule starts afresh: a new alert, notified once.
     _use_rules(monitor, "rules: []\n")
@@ -96,3 +97,26 @@ def test_a_failed_poll_also_retires_a_removed_rule(monitor: Monitor) -> None:
     monitor.upstream.fail("django-mfa", [500, 500, 500])
     assert monitor.run("check").exit_code == 1
     assert "no-commits-26-weeks" not in _alerts(monitor)
+
+
+def test_a_deleted_change_rules_recent_alerts_are_only_history(monitor: Monitor) -> None:
+    _use_rules(
+        monitor,
+        """\
+        rules:
+          - id: team-release
+            description: Our release rule
+            when: changed("pypi_version")
+            severity: info
+        """,
+    )
+    assert monitor.run("watch", "django-otp").exit_code == 0
+    monitor.upstream.records["django-otp"]["pypi_version"] = "1.8.0"
+    assert monitor.run("check").exit_code == 0
+    assert "team-release" in {a["rule"] for a in monitor.json("alerts")}
+    assert "team-release" in monitor.run("digest").stdout
+
+    _use_rules(monitor, "rules: []\n")  # the team deletes its rule
+    assert "team-release" not in {a["rule"] for a in monitor.json("alerts")}
+    assert "team-release" in {a["rule"] for a in monitor.json("alerts", "--all")}
+    assert "team-release" not in monitor.run("digest").stdout
