@@ -983,7 +983,7 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
 )
 @click.pass_context
 def run(ctx: click.Context, log_format: str) -> None:
-    """The daemon: poll packages when due, deliver notifications, send the weekly digest.
+    """The daemon: poll packages when due, deliver notifications, send the digest on its cron.
 
     Stops within 5 s on SIGINT/SIGTERM with exit 0.
     """

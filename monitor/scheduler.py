@@ -6,7 +6,8 @@ APScheduler's AsyncIOScheduler drives three jobs, none of which overlaps itself
 - the poll tick (every 30 s, or the shortest interval if shorter) polls the watches whose
   due time (kept in the database) has come; they form one cycle;
 - the outbox job sends pending deliveries as they come due;
-- the digest job queues the weekly digest on the configured cron and time zone.
+- the digest job queues the digest on the configured cron and time zone, covering the time
+  since the cron's previous fire time.
 
 Watches added, changed or removed by other commands are seen at the next tick: the database,
 not this process, holds the schedule. SIGINT/SIGTERM stop it within seconds: in-flight polls
