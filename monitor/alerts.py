@@ -170,11 +170,9 @@ class BuiltinRule:
 
 
 PACKAGE_NOT_FOUND = BuiltinRule(
-    "package-not-found", "The package is gone from djangopackages (404)", Severity.CRITICAL, 1
+    "package-not-found", "Not found on djangopackages (404)", Severity.CRITICAL, 1
 )
-POLL_FAILING = BuiltinRule(
-    "poll-failing", "Polling the package failed 3 times in a row", Severity.WARNING, 3
-)
+POLL_FAILING = BuiltinRule("poll-failing", "Polling failed 3 times in a row", Severity.WARNING, 3)
 BUILTIN_RULES = (PACKAGE_NOT_FOUND, POLL_FAILING)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 from tests.conftest import FIVE, Monitor
@@ -151,3 +152,26 @@ def test_check_summary_names_each_transition(monitor: Monitor) -> None:
         and "(muted)" not in line
         for line in summary.splitlines()
     ), summary
+
+
+def test_built_in_alerts_say_what_happened_once(monitor: Monitor) -> None:
+    """A built-in alert's summary tells its description (and more), so a message that shows
+    both (Slack, email) says it once (SPEC §7)."""
+    from monitor.alerts import Notice
+    from monitor.notify.base import said_once
+
+    monitor.run("watch", "django-otp", "django-mfa")
+    del monitor.upstream.records["django-otp"]
+    monitor.upstream.records["django-mfa"]["repo_watchers"] = "many"  # invalid: polls fail
+    for _ in range(3):
+        monitor.clock.advance(hours=6)
+        monitor.run("check")
+    store = monitor.store()
+    try:
+        rows = store.query("SELECT notice FROM transitions")
+    finally:
+        store.close()
+    notices = {n.rule: n for n in (Notice.from_json_dict(json.loads(r["notice"])) for r in rows)}
+    for rule in ("package-not-found", "poll-failing"):
+        description, summary = said_once(notices[rule])
+        assert description == "" and summary, (rule, notices[rule])

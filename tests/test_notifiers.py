@@ -820,7 +820,8 @@ def test_slack_blocks_per_notice() -> None:
     assert ":information_source: *INFO* · FIRING" in text
     assert "*<https://djangopackages.org/packages/p/django-otp/|django-otp>*" in text
     assert "A new version was published on PyPI" in text
-    assert "• pypi_version: 1.7.0 → 1.8.0" in text
+    # The summary already says 1.7.0 → 1.8.0: the change is not listed again.
+    assert "1.7.0 → 1.8.0" in text and "• pypi_version" not in text
     links = context["elements"][0]["text"]
     assert "<https://github.com/django-otp/django-otp|Repository>" in links
     assert "<https://pypi.org/project/django-otp/|PyPI>" in links
@@ -1093,7 +1094,8 @@ def test_email_subject_names_count_and_first_packages(notices: list[Notice], sub
 
 @pytest.mark.parametrize("channel", ["email"], indirect=True)
 async def test_email_is_multipart_text_and_html(channel: Channel) -> None:
-    notices = [make_notice(), condition_notice(), condition_notice("django-organizations")]
+    release = make_notice(summary="django-otp has a new release")  # the values: said below
+    notices = [release, condition_notice(), condition_notice("django-organizations")]
     payload = render(channel.notifier, notices)
     assert set(payload) == {"subject", "text", "html", "from", "to", "message_id", "date"}
     await channel.notifier.send(payload, group_id=GROUP)
@@ -1241,3 +1243,21 @@ def test_notice_factory_is_consistent() -> None:
     # The notices these tests use round-trip through the JSON the outbox stores.
     for notice in (make_notice(), condition_notice(), replace(make_notice(), repeat=True)):
         assert Notice.from_json_dict(notice.to_json_dict()) == notice
+
+
+@pytest.mark.parametrize(
+    ("summary", "listed"),
+    [
+        pytest.param("django-otp 1.7.0 → 1.8.0", False, id="summary-says-both-values"),
+        pytest.param("django-otp has a new release", True, id="summary-says-neither"),
+        pytest.param("django-otp is now 1.8.0", True, id="summary-says-one"),
+    ],
+)
+def test_a_change_the_summary_already_tells_is_not_listed_again(summary: str, listed: bool) -> None:
+    notice = make_notice(summary=summary)
+    slack = SlackNotifier("s", {"webhook_url": "https://hooks.example/x"})
+    section = slack.render_alerts([notice], group_id=GROUP, created_at=CREATED)["blocks"][1]
+    assert ("• pypi_version: 1.7.0 → 1.8.0" in section["text"]["text"]) is listed
+    email = EmailNotifier("e", MAIL)
+    text = email.render_alerts([notice], group_id=GROUP, created_at=CREATED)["text"]
+    assert ("- pypi_version: 1.7.0 → 1.8.0" in text) is listed

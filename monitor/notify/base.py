@@ -350,6 +350,26 @@ def said_once(notice: Notice) -> tuple[str, str]:
     return description, summary
 
 
+def changes_not_said(notice: Notice) -> list[Mapping[str, Any]]:
+    """The notice's changes, less those its summary already tells: a change whose old and new
+    values (as a change line shows them) both stand in the summary is not listed again."""
+    summary = one_line(notice.summary)
+    return [
+        change
+        for change in notice.changes
+        if not all(_shown(change.get(side)) in summary for side in ("old", "new"))
+    ]
+
+
+def _shown(value: Any) -> str:
+    """A change value as it would read in a summary; a value that would not (null, a list, a
+    long text) never counts as said."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return "\0"
+    text = one_line(str(value))
+    return text if text and len(text) <= 80 else "\0"
+
+
 def package_names(notices: list[Notice]) -> list[str]:
     """The distinct packages of a group, in order."""
     return list(dict.fromkeys(one_line(n.package) for n in notices))

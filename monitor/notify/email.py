@@ -23,6 +23,7 @@ from monitor.errors import DeliveryError, PermanentError, RetryableError
 from monitor.notify.base import (
     Notifier,
     SettingError,
+    changes_not_said,
     connection_error,
     count_alerts,
     describe_network_error,
@@ -97,7 +98,7 @@ def notice_context(notice: Notice) -> dict[str, Any]:
         "summary": summary,
         "started_at": utc_z(notice.started_at),
         "resolved_at": utc_z(notice.resolved_at) if notice.resolved_at else None,
-        "changes": [format_change(change, limit=200) for change in notice.changes],
+        "changes": [format_change(change, limit=200) for change in changes_not_said(notice)],
         "labels": {one_line(k): one_line(v) for k, v in notice.labels.items()},
         "djangopackages_url": safe_url(notice.links.get("djangopackages")),
         "repo_url": safe_url(notice.links.get("repo")),

@@ -22,6 +22,7 @@ from monitor.errors import DeliveryError, PermanentError, RetryableError
 from monitor.notify.base import (
     Notifier,
     SettingError,
+    changes_not_said,
     check_http_url,
     connection_error,
     excerpt,
@@ -93,10 +94,11 @@ def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
         lines.append(escape(_clip(description, 300)))
     if summary:
         lines.append(f">{escape(_clip(summary, 500))}")
-    for change in notice.changes[:MAX_CHANGES]:
+    changes = changes_not_said(notice)
+    for change in changes[:MAX_CHANGES]:
         lines.append(f"• {escape(_clip(format_change(change), 200))}")
-    if len(notice.changes) > MAX_CHANGES:
-        lines.append(f"• +{len(notice.changes) - MAX_CHANGES} more changes")
+    if len(changes) > MAX_CHANGES:
+        lines.append(f"• +{len(changes) - MAX_CHANGES} more changes")
     context = [f"rule `{escape(_clip(one_line(notice.rule), 100))}`"]
     if safe_url(notice.links.get("repo")):
         context.append(link(notice.links["repo"], "Repository"))
