@@ -931,7 +931,7 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     anything is printed or sent.
     """
     from monitor.digest import (
-        build_digest,
+        configured_digest,
         queue_digest_groups,
         render_html,
         render_text,
@@ -943,14 +943,8 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     store = runtime.store()
     now = runtime.clock()
     period = parse_duration(since)
-    built = build_digest(
-        store,
-        now=now,
-        since=period,
-        base_url=config.djangopackages.url,
-        timezone=config.schedule.timezone,
-        rules=[rule.id for rule in runtime.rules()],
-    )
+    rules_in_force = [rule.id for rule in runtime.rules()]
+    built = configured_digest(store, config, now=now, since=period, rules=rules_in_force)
     if html_path == "-":
         click.echo(render_html(built), nl=False)  # stdout holds the HTML document alone
     elif html_path:
@@ -962,9 +956,7 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     if html_path != "-":
         click.echo(render_text(built))
     if send:
-        groups = queue_digest_groups(
-            store, config, now=now, since=period, rules=[rule.id for rule in runtime.rules()]
-        )
+        groups = queue_digest_groups(store, config, now=now, since=period, rules=rules_in_force)
         undelivered = asyncio.run(_deliver_groups(runtime, store, groups, console=sys.stderr))
         for line in undelivered:
             click.echo(f"undelivered: {line}", err=True)

@@ -155,6 +155,25 @@ def build_digest(
     return Digest(since=start, until=until, packages=packages, totals=totals, timezone=timezone)
 
 
+def configured_digest(
+    store: Store,
+    config: Any,
+    *,
+    now: datetime,
+    since: timedelta = DEFAULT_SINCE,
+    rules: Collection[str] | None = None,
+) -> Digest:
+    """:func:`build_digest` with the config's djangopackages URL and time zone."""
+    return build_digest(
+        store,
+        now=now,
+        since=since,
+        base_url=config.djangopackages.url,
+        timezone=config.schedule.timezone,
+        rules=rules,
+    )
+
+
 def _package(
     store: Store,
     watch: dict[str, Any],
@@ -536,14 +555,7 @@ def queue_digest_groups(
     """
     from monitor.outbox import queue_group
 
-    digest = build_digest(
-        store,
-        now=now,
-        since=since,
-        base_url=config.djangopackages.url,
-        timezone=config.schedule.timezone,
-        rules=rules,
-    )
+    digest = configured_digest(store, config, now=now, since=since, rules=rules)
     content = {
         "subject": digest_subject(digest),
         "text": render_text(digest),
