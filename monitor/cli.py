@@ -11,7 +11,7 @@ import json
 import random
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,6 +74,10 @@ class Runtime:
     def config_description(self) -> str:
         path = self.config().path
         return str(path.resolve()) if path else "built-in defaults, no monitor.toml here"
+
+    def rule_ids(self) -> list[str]:
+        """The ids of the rules in force (what alerts and the digest show alerts of)."""
+        return [rule.id for rule in self.rules()]
 
     def rules(self) -> list[Any]:
         """The loaded rules; a bad rule file raises RulesError (exit 2) before any work."""
@@ -429,10 +433,11 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     _print_table(table)
 
 
-def _print_table(table: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[c]) for r in table) for c in range(len(table[0]))]
-    for line in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+def _print_table(table: Sequence[Sequence[str]]) -> None:
+    from monitor.report import table_lines
+
+    for line in table_lines(table):
+        click.echo(line)
 
 
 def _num(value: Any) -> str:
@@ -634,9 +639,8 @@ def alerts(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     from monitor.report import list_alerts
 
     runtime = _runtime(ctx)
-    rules_in_force = [rule.id for rule in runtime.rules()]
     items = list_alerts(
-        runtime.store(), now=runtime.clock(), show_all=show_all, rules=rules_in_force
+        runtime.store(), now=runtime.clock(), show_all=show_all, rules=runtime.rule_ids()
     )
     if as_json:
         _print_json(items)
@@ -865,9 +869,7 @@ def rules_list(ctx: click.Context, as_json: bool) -> None:
         )
         for info in infos
     ]
-    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
-    for line in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    _print_table(table)
 
 
 @cli.command("notify-test")
@@ -943,7 +945,7 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     store = runtime.store()
     now = runtime.clock()
     period = parse_duration(since)
-    rules_in_force = [rule.id for rule in runtime.rules()]
+    rules_in_force = runtime.rule_ids()
     built = configured_digest(store, config, now=now, since=period, rules=rules_in_force)
     if html_path == "-":
         click.echo(render_html(built), nl=False)  # stdout holds the HTML document alone
@@ -1004,11 +1006,12 @@ def _run_daemon(runtime: Runtime) -> None:
     config = runtime.config()
     store = runtime.store()
     rules_loaded = runtime.rules()
+    rules_in_force = runtime.rule_ids()
 
     def queue_digest(now: datetime) -> None:
         from monitor.digest import queue_scheduled_digest
 
-        queue_scheduled_digest(store, config, now=now, rules=[rule.id for rule in rules_loaded])
+        queue_scheduled_digest(store, config, now=now, rules=rules_in_force)
 
     async def daemon() -> None:
         stop = asyncio.Event()

@@ -436,16 +436,11 @@ def _quiet_context(p: PackageDigest) -> dict[str, Any]:
 
 def _quiet_table(rows: list[dict[str, Any]]) -> list[str]:
     """The quiet packages as aligned text lines: name and version left, numbers right."""
+    from monitor.report import table_lines
+
     table = [("package", "version", "stars", "forks")]
     table += [(r["name"], r["version"], r["stars"], r["forks"]) for r in rows]
-    widths = [max(len(row[column]) for row in table) for column in range(4)]
-    return [
-        "  ".join(
-            (cell.ljust if column < 2 else cell.rjust)(widths[column])
-            for column, cell in enumerate(row)
-        ).rstrip()
-        for row in table
-    ]
+    return table_lines(table, right={2, 3})
 
 
 def _package_context(p: PackageDigest, zone: ZoneInfo) -> dict[str, Any]:

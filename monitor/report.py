@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,6 +75,19 @@ def _deliveries(store: Store) -> dict[int, list[dict[str, Any]]]:
             }
         )
     return out
+
+
+def table_lines(rows: Sequence[Sequence[str]], *, right: Collection[int] = ()) -> list[str]:
+    """Rows as aligned text lines, columns two spaces apart; the ``right`` columns (numbers)
+    aligned right, the others left."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.rjust(width) if column in right else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
 
 
 def list_mutes(store: Store, *, now: datetime) -> list[dict[str, Any]]:
