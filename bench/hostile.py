@@ -1,7 +1,7 @@
 """Crash and concurrency figures under abuse: a SIGKILL loop and concurrent processes.
 
-    .venv/bin/python bench/hostile.py kills --kills 50        # SIGKILL `run`/`check` at random moments
-    .venv/bin/python bench/hostile.py concurrent --seconds 120  # run + check + watch + alerts + mute
+    .venv/bin/python bench/hostile.py kills --kills 50         # SIGKILL run/check at random
+    .venv/bin/python bench/hostile.py concurrent --seconds 120 # run beside 4 command loops
 
 Both serve N cloned packages from the fake upstream (tests/fakeupstream.py) and a webhook
 receiver on 127.0.0.1, bump PyPI versions of random packages between steps, and at the end
