@@ -285,7 +285,7 @@ async def _watch_new(
         assert snapshot is not None
         stars = snapshot.repo_watchers if snapshot.repo_watchers is not None else "?"
         click.echo(
-            f"watching {snapshot.slug} ({snapshot.pypi_version or 'no release'}, {stars} stars)"
+            f"watching {result.slug} ({snapshot.pypi_version or 'no release'}, {stars} stars)"
             + kept[result.slug]
         )
     await _deliver(runtime, store, report, console=sys.stdout)

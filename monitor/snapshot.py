@@ -3,7 +3,15 @@
 ``parse_record`` validates an API v4 record and normalises it: datetimes become aware
 datetimes, ``[]`` commits become unknown (``None``), ``category`` and ``grids`` become ids.
 A record that fails validation raises :class:`~monitor.errors.InvalidRecord` naming the
-package and the field; it never becomes a snapshot.
+package and the field; it never becomes a snapshot. Nothing else escapes: whatever a
+normaliser raises on a value no check foresaw is that field's ``InvalidRecord`` too, so one
+hostile record fails its own package's poll, never the poll of its neighbours.
+
+Values must be plausible, not only well typed, so that every later step (storing, diffing,
+rules, formatting in any time zone) can use them: a slug is a plain ``[A-Za-z0-9_-]`` slug of
+at most 200 characters (it may name a watch); counts and ids are integers from 0 to 10^15
+(exact as JSON numbers anywhere, and in SQLite); datetimes lie from 1970 to 2999 in UTC (a
+naive one is taken as UTC). Text is kept as received, however hostile: output escapes it.
 """
 
 from __future__ import annotations
@@ -22,9 +30,14 @@ from monitor.errors import InvalidRecord
 # djangopackages' own bookkeeping: moves on every refresh, so it is not a change.
 BOOKKEEPING = ("last_fetched", "modified")
 
-_ID_IN_URL = re.compile(r"/(\d+)/?(?:\?.*)?$")
+_ID_IN_URL = re.compile(r"/(\d{1,16})/?(?:\?.*)?$")
 _URL_IDS: dict[str, int] = {}
 _URL_IDS_MAX = 10_000
+_URL_IDS_KEY_MAX = 300  # longer URLs are not cached: the cache stays small
+_PLAIN_SLUG = re.compile(r"[A-Za-z0-9_-]{1,200}")
+MAX_COUNT = 10**15
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +122,12 @@ def json_value(value: Any) -> Any:
 def parse_record(record: Any, *, package: str | None = None) -> Snapshot:
     """Validate and normalise one API v4 package record.
 
-    ``package`` names the package in error messages when the record itself cannot (a record
-    that is not an object, or has no slug).
+    ``package`` names the package in error messages (default: the record's slug): the
+    watched name, which a record cannot change.
     """
     slug = _slug_of(record, package)
-    return Snapshot(slug, *[_NORMALISE[name](slug, name, record.get(name)) for name in FIELDS[1:]])
+    named = package or slug
+    return Snapshot(slug, *[_normalised(named, name, record.get(name)) for name in FIELDS[1:]])
 
 
 def record_values(
@@ -125,7 +139,7 @@ def record_values(
     out: dict[str, Any] = {"slug": slug}
     for name in names:
         if name != "slug":
-            value = _NORMALISE[name](slug, name, record.get(name))
+            value = _normalised(package or slug, name, record.get(name))
             out[name] = list(value) if type(value) is tuple else value
     return out
 
@@ -151,48 +165,87 @@ def _slug_of(record: Any, package: str | None) -> str:
     slug = record.get("slug")
     if type(slug) is not str or not slug:
         raise InvalidRecord(package or "package", "slug", "missing or not a non-empty string")
+    if not _PLAIN_SLUG.fullmatch(slug):
+        shown = f"{slug[:40]!r}{'…' if len(slug) > 40 else ''}"
+        problem = f"not a plain slug ([A-Za-z0-9_-], at most 200 characters): {shown}"
+        raise InvalidRecord(package or "package", "slug", problem)
     return slug
 
 
-# -- one normaliser per field: (slug, field, value as received) -> value, or InvalidRecord.
+def _normalised(package: str, name: str, value: Any) -> Any:
+    """Field ``name``'s value, normalised; whatever its normaliser raises is an
+    :class:`InvalidRecord` naming the package and the field (a value no check foresaw must
+    fail this record alone, not the whole poll)."""
+    try:
+        return _NORMALISE[name](package, name, value)
+    except InvalidRecord:
+        raise
+    except Exception as exc:
+        problem = f"unusable value ({type(exc).__name__}: {str(exc)[:80]})"
+        raise InvalidRecord(package, name, problem) from exc
+
+
+# -- one normaliser per field: (package, field, value as received) -> value, or InvalidRecord.
 # Type checks use ``type(...) is`` (decoded JSON has no subclasses, and a bool is no int).
 
 
-def _text(slug: str, key: str, value: Any) -> str | None:
+def _text(package: str, key: str, value: Any) -> str | None:
     if value is None or type(value) is str:
         return value
-    raise InvalidRecord(slug, key, f"expected a string or null, got {_kind(value)}")
+    raise InvalidRecord(package, key, f"expected a string or null, got {_kind(value)}")
 
 
-def _count(slug: str, key: str, value: Any) -> int | None:
-    if value is None or type(value) is int:
+def _count(package: str, key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise InvalidRecord(package, key, f"expected an integer or null, got {_kind(value)}")
+    return _in_range(package, key, value)
+
+
+def _in_range(package: str, key: str, value: int) -> int:
+    """A count or id: from 0 (a negative count would read as a collapse) to MAX_COUNT."""
+    if 0 <= value <= MAX_COUNT:
         return value
-    raise InvalidRecord(slug, key, f"expected an integer or null, got {_kind(value)}")
+    shown = str(value) if abs(value) < 10**30 else "a number of over 30 digits"
+    raise InvalidRecord(package, key, f"out of range: {shown} (expected 0 to 10^15)")
 
 
-def _datetime(slug: str, key: str, value: Any) -> datetime | None:
+def _datetime(package: str, key: str, value: Any) -> datetime | None:
     if value is None:
         return None
     if type(value) is not str:
-        raise InvalidRecord(slug, key, f"expected a datetime string, got {_kind(value)}")
+        raise InvalidRecord(package, key, f"expected a datetime string, got {_kind(value)}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidRecord(slug, key, f"not a datetime: {value[:40]!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise InvalidRecord(package, key, f"not a datetime: {value[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        in_range = _EARLIEST <= parsed < _LATEST  # compares in UTC, which may overflow
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise InvalidRecord(
+            package, key, f"date out of range (1970 to 2999 in UTC): {value[:40]!r}"
+        )
+    return parsed
 
 
-def _commits(slug: str, key: str, value: Any) -> tuple[int, ...] | None:
+def _commits(package: str, key: str, value: Any) -> tuple[int, ...] | None:
     if value is None:
         return None
     if type(value) is not list or (value and {*map(type, value)} != {int}):
-        raise InvalidRecord(slug, key, "expected a list of integers")
+        raise InvalidRecord(package, key, "expected a list of integers")
     if len(value) not in (0, 52):
-        raise InvalidRecord(slug, key, f"expected 0 or 52 weekly counts, got {len(value)}")
+        raise InvalidRecord(package, key, f"expected 0 or 52 weekly counts, got {len(value)}")
+    for extreme in (min(value, default=0), max(value, default=0)):
+        _in_range(package, key, extreme)
     return tuple(value) or None  # [] means djangopackages has no repository data: unknown
 
 
-def _logins(slug: str, key: str, value: Any) -> tuple[str, ...] | None:
+def _logins(package: str, key: str, value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
     try:
@@ -201,36 +254,36 @@ def _logins(slug: str, key: str, value: Any) -> tuple[str, ...] | None:
             return tuple(value)
     except TypeError:
         pass
-    raise InvalidRecord(slug, key, "expected a list of strings")
+    raise InvalidRecord(package, key, "expected a list of strings")
 
 
-def _grids(slug: str, key: str, value: Any) -> tuple[int, ...] | None:
+def _grids(package: str, key: str, value: Any) -> tuple[int, ...] | None:
     if value is None:
         return None
     if type(value) is not list:
-        raise InvalidRecord(slug, key, f"expected a list, got {_kind(value)}")
-    return tuple(sorted({_ident(slug, key, item) for item in value}))
+        raise InvalidRecord(package, key, f"expected a list, got {_kind(value)}")
+    return tuple(sorted({_ident(package, key, item) for item in value}))
 
 
-def _category(slug: str, key: str, value: Any) -> int | None:
-    return None if value is None else _ident(slug, key, value)
+def _category(package: str, key: str, value: Any) -> int | None:
+    return None if value is None else _ident(package, key, value)
 
 
-def _ident(slug: str, key: str, value: Any) -> int:
+def _ident(package: str, key: str, value: Any) -> int:
     """An id, or the id at the end of a URL (``.../grids/66/`` or ``...?format=api``)."""
     if type(value) is int:
-        return value
+        return _in_range(package, key, value)
     if type(value) is str:
         ident = _URL_IDS.get(value)
         if ident is not None:
             return ident
         match = _ID_IN_URL.search(value)
         if match:
-            ident = int(match.group(1))
-            if len(_URL_IDS) < _URL_IDS_MAX:  # the same few grid and category URLs recur
+            ident = _in_range(package, key, int(match.group(1)))
+            if len(_URL_IDS) < _URL_IDS_MAX and len(value) <= _URL_IDS_KEY_MAX:  # they recur
                 _URL_IDS[value] = ident
             return ident
-    raise InvalidRecord(slug, key, f"expected a URL ending in an id, got {str(value)[:60]!r}")
+    raise InvalidRecord(package, key, f"expected a URL ending in an id, got {str(value)[:60]!r}")
 
 
 _NORMALISE: dict[str, Callable[[str, str, Any], Any]] = {

@@ -47,7 +47,13 @@ import aiohttp
 import orjson
 
 from monitor.errors import InvalidRecord, PackageNotFound, SourceError
-from monitor.snapshot import BOOKKEEPING, parse_record, record_fingerprint, record_values
+from monitor.snapshot import (
+    BOOKKEEPING,
+    MAX_COUNT,
+    parse_record,
+    record_fingerprint,
+    record_values,
+)
 from monitor.sources import PollResult, PollStatus
 from monitor.sources.http import MAX_BODY, FetchError, JsonClient, Sleep
 
@@ -154,21 +160,23 @@ class DjangoPackagesSource:
     # -- one package ---------------------------------------------------------------------
 
     async def fetch(self, slug: str) -> PollResult:
-        """One package by slug (or id, when all digits), parsed: an ``ok`` result.
+        """One package by slug (or id, when all digits), parsed: an ``ok`` result for
+        ``slug`` as asked, whatever slug the record gives (an id gives the record's own,
+        validated as a plain slug): upstream text never names a watch.
 
         Raises :class:`PackageNotFound` on 404, :class:`SourceError` (or its
         :class:`InvalidRecord`) otherwise.
         """
-        return await self._fetch(slug, subject=slug)
+        return await self._fetch(slug, subject=slug, slug=None if slug.isdigit() else slug)
 
-    async def _fetch(self, key: str, *, subject: str) -> PollResult:
+    async def _fetch(self, key: str, *, subject: str, slug: str | None = None) -> PollResult:
         try:
             fetched = await self._http.get_json(self.package_url(key), subject=subject)
         except FetchError as exc:
             if self._not_found(exc, subject):
                 raise PackageNotFound(key) from None
             raise
-        return _Reading().result(fetched.data, fetched.duration, package=subject)
+        return _Reading().result(fetched.data, fetched.duration, package=subject, slug=slug)
 
     # -- many packages -------------------------------------------------------------------
 
@@ -447,8 +455,10 @@ class _Reading:
 
 
 def _package_id(record: Any) -> int | None:
+    """The record's ``id``, when it is a plausible one (an id that SQLite cannot hold must
+    not fail the recording of the whole poll)."""
     ident = record.get("id") if isinstance(record, dict) else None
-    return ident if isinstance(ident, int) and not isinstance(ident, bool) else None
+    return ident if _is_count(ident) and ident <= MAX_COUNT else None
 
 
 def _is_count(value: Any) -> TypeGuard[int]:
