@@ -235,8 +235,6 @@ class Store:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(
             str(path),
             timeout=BUSY_TIMEOUT_MS / 1000,

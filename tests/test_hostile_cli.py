@@ -1,0 +1,105 @@
+"""Issue 10, hostile input met through the CLI: a bad config or option is exit 2 naming the
+file and line (or the option), never a traceback (SPEC §9 "bad config")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Monitor
+
+HUGE = ["999999999999w", "9999999d"]
+
+
+def _no_traceback(result) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+
+
+def test_a_config_that_is_not_utf8_names_its_line(monitor: Monitor) -> None:
+    monitor.config_path.write_bytes(b'database = "monitor.db"\n\n# caf\xff\n')
+    result = monitor.run("list")
+    _no_traceback(result)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {monitor.config_path}:3: not UTF-8 (byte 0xff at column 6)\n"
+
+
+@pytest.mark.parametrize("value", HUGE)
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ("[schedule]", "interval"),
+        ("[schedule]", "jitter"),
+        ("[sources.djangopackages]", "timeout"),
+        ('[notifiers.hook]\ntype = "webhook"\nurl = "http://127.0.0.1:9/"', "timeout"),
+    ],
+    ids=["interval", "jitter", "source-timeout", "notifier-timeout"],
+)
+def test_a_duration_over_100_years_in_the_config_names_its_line(
+    monitor: Monitor, table: str, key: str, value: str
+) -> None:
+    monitor.config_path.write_text(f'database = "monitor.db"\n{table}\n{key} = "{value}"\n')
+    line = 3 + table.count("\n")
+    result = monitor.run("check")
+    _no_traceback(result)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {monitor.config_path}:{line}: ")
+    assert f"'{value}' is longer than 100 years" in result.stderr
+    assert not (monitor.tmp_path / "monitor.db").exists()
+
+
+@pytest.mark.parametrize("value", HUGE)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", "django-otp", "--interval"],
+        ["mute", "django-otp", "--for"],
+        ["digest", "--since"],
+    ],
+    ids=["watch", "mute", "digest"],
+)
+def test_a_duration_over_100_years_in_an_option_is_a_usage_error(
+    monitor: Monitor, args: list[str], value: str
+) -> None:
+    result = monitor.run(*args, value)
+    _no_traceback(result)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{args[-1]}': '{value}' is longer than 100 years" in result.stderr
+    assert not (monitor.tmp_path / "monitor.db").exists()
+
+
+def _database_cases(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """id -> (the `database` value, what the error says of it)."""
+    (tmp_path / "folder.db").mkdir()
+    (tmp_path / "a-file").write_text("")
+    return {
+        "folder": ("folder.db", f"'{tmp_path / 'folder.db'}' is a folder, not a database file"),
+        "proc": ("/proc/monitor.db", "'/proc/monitor.db' is under /proc"),
+        "proc-self": ("/proc/self/environ", "'/proc/self/environ' is under /proc"),
+        "no-folder": (
+            "nope/monitor.db",
+            f"cannot be created: the folder '{tmp_path / 'nope'}' does not exist",
+        ),
+        "file-as-folder": ("a-file/monitor.db", f"'{tmp_path / 'a-file'}' is not a folder"),
+        "empty": ("", f"'{tmp_path}' is a folder"),
+        "nul": ("a\\u0000b", "contains a NUL character"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["folder", "proc", "proc-self", "no-folder", "file-as-folder", "empty", "nul"]
+)
+@pytest.mark.parametrize("command", ["check", "list"])
+def test_a_database_path_sqlite_cannot_use_is_the_configs_error(
+    monitor: Monitor, case: str, command: str
+) -> None:
+    value, message = _database_cases(monitor.tmp_path)[case]
+    monitor.config_path.write_text(f'database = "{value}"\n')
+    before = sorted(monitor.tmp_path.rglob("*"))
+    result = monitor.run(command)
+    _no_traceback(result)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {monitor.config_path}:1: database: ")
+    assert message in result.stderr
+    assert sorted(monitor.tmp_path.rglob("*")) == before  # nothing created
