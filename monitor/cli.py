@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -106,17 +106,41 @@ class MonitorGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MonitorError as exc:
-            from monitor.errors import RulesError
+            self.fail(ctx, exc)
+        except Exception as exc:
+            error = _store_error(ctx, exc)
+            if error is None:
+                raise
+            self.fail(ctx, error)
 
-            lines = exc.problems if isinstance(exc, RulesError) else [f"error: {exc}"]
-            for line in lines:
-                click.echo(line, err=True)
-            if isinstance(exc, PackageNotFound) and exc.suggestions:
-                click.echo(f"did you mean: {', '.join(exc.suggestions)}?", err=True)
-            runtime = ctx.find_object(Runtime)
-            if isinstance(exc, NotWatchedError) and runtime and runtime._config is not None:
-                click.echo(f"note: looked in {runtime.where()}", err=True)
-            ctx.exit(exc.exit_code)
+    @staticmethod
+    def fail(ctx: click.Context, exc: MonitorError) -> NoReturn:
+        """``error: message`` (and what helps) on stderr, then exit with the error's code."""
+        from monitor.errors import RulesError
+
+        lines = exc.problems if isinstance(exc, RulesError) else [f"error: {exc}"]
+        for line in lines:
+            click.echo(line, err=True)
+        if isinstance(exc, PackageNotFound) and exc.suggestions:
+            click.echo(f"did you mean: {', '.join(exc.suggestions)}?", err=True)
+        runtime = ctx.find_object(Runtime)
+        if isinstance(exc, NotWatchedError) and runtime and runtime._config is not None:
+            click.echo(f"note: looked in {runtime.where()}", err=True)
+        ctx.exit(exc.exit_code)
+
+
+def _store_error(ctx: click.Context, exc: Exception) -> MonitorError | None:
+    """A command's SQLite failure from outside the program (disk full, locked, read-only) as
+    the user's error naming the database; None for anything else (a bug: its traceback)."""
+    import sqlite3
+
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    from monitor.store import store_error
+
+    runtime = ctx.find_object(Runtime)
+    config = runtime._config if runtime else None  # loaded before any store is opened
+    return store_error(exc, config.database) if config else None
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
