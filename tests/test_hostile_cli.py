@@ -3,6 +3,9 @@ file and line (or the option), never a traceback (SPEC §9 "bad config")."""
 
 from __future__ import annotations
 
+import json
+import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -103,3 +106,81 @@ def test_a_database_path_sqlite_cannot_use_is_the_configs_error(
     assert result.stderr.startswith(f"error: {monitor.config_path}:1: database: ")
     assert message in result.stderr
     assert sorted(monitor.tmp_path.rglob("*")) == before  # nothing created
+
+
+# -- control and bidi characters from upstream (SPEC §9) -------------------------------------
+
+EVIL = "\x1b]0;PWNED\x07\x1b[2J\x1b[31mRED\x00\u202eevil\x9b\u2066x\u2069\r\n"
+# What no human output may hold: C0 controls but tab and newline, DEL, C1, bidi controls.
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _hostile(monitor: Monitor) -> dict[str, str]:
+    """Watch django-otp with the hostile title, then a check that changes its version and
+    description (so changes, an alert summary and a console delivery carry it); returns each
+    command's whole output (stdout and stderr)."""
+    record = monitor.upstream.records["django-otp"]
+    record["title"] = EVIL
+    outputs = {"watch": monitor.run("watch", "django-otp").output}
+    record["pypi_version"] = "1.8.0"
+    record["repo_description"] = EVIL
+    record["participants"] = [*record["participants"], EVIL]
+    monitor.run("mute", "django-otp", "--rule", "watchers-dropped", "--comment", EVIL)
+    commands = {
+        "check": ["check"],
+        "list": ["list"],
+        "alerts": ["alerts"],
+        "alerts-all": ["alerts", "--all"],
+        "history": ["history", "django-otp"],
+        "digest": ["digest"],
+        "status": ["status"],
+        "mutes": ["mutes"],
+        "notify-test": ["notify-test", "console"],
+    }
+    for name, args in commands.items():
+        result = monitor.run(*args)
+        _no_traceback(result)
+        outputs[name] = result.output
+    return outputs
+
+
+def test_no_control_or_bidi_character_reaches_any_human_output(monitor: Monitor) -> None:
+    outputs = _hostile(monitor)
+    for name, output in outputs.items():
+        assert not UNSAFE.findall(output), (name, output)
+    for name in ("check", "alerts", "history", "digest"):  # the text itself is still shown
+        assert "PWNED" in outputs[name] and "evil" in outputs[name]
+    assert "evil" in outputs["mutes"]
+
+
+def test_json_keeps_the_hostile_text_exactly_and_escaped(monitor: Monitor) -> None:
+    _hostile(monitor)
+    documents = {
+        "list": monitor.run("list", "--json").stdout,
+        "alerts": monitor.run("alerts", "--json").stdout,
+        "history": monitor.run("history", "django-otp", "--json").stdout,
+        "mutes": monitor.run("mutes", "--json").stdout,
+    }
+    for name, document in documents.items():
+        assert not UNSAFE.findall(document), name  # escaped as \\uXXXX, not raw
+    assert json.loads(documents["list"])[0]["title"] == EVIL
+    assert json.loads(documents["history"])[0]["snapshot"]["title"] == EVIL
+    assert json.loads(documents["mutes"])[0]["comment"] == EVIL
+    [alert] = [a for a in json.loads(documents["alerts"]) if a["rule"] == "pypi-version-changed"]
+    assert EVIL.strip() in alert["summary"]
+
+
+def test_tables_stay_aligned_with_hostile_and_wide_text() -> None:
+    from monitor.report import table_lines
+
+    lines = table_lines(
+        [("package", "comment", "until"), (EVIL, "日本語のコメント", "forever"), ("x", "é", "-")]
+    )
+    assert not any(UNSAFE.findall(line) for line in lines)
+    # The last column starts at the same terminal column on every line (wide: 2 columns).
+    starts = [_columns(line[: line.rindex("  ") + 2]) for line in lines]
+    assert len(set(starts)) == 1, lines
+
+
+def _columns(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
