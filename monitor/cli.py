@@ -1016,7 +1016,13 @@ def run(ctx: click.Context, log_format: str) -> None:
     setup_logging(log_format == "json")  # first: every line on stderr is a log line
     log = logging.getLogger("monitor")
     try:
-        _run_daemon(_runtime(ctx))
+        try:
+            _run_daemon(_runtime(ctx))
+        except Exception as exc:  # e.g. a full disk at start: the user's error, not a crash
+            error = _store_error(ctx, exc)
+            if error is None:
+                raise
+            raise error from None
     except MonitorError as exc:
         from monitor.errors import RulesError
 

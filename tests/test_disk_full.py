@@ -110,3 +110,10 @@ def test_a_check_that_fills_the_disk_mid_write_changes_nothing(watching: Monitor
     assert watching.count("checks") == checks  # nothing half-recorded
     report = watching.json("check")
     assert [t["rule"] for t in report["transitions"]] == ["pypi-version-changed"]
+
+
+def test_run_on_a_full_disk_logs_the_error_and_exits_1(watching: Monitor) -> None:
+    [result] = _with_full_disk(watching, 0, [["run"]])
+    assert (result["crash"], result["exit_code"]) == (None, 1), result
+    assert "could not be written: disk full" in result["stderr"]
+    assert "crashed" not in result["stderr"] and "Traceback" not in result["stderr"]

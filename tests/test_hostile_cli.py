@@ -4,6 +4,7 @@ file and line (or the option), never a traceback (SPEC §9 "bad config")."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -106,6 +107,20 @@ def test_a_database_path_sqlite_cannot_use_is_the_configs_error(
     assert result.stderr.startswith(f"error: {monitor.config_path}:1: database: ")
     assert message in result.stderr
     assert sorted(monitor.tmp_path.rglob("*")) == before  # nothing created
+
+
+def test_a_database_in_a_folder_it_cannot_write_is_the_configs_error(
+    monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # chmod binds no root user
+    result = monitor.run("check")
+    _no_traceback(result)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {monitor.config_path}:1: database: '{monitor.tmp_path / 'monitor.db'}'"
+        f" cannot be written: the folder '{monitor.tmp_path}' is not writable\n"
+    )
+    assert not (monitor.tmp_path / "monitor.db").exists()
 
 
 # -- control and bidi characters from upstream (SPEC §9) -------------------------------------
