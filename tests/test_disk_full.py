@@ -117,3 +117,21 @@ def test_run_on_a_full_disk_logs_the_error_and_exits_1(watching: Monitor) -> Non
     assert (result["crash"], result["exit_code"]) == (None, 1), result
     assert "could not be written: disk full" in result["stderr"]
     assert "crashed" not in result["stderr"] and "Traceback" not in result["stderr"]
+
+
+def test_a_transaction_sqlite_rolled_back_itself_keeps_the_disk_full_error(tmp_path: Path) -> None:
+    """On SQLITE_FULL SQLite may roll the transaction back itself: the error reported is
+    still "disk full", not a failed ROLLBACK's "no transaction is active"."""
+    from monitor.store import Store, store_error
+
+    store = Store(tmp_path / "monitor.db")
+    pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.conn.execute(f"PRAGMA max_page_count = {pages}")  # this connection's disk is full
+    with pytest.raises(sqlite3.OperationalError) as caught, store.transaction():
+        store.set_meta("big", "x" * 100_000)
+    error = store_error(caught.value, store.path)
+    assert str(error) == (
+        f"the database at {store.path} could not be written: disk full"
+        " (SQLite: database or disk is full)"
+    )
+    store.close()
