@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -23,6 +23,7 @@ from monitor import __version__
 from monitor.diff import describe_change
 from monitor.durations import parse_duration
 from monitor.errors import MonitorError, NotWatchedError, PackageNotFound, UsageError
+from monitor.text import json_safe, one_line, printable
 
 if TYPE_CHECKING:
     from monitor.config import Config
@@ -106,17 +107,41 @@ class MonitorGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MonitorError as exc:
-            from monitor.errors import RulesError
+            self.fail(ctx, exc)
+        except Exception as exc:
+            error = _store_error(ctx, exc)
+            if error is None:
+                raise
+            self.fail(ctx, error)
 
-            lines = exc.problems if isinstance(exc, RulesError) else [f"error: {exc}"]
-            for line in lines:
-                click.echo(line, err=True)
-            if isinstance(exc, PackageNotFound) and exc.suggestions:
-                click.echo(f"did you mean: {', '.join(exc.suggestions)}?", err=True)
-            runtime = ctx.find_object(Runtime)
-            if isinstance(exc, NotWatchedError) and runtime and runtime._config is not None:
-                click.echo(f"note: looked in {runtime.where()}", err=True)
-            ctx.exit(exc.exit_code)
+    @staticmethod
+    def fail(ctx: click.Context, exc: MonitorError) -> NoReturn:
+        """``error: message`` (and what helps) on stderr, then exit with the error's code."""
+        from monitor.errors import RulesError
+
+        lines = exc.problems if isinstance(exc, RulesError) else [f"error: {exc}"]
+        for line in lines:
+            echo(line, err=True)
+        if isinstance(exc, PackageNotFound) and exc.suggestions:
+            echo(f"did you mean: {', '.join(exc.suggestions)}?", err=True)
+        runtime = ctx.find_object(Runtime)
+        if isinstance(exc, NotWatchedError) and runtime and runtime._config is not None:
+            echo(f"note: looked in {runtime.where()}", err=True)
+        ctx.exit(exc.exit_code)
+
+
+def _store_error(ctx: click.Context, exc: Exception) -> MonitorError | None:
+    """A command's SQLite failure from outside the program (disk full, locked, read-only) as
+    the user's error naming the database; None for anything else (a bug: its traceback)."""
+    import sqlite3
+
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    from monitor.store import store_error
+
+    runtime = ctx.find_object(Runtime)
+    config = runtime._config if runtime else None  # loaded before any store is opened
+    return store_error(exc, config.database) if config else None
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -152,12 +177,20 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
         runtime.config_path = config_path
 
 
+def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """Show ``text`` to a person: every human line of every command goes through here, so
+    none carries a control or bidi character from upstream (SPEC §9), terminal or not."""
+    click.echo(printable(text), err=err, nl=nl)
+
+
 def _runtime(ctx: click.Context) -> Runtime:
     return ctx.find_object(Runtime) or Runtime()
 
 
 def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    """The data as one JSON document, exactly; the characters a terminal would act on are
+    written as ``\\uXXXX`` escapes (JSON escapes C0 controls itself)."""
+    click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
 # -- watch / unwatch / list ---------------------------------------------------------------
@@ -210,11 +243,11 @@ def watch(
         with store.transaction():
             lines = _update_options(store, existing, given, interval)
         for line in lines:
-            click.echo(line)
+            echo(line)
         return
     report = asyncio.run(_watch_new(runtime, store, fresh, grid, existing, given, interval))
     if report.transitions:
-        click.echo(f"{len(report.transitions)} alert(s) raised (see: monitor alerts)")
+        echo(f"{len(report.transitions)} alert(s) raised (see: monitor alerts)")
 
 
 async def _watch_new(
@@ -279,12 +312,12 @@ async def _watch_new(
             fetched, baseline=True
         )
     for line in lines:
-        click.echo(line)
+        echo(line)
     for result in fetched:
         snapshot = result.snapshot
         assert snapshot is not None
         stars = snapshot.repo_watchers if snapshot.repo_watchers is not None else "?"
-        click.echo(
+        echo(
             f"watching {result.slug} ({snapshot.pypi_version or 'no release'}, {stars} stars)"
             + kept[result.slug]
         )
@@ -375,7 +408,7 @@ def unwatch(ctx: click.Context, slugs: tuple[str, ...]) -> None:
         for slug in slugs:
             store.unwatch(slug)
     for slug in slugs:
-        click.echo(f"unwatched {slug}")
+        echo(f"unwatched {slug}")
 
 
 @cli.command("list")
@@ -415,7 +448,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         _print_json(items)
         return
     if not items:
-        click.echo(f"no packages watched in {runtime.where()}; add one with: monitor watch SLUG")
+        echo(f"no packages watched in {runtime.where()}; add one with: monitor watch SLUG")
         return
     header = ("package", "version", "stars", "forks", "last checked", "status", "muted")
     table = [header] + [
@@ -437,7 +470,7 @@ def _print_table(table: Sequence[Sequence[str]]) -> None:
     from monitor.report import table_lines
 
     for line in table_lines(table):
-        click.echo(line)
+        echo(line)
 
 
 def _num(value: Any) -> str:
@@ -548,30 +581,28 @@ async def _deliver_groups(
 
 def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
     changed = len(report.changed)
-    click.echo(
+    echo(
         f"checked {report.checked}: {report.unchanged} unchanged, {changed} changed, "
         f"{len(report.failed)} failed, {len(report.not_found)} not found, "
         f"{len(report.transitions)} alert transitions"
     )
     for slug, changes in report.changed:
-        click.echo(f"  {slug}:")
+        echo(f"  {slug}:")
         for change in changes:
-            click.echo(f"    {describe_change(change.to_json_dict())}")
+            echo(f"    {describe_change(change.to_json_dict())}")
     for transition in report.transitions:
-        click.echo(f"  {_transition_line(transition)}")
+        echo(f"  {_transition_line(transition)}")
     for slug, error in report.failed:
-        click.echo(f"  FAILED {error if error.startswith(slug) else f'{slug}: {error}'}")
+        echo(f"  FAILED {error if error.startswith(slug) else f'{slug}: {error}'}")
     for slug in report.not_found:
-        click.echo(f"  {slug}: NOT FOUND on djangopackages")
+        echo(f"  {slug}: NOT FOUND on djangopackages")
     for line in undelivered:
-        click.echo(f"  undelivered: {line}")
+        echo(f"  undelivered: {line}")
 
 
 def _transition_line(transition: Any) -> str:
     """``firing [info] pypi-version-changed django-otp: django-otp 1.7.0 → 1.8.0 (muted)``:
     lower case, unlike a console delivery's ``FIRING``, since this line sends nothing."""
-    from monitor.notify.base import one_line
-
     notice = transition.notice
     status = "repeat" if transition.repeat else str(transition.status)
     summary = one_line(notice.summary) or one_line(notice.description)
@@ -616,15 +647,15 @@ def history(ctx: click.Context, slug: str, as_json: bool) -> None:
     for entry in entries:
         if "snapshot" in entry:
             snap = entry["snapshot"]
-            click.echo(
+            echo(
                 f"{entry['time']}  baseline: {snap.get('pypi_version') or 'no release'},"
                 f" {_num(snap.get('repo_watchers'))} stars,"
                 f" {_num(snap.get('repo_forks'))} forks"
             )
             continue
-        click.echo(f"{entry['time']}")
+        echo(f"{entry['time']}")
         for change in entry["changes"]:
-            click.echo(f"  {describe_change(change)}")
+            echo(f"  {describe_change(change)}")
 
 
 # -- alerts, mute, unmute -----------------------------------------------------------------
@@ -646,20 +677,20 @@ def alerts(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         _print_json(items)
         return
     if not items:
-        click.echo("no alerts" + ("" if show_all else " (use --all for history)"))
+        echo("no alerts" + ("" if show_all else " (use --all for history)"))
         return
     for item in items:
         muted = " (muted)" if item["muted"] else ""
-        click.echo(
+        echo(
             f"{item['status'].upper():8} [{item['severity']}] {item['rule']} "
             f"{item['package']} since {item['started_at']}{muted}"
         )
-        click.echo(f"         {item['summary']}")
+        echo(f"         {item['summary']}")
         for d in item["deliveries"]:
             if d["status"] != "delivered":
                 reason = (d["last_error"] or "").removeprefix(f"{d['channel']}: ")
                 error = f": {reason}" if reason else ""
-                click.echo(
+                echo(
                     f"         {d['channel']}: {d['status']} after {d['attempts']} "
                     f"attempt(s){error}"
                 )
@@ -707,7 +738,7 @@ def mute(
             },
         )
     what = f"{slug} ({rule})" if rule else slug
-    click.echo(f"muted {what}" + (f" until {iso(until)}" if until else ""))
+    echo(f"muted {what}" + (f" until {iso(until)}" if until else ""))
 
 
 @cli.command()
@@ -724,7 +755,7 @@ def unmute(ctx: click.Context, slug: str, rule: str | None) -> None:
             cursor = conn.execute("DELETE FROM mutes WHERE slug = ? AND rule = ?", (slug, rule))
     if cursor.rowcount == 0:
         raise NotWatchedError(f"{slug} has no mute" + (f" for {rule}" if rule else ""))
-    click.echo(f"unmuted {slug}" + (f" ({rule})" if rule else ""))
+    echo(f"unmuted {slug}" + (f" ({rule})" if rule else ""))
 
 
 @cli.command()
@@ -732,7 +763,6 @@ def unmute(ctx: click.Context, slug: str, rule: str | None) -> None:
 @click.pass_context
 def mutes(ctx: click.Context, as_json: bool) -> None:
     """List active mutes: package, rule (or all), until (or forever), comment, when set."""
-    from monitor.notify.base import one_line
     from monitor.report import list_mutes
 
     runtime = _runtime(ctx)
@@ -741,7 +771,7 @@ def mutes(ctx: click.Context, as_json: bool) -> None:
         _print_json(items)
         return
     if not items:
-        click.echo("no active mutes")
+        echo("no active mutes")
         return
     header = ("package", "rule", "until", "set", "comment")
     _print_table(
@@ -781,12 +811,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
         _print_json(report)
         return
     for line in _status_lines(report, runtime.config_description()):
-        click.echo(line)
+        echo(line)
 
 
 def _status_lines(report: dict[str, Any], config: str) -> list[str]:
-    from monitor.notify.base import one_line
-
     exists = "" if report["database_exists"] else " (not created yet)"
     lines = [f"database:   {report['database']}{exists}", f"config:     {config}"]
     lines.append(f"watches:    {report['watches']}")
@@ -841,10 +869,10 @@ def rules_check(ctx: click.Context, paths: tuple[str, ...]) -> None:
     targets = [Path(p) for p in paths] if paths else list(_runtime(ctx).config().rule_paths)
     problems = check_rule_files(targets)
     for problem in problems:
-        click.echo(problem, err=True)
+        echo(problem, err=True)
     if problems:
         sys.exit(2)
-    click.echo(f"ok: {', '.join(str(t) for t in [shipped_rules_dir(), *targets])}")
+    echo(f"ok: {', '.join(str(t) for t in [shipped_rules_dir(), *targets])}")
 
 
 @rules.command("list")
@@ -896,7 +924,7 @@ def notify_test(ctx: click.Context, channel: str) -> None:
             await notifier.aclose()
 
     asyncio.run(send())
-    click.echo(f"{channel}: test message delivered")
+    echo(f"{channel}: test message delivered")
 
 
 # -- run, digest ---------------------------------------------------------------------------
@@ -948,23 +976,23 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     rules_in_force = runtime.rule_ids()
     built = configured_digest(store, config, now=now, since=period, rules=rules_in_force)
     if html_path == "-":
-        click.echo(render_html(built), nl=False)  # stdout holds the HTML document alone
+        echo(render_html(built), nl=False)  # stdout holds the HTML document alone
     elif html_path:
         try:
             write_file(html_path, render_html(built))
         except OSError as exc:
             raise MonitorError(f"cannot write {html_path}: {exc.strerror or exc}") from None
-        click.echo(f"wrote {html_path}", err=True)
+        echo(f"wrote {html_path}", err=True)
     if html_path != "-":
-        click.echo(render_text(built))
+        echo(render_text(built))
     if send:
         groups = queue_digest_groups(store, config, now=now, since=period, rules=rules_in_force)
         undelivered = asyncio.run(_deliver_groups(runtime, store, groups, console=sys.stderr))
         for line in undelivered:
-            click.echo(f"undelivered: {line}", err=True)
+            echo(f"undelivered: {line}", err=True)
         if undelivered:
             sys.exit(1)
-        click.echo(f"digest sent to {len(groups)} channel(s)", err=True)
+        echo(f"digest sent to {len(groups)} channel(s)", err=True)
 
 
 @cli.command()
@@ -988,7 +1016,13 @@ def run(ctx: click.Context, log_format: str) -> None:
     setup_logging(log_format == "json")  # first: every line on stderr is a log line
     log = logging.getLogger("monitor")
     try:
-        _run_daemon(_runtime(ctx))
+        try:
+            _run_daemon(_runtime(ctx))
+        except Exception as exc:  # e.g. a full disk at start: the user's error, not a crash
+            error = _store_error(ctx, exc)
+            if error is None:
+                raise
+            raise error from None
     except MonitorError as exc:
         from monitor.errors import RulesError
 

@@ -143,9 +143,10 @@ def load_config(path: Path | None, env: dict[str, str] | None = None) -> Config:
         return Config(database=Path("monitor.db").resolve())
     env = dict(os.environ) if env is None else env
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror}", path=str(path)) from None
+    text = _decode(data, path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -161,6 +162,24 @@ class _Unset(ConfigError):
         self.unset = unset
         error = unset.error()
         super().__init__(error.message, path=error.path, line=error.line)
+
+
+def _decode(data: bytes, path: Path) -> str:
+    """The file's text; a byte that is not UTF-8 is an error at its line and column."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        byte = data[exc.start : exc.start + 1].hex()
+        raise ConfigError(
+            f"not UTF-8 (byte 0x{byte} at column {column})", path=str(path), line=line
+        ) from None
+
+
+# SQLite cannot keep a database in these virtual file systems; a path there is a mistake.
+_VIRTUAL = (Path("/proc"), Path("/sys"))
 
 
 def _line_from_message(message: str) -> int | None:
@@ -226,10 +245,23 @@ class _Validator:
         except ValueError as exc:
             raise self.error(key, str(exc)) from None
 
+    def database(self, base: Path, value: str) -> Path:
+        """The database file, refused here when SQLite could not open or create it there, so
+        a bad path is the config's error (exit 2, ``path:line``) and nothing is created."""
+        if "\0" in value:
+            raise self.error("database", f"{value!r} contains a NUL character")
+        path = base / value
+        problem = _database_problem(path)
+        if problem:
+            raise self.error("database", f"{str(path)!r} {problem}")
+        return path
+
     def build(self, raw: dict[str, Any]) -> Config:
         self.check_keys(raw, _SCHEMA, "")
         base = self.path.resolve().parent
-        database = base / self.typed(raw.get("database", "monitor.db"), str, "database")
+        database = self.database(
+            base, self.typed(raw.get("database", "monitor.db"), str, "database")
+        )
 
         sources = raw.get("sources", {})
         self.typed(sources, dict, "sources")
@@ -356,6 +388,27 @@ class _Validator:
         return NotifierConfig(
             name, kind, Severity(severity), digest, timeout.total_seconds(), settings, unset
         )
+
+
+def _database_problem(path: Path) -> str | None:
+    """Why SQLite could not keep its database (and the ``-wal``, ``-shm`` files beside it) at
+    ``path``, or None."""
+    real = path.resolve()
+    for root in _VIRTUAL:
+        if real.is_relative_to(root):
+            return f"is under {root}, where no database can be kept"
+    if path.is_dir():
+        return "is a folder, not a database file"
+    if path.exists() and not path.is_file():
+        return "is not a regular file"
+    folder = path.parent
+    if not folder.exists():
+        return f"cannot be created: the folder {str(folder)!r} does not exist"
+    if not folder.is_dir():
+        return f"cannot be created: {str(folder)!r} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot be written: the folder {str(folder)!r} is not writable"
+    return None
 
 
 _TYPE_NAMES: dict[Any, str] = {

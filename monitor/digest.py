@@ -48,8 +48,9 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from monitor.alerts import BUILTIN_RULES, Severity
-from monitor.notify.base import one_line, safe_url
+from monitor.notify.base import safe_url
 from monitor.store import Store, iso
+from monitor.text import one_line, printable
 
 if TYPE_CHECKING:
     import jinja2
@@ -370,9 +371,11 @@ def digest_data(digest: Digest) -> dict[str, Any]:
 
 
 def render_text(digest: Digest) -> str:
+    """The plain-text digest (terminal, console channel, the email's text part): fields are
+    one line each, and the whole is kept free of control and bidi characters (SPEC §9)."""
     context = _context(digest)
     context["quiet_lines"] = _quiet_table(context["quiet"]) if context["quiet"] else []
-    return _environment(html=False).get_template("digest.txt.j2").render(context)
+    return printable(_environment(html=False).get_template("digest.txt.j2").render(context))
 
 
 def render_html(digest: Digest) -> str:

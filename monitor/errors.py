@@ -9,6 +9,8 @@ Library code raises; ``cli.py`` turns an error into a message and an exit code
     ├── RulesError                    exit 2  bad rule files (a list of path:line problems)
     ├── NotWatchedError               exit 1  history/unwatch of a slug that is not watched
     ├── PackageNotFound               exit 1  the package's own URL answered the API's 404
+    ├── StoreError                    exit 1  the database could not be opened, read or
+    │                                         written (disk full, locked, read-only)
     ├── SourceError                   exit 1  a poll failed (network, 5xx, timeout, too big,
     │                                         a URL answering 404 that is not the API's)
     │   └── InvalidRecord                     the body is not a valid package record
@@ -64,6 +66,11 @@ class PackageNotFound(MonitorError):
         self.slug = slug
         self.suggestions = suggestions or []
         super().__init__(f"package {slug!r} not found on djangopackages")
+
+
+class StoreError(MonitorError):
+    """SQLite failed for a reason outside the program (disk full, locked, read-only file);
+    ``str()`` names the database file and what SQLite said."""
 
 
 class SourceError(MonitorError):

@@ -9,6 +9,7 @@ from typing import Any
 
 from monitor.alerts import BUILTIN_RULES
 from monitor.store import Store, iso
+from monitor.text import one_line, width
 
 RECENT_CHANGES = timedelta(days=7)
 
@@ -79,15 +80,22 @@ def _deliveries(store: Store) -> dict[int, list[dict[str, Any]]]:
 
 def table_lines(rows: Sequence[Sequence[str]], *, right: Collection[int] = ()) -> list[str]:
     """Rows as aligned text lines, columns two spaces apart; the ``right`` columns (numbers)
-    aligned right, the others left."""
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    aligned right, the others left. Each cell is shown on one line without control or bidi
+    characters, and measured in terminal columns, so upstream text cannot break the columns."""
+    cells = [[one_line(cell) for cell in row] for row in rows]
+    widths = [max(width(row[column]) for row in cells) for column in range(len(cells[0]))]
     return [
         "  ".join(
-            cell.rjust(width) if column in right else cell.ljust(width)
-            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+            _pad(cell, size, right=column in right)
+            for column, (cell, size) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
-        for row in rows
+        for row in cells
     ]
+
+
+def _pad(cell: str, size: int, *, right: bool) -> str:
+    fill = " " * (size - width(cell))
+    return fill + cell if right else cell + fill
 
 
 def list_mutes(store: Store, *, now: datetime) -> list[dict[str, Any]]:

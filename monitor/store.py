@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitor.durations import parse_duration
+from monitor.errors import StoreError
 from monitor.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -41,6 +42,35 @@ def iso(moment: datetime) -> str:
 
 def from_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+# What an SQLite error (its extended code's prefix) means to a user, for StoreError: these
+# come from outside the program. Any other code is a bug and keeps its traceback.
+_MEANINGS = (
+    ("SQLITE_FULL", "could not be written: disk full"),
+    ("SQLITE_IOERR_READ", "could not be read: I/O error"),
+    ("SQLITE_IOERR_SHORT_READ", "could not be read: I/O error"),
+    ("SQLITE_IOERR", "could not be written: disk full or I/O error"),
+    ("SQLITE_BUSY", f"is locked by another process (waited {BUSY_TIMEOUT_MS // 1000} s)"),
+    ("SQLITE_LOCKED", "is locked"),
+    ("SQLITE_READONLY", "is read-only (check the file's and its folder's permissions)"),
+    ("SQLITE_CANTOPEN", "could not be opened (check the file's and its folder's permissions)"),
+    ("SQLITE_PERM", "could not be opened: permission denied"),
+    ("SQLITE_NOTADB", "is not an SQLite database"),
+    ("SQLITE_CORRUPT", "is damaged"),
+)
+
+
+def store_error(exc: BaseException, path: Path | str) -> StoreError | None:
+    """The user's error for an SQLite failure from outside the program (SPEC §9: disk full,
+    locked, read-only) naming the database at ``path``; None for any other exception."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if not isinstance(exc, sqlite3.Error) or not isinstance(name, str):
+        return None
+    meaning = next((what for prefix, what in _MEANINGS if name.startswith(prefix)), None)
+    if meaning is None:
+        return None
+    return StoreError(f"the database at {path} {meaning} (SQLite: {exc})")
 
 
 def _migrate_1(db: sqlite_utils.Database) -> None:
@@ -235,8 +265,6 @@ class Store:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(
             str(path),
             timeout=BUSY_TIMEOUT_MS / 1000,
@@ -287,12 +315,19 @@ class Store:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
         else:
             self.conn.execute("COMMIT")
         finally:
             self._depth = 0
+
+    def _rollback(self) -> None:
+        """Undo the open transaction, if SQLite has not already (it rolls back by itself on
+        some errors, e.g. a full disk): the error that got here is the one to report."""
+        if self.conn.in_transaction:
+            with suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         return [dict(row) for row in self.conn.execute(sql, params)]

@@ -16,7 +16,6 @@ This module imports no aiohttp, slack-sdk or jinja2 (``monitor --help`` must sta
 from __future__ import annotations
 
 import os
-import re
 import socket
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from monitor.alerts import Notice, Severity, Status
 from monitor.diff import describe_change
 from monitor.errors import DeliveryError, PermanentError, RetryableError
 from monitor.retry import retry_after
+from monitor.text import one_line, printable
 
 # Retry-After is honoured up to this many seconds (SPEC §7: "up to 5 min").
 MAX_RETRY_AFTER = 300.0
@@ -39,7 +39,6 @@ RETRYABLE_SLACK_ERRORS = frozenset(
 # Keys every notifier table may carry; the pipeline (not the notifier) uses them.
 COMMON_KEYS = frozenset({"type", "min_severity", "digest", "timeout"})
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _EXCERPT = 200
 
 
@@ -252,16 +251,11 @@ def excerpt(text: str | bytes | None, limit: int = _EXCERPT) -> str:
         return ""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    line = " ".join(_CONTROL.sub(" ", text).split())
+    line = one_line(text)
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 # -- small helpers the notifiers share -----------------------------------------------------
-
-
-def one_line(text: str | None) -> str:
-    """Upstream text on one line, without control characters (terminal escapes, CR/LF)."""
-    return " ".join(_CONTROL.sub(" ", text or "").split())
 
 
 def safe_url(url: Any) -> str | None:
@@ -272,7 +266,7 @@ def safe_url(url: Any) -> str | None:
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
-    if _CONTROL.search(url) or " " in url:
+    if printable(url) != url or " " in url:
         return None
     return url
 

@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from monitor.alerts import Notice
-from monitor.notify.base import Notifier, one_line, ordered, said_once, severity_counts, status_word
+from monitor.notify.base import Notifier, ordered, said_once, severity_counts, status_word
+from monitor.text import one_line, printable
 
 
 def notice_line(notice: Notice) -> str:
@@ -25,7 +26,8 @@ def notice_line(notice: Notice) -> str:
 
 
 class ConsoleNotifier(Notifier):
-    """Payload: ``{"lines": [str, ...]}``, written one per line to ``stream``."""
+    """Payload: ``{"lines": [str, ...]}``, written one per line to ``stream``, without control
+    or bidi characters (SPEC §9) whatever the payload holds."""
 
     type = "console"
     KEYS = frozenset()
@@ -70,7 +72,7 @@ class ConsoleNotifier(Notifier):
     async def send(self, payload: dict[str, Any], *, group_id: str) -> None:
         lines = payload.get("lines") or []
         try:
-            self.stream.write("".join(f"{line}\n" for line in lines))
+            self.stream.write("".join(f"{printable(line)}\n" for line in lines))
             self.stream.flush()
         except (OSError, ValueError):
             # A closed or broken stream: there is nowhere left to report it; never fail.
