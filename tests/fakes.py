@@ -56,6 +56,12 @@ class Reply:
     json: Any = _NO_JSON
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering (to provoke client timeouts)
+    echo: bool = False  # put the request line (``POST /path?query HTTP/1.1``) in the body
+
+    @classmethod
+    def echoing(cls, status: int = 400, *, prefix: str = "") -> Reply:
+        """An answer that echoes the request line, as many servers' error pages do."""
+        return cls(status=status, body=prefix, echo=True)
 
     @classmethod
     def rate_limited(cls, retry_after: float | str = 2, *, status: int = 429) -> Reply:
@@ -70,7 +76,10 @@ class Reply:
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         return cls(status=status, json={"ok": False, "error": error}, headers=headers)
 
-    def response(self) -> web.Response:
+    def response(self, request: RecordedRequest | None = None) -> web.Response:
+        if self.echo and request is not None:
+            line = f"{request.method} {request.raw_path} HTTP/1.1"
+            return web.Response(status=self.status, text=f"{self.body or ''}{line}")
         if self.json is not _NO_JSON:
             return web.json_response(self.json, status=self.status, headers=self.headers)
         body = self.body
@@ -91,6 +100,7 @@ class RecordedRequest:
     query: dict[str, str]
     headers: CIMultiDict[str]
     body: bytes
+    raw_path: str = ""  # the path and query as sent
     status: int = 0  # the status it was answered with
     verified: bool | None = None  # webhook receiver: did the signature verify?
     error: str | None = None  # why it was refused (bad signature, Slack ``error``)
@@ -154,6 +164,7 @@ class FakeHTTPServer:
             query=dict(request.query),
             headers=CIMultiDict(request.headers),
             body=await request.read(),
+            raw_path=request.raw_path,
         )
         self.requests.append(recorded)
         return recorded
@@ -174,7 +185,7 @@ class FakeHTTPServer:
             recorded.error = str(reply.json.get("error"))  # a Slack-style refusal
         if reply.delay:
             await asyncio.sleep(reply.delay)
-        return reply.response()
+        return reply.response(recorded)
 
     # -- running on the current loop -------------------------------------------------------
 

@@ -27,7 +27,6 @@ from monitor.notify.base import (
     connection_error,
     count_alerts,
     describe_network_error,
-    excerpt,
     format_change,
     one_line,
     ordered,
@@ -277,22 +276,27 @@ class EmailNotifier(Notifier):
             codes = [r.code for r in exc.recipients]
             worst = max(codes) if codes else None
             refused = exc.recipients[0] if exc.recipients else None
-            raise smtp_error(worst, refused.message if refused else "", channel=self.name) from None
+            said = self.receiver_text(refused.message if refused else "")
+            raise smtp_error(worst, said, channel=self.name) from None
         except aiosmtplib.SMTPResponseException as exc:
-            raise smtp_error(exc.code, exc.message, channel=self.name) from None
+            raise smtp_error(exc.code, self.receiver_text(exc.message), channel=self.name) from None
         except (
             aiosmtplib.SMTPConnectError,
             aiosmtplib.SMTPTimeoutError,
             aiosmtplib.SMTPServerDisconnected,
         ) as exc:
             cause = exc.__cause__
-            what = describe_network_error(cause) if cause is not None else excerpt(exc.message)
+            what = (
+                describe_network_error(cause)
+                if cause is not None
+                else self.receiver_text(exc.message)
+            )
             raise RetryableError(
                 f"{self.name}: cannot reach the mail server {self.host}:{self.port}: {what}"
             ) from None
         except aiosmtplib.SMTPException as exc:
             # The session cannot work as configured (no STARTTLS, no AUTH, no SMTPUTF8).
-            raise PermanentError(f"{self.name}: {excerpt(exc.message)}") from None
+            raise PermanentError(f"{self.name}: {self.receiver_text(exc.message)}") from None
         except (TimeoutError, OSError) as exc:
             raise connection_error(exc, channel=self.name, service="the mail server") from None
         if errors:

@@ -25,7 +25,6 @@ from monitor.notify.base import (
     changes_not_said,
     check_http_url,
     connection_error,
-    excerpt,
     format_change,
     http_error,
     one_line,
@@ -335,7 +334,7 @@ class SlackNotifier(Notifier):
         error = http_error(
             response.status_code,
             response.headers,
-            excerpt(response.body),
+            self.receiver_text(response.body),
             channel=self.name,
             service="Slack",
         )
@@ -363,6 +362,7 @@ class SlackNotifier(Notifier):
             status = getattr(response, "status_code", None) or getattr(response, "status", None)
             data = getattr(response, "data", None)
             code = data.get("error") if isinstance(data, dict) else None
+            code = self.receiver_text(code) if isinstance(code, str) else None
             headers = getattr(response, "headers", None)
             raise slack_error(code, status=status, headers=headers, channel=self.name) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

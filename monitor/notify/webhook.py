@@ -25,7 +25,6 @@ from monitor.notify.base import (
     SettingError,
     check_http_url,
     connection_error,
-    excerpt,
     http_error,
     ordered,
     utc_z,
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     import aiohttp
 
 SECRET_PREFIX = "whsec_"
+RECEIVER_TEXT_BYTES = 1024  # what is read of an error answer
 
 
 def envelope(event_type: str, created_at: datetime, data: dict[str, Any]) -> str:
@@ -94,6 +94,7 @@ class WebhookNotifier(Notifier):
             if not isinstance(secret, str):
                 raise SettingError("secret", f"{name}: 'secret' must be a string")
             self._add_secret(secret)
+            self._add_secret(secret.strip().removeprefix(SECRET_PREFIX))
             try:
                 self._key = decode_secret(secret)
             except (binascii.Error, ValueError):
@@ -159,7 +160,8 @@ class WebhookNotifier(Notifier):
             ) as response:
                 text = ""
                 if not 200 <= response.status < 300:
-                    text = excerpt(await response.content.read(1024))
+                    raw = await response.content.read(RECEIVER_TEXT_BYTES)
+                    text = self.receiver_text(raw, cut=len(raw) == RECEIVER_TEXT_BYTES)
                 error = http_error(
                     response.status, response.headers, text, channel=self.name, service="webhook"
                 )
