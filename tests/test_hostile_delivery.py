@@ -8,8 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from monitor.notify import email as email_notifier
+from monitor.notify import webhook as webhook_notifier
 from tests.conftest import Monitor
-from tests.fakes import FakeSlack, FakeWebhookReceiver, Reply
+from tests.fakes import FakeSlack, FakeSMTPServer, FakeWebhookReceiver, Reply
+from tests.fakeupstream import clone_records
 
 # -- item 10: secrets echoed back by a receiver ----------------------------------------------
 
@@ -88,3 +91,132 @@ def test_a_slack_webhook_url_echoed_back_is_redacted_everywhere(
     assert "invalid_blocks" in everything and "[redacted]" in everything
     for secret in SLACK_SECRETS:
         assert secret not in everything
+
+
+# -- item 5: every channel's message is bounded -----------------------------------------------
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TOKEN = "xoxb-1234-very-secret-token"
+PEOPLE_RULE = """\
+rules:
+  - id: people-changed
+    description: The title or the participants changed
+    when: changed("participants") or changed("title")
+    severity: warning
+"""
+
+
+@pytest.fixture
+def bot_slack() -> Iterator[FakeSlack]:
+    with FakeSlack(token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def hook() -> Iterator[FakeWebhookReceiver]:
+    with FakeWebhookReceiver(secret=SECRET) as server:
+        yield server
+
+
+@pytest.fixture
+def smtp() -> Iterator[FakeSMTPServer]:
+    with FakeSMTPServer() as server:
+        yield server
+
+
+def _every_channel(
+    monitor: Monitor, slack: FakeSlack, smtp: FakeSMTPServer, hook: FakeWebhookReceiver
+) -> None:
+    monitor.env.update({"SLACK_TOKEN": TOKEN, "WEBHOOK_SECRET": SECRET})
+    (monitor.tmp_path / "people.yaml").write_text(PEOPLE_RULE)
+    monitor.configure(f"""
+        [rules]
+        paths = ["people.yaml"]
+
+        [defaults]
+        notify = ["slack", "mail", "hook"]
+
+        [notifiers.slack]
+        type = "slack"
+        token = "${{SLACK_TOKEN}}"
+        channel = "#deps"
+        api_url = "{slack.api_url}"
+
+        [notifiers.mail]
+        type = "email"
+        host = "127.0.0.1"
+        port = {smtp.port}
+        security = "none"
+        from = "monitor@example.com"
+        to = ["deps@example.com"]
+
+        [notifiers.hook]
+        type = "webhook"
+        url = "{hook.hook_url}"
+        secret = "${{WEBHOOK_SECRET}}"
+        """)
+
+
+HOSTILE_TITLE = "<&>" * 350_000  # 1 MB, and five times that once escaped for Slack
+PEOPLE = [f"user-{i}" for i in range(100_000)]
+
+
+def test_a_1mb_title_and_100k_participants_fit_every_channel(
+    monitor: Monitor, bot_slack: FakeSlack, smtp: FakeSMTPServer, hook: FakeWebhookReceiver
+) -> None:
+    _every_channel(monitor, bot_slack, smtp, hook)
+    assert monitor.run("watch", "django-otp").exit_code == 0
+    record = monitor.upstream.records["django-otp"]
+    record["title"], record["participants"] = HOSTILE_TITLE, PEOPLE
+    result = monitor.run("check")
+    assert result.exit_code == 0, result.output
+
+    (request,) = hook.requests
+    assert request.verified is True and len(request.body) <= 256 * 1024
+    (alert,) = request.json()["data"]["alerts"]
+    assert alert["title"].endswith("…") and len(alert["title"]) <= 2000
+    people = next(c for c in alert["changes"] if c["field"] == "participants")
+    assert people["new"] == PEOPLE[:20] and people["counts"]["new"] == 100_000
+
+    (message,) = bot_slack.messages
+    assert len(message["blocks"]) <= 50 and len(message["text"]) <= 40_000
+    for block in message["blocks"]:
+        limit = 150 if block["type"] == "header" else 3000
+        for text in [block.get("text", {}), *block.get("elements", [])]:
+            assert len(text.get("text", "")) <= limit
+    assert "…" in json.dumps(message["blocks"], ensure_ascii=False)
+
+    (mail,) = smtp.messages
+    for kind in ("plain", "html"):
+        part = mail.get_body((kind,)).get_content()
+        assert len(part) <= 256 * 1024 and "…" in part
+
+
+def test_alerts_past_the_cap_are_counted_not_sent(
+    monitor: Monitor,
+    bot_slack: FakeSlack,
+    smtp: FakeSMTPServer,
+    hook: FakeWebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Smaller caps than the real ones, so twelve alerts with long titles overflow them.
+    monkeypatch.setattr(email_notifier, "MAX_PART", 12_000)
+    monkeypatch.setattr(webhook_notifier, "MAX_BODY", 12_000)
+    _every_channel(monitor, bot_slack, smtp, hook)
+    monitor.upstream.records.update(clone_records(12, first_id=5000))
+    slugs = [s for s in monitor.upstream.records if s[-1].isdigit()]
+    assert monitor.run("watch", *slugs).exit_code == 0
+    hook.clear()
+    smtp.mails.clear()
+    for slug in slugs:
+        monitor.upstream.records[slug]["title"] = "&" * 3000
+    assert monitor.run("check").exit_code == 0
+
+    (request,) = hook.requests
+    data = request.json()["data"]
+    assert request.verified is True and len(request.body) <= 12_000
+    assert data["truncated"] > 0 and len(data["alerts"]) + data["truncated"] == 12
+    (mail,) = smtp.messages
+    for kind in ("plain", "html"):
+        part = mail.get_body((kind,)).get_content()
+        assert len(part) <= 12_000 and " more alerts" in part

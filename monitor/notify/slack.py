@@ -40,10 +40,15 @@ if TYPE_CHECKING:
     import aiohttp
 
 DEFAULT_API_URL = "https://slack.com/api/"
+# Slack's own limits (Block Kit reference): at most 50 blocks; a section's text at most 3,000
+# characters, a header's 150; the `text` fallback is cut by Slack past 40,000.
 MAX_BLOCKS = 50
 MAX_CHANGES = 10
 SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
+TEXT_LIMIT = 40_000
+# A link whose URL is longer than this is shown as its label alone.
+URL_LIMIT = 1000
 
 _EMOJI = {
     Severity.CRITICAL: ":red_circle:",
@@ -58,12 +63,29 @@ def escape(text: Any) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def link(url: Any, label: str) -> str:
-    """``<url|label>`` for an http(s) URL, else just the escaped label."""
+def mrkdwn(text: str, limit: int) -> str:
+    """``text`` escaped for mrkdwn in at most ``limit`` characters (an escape is never cut in
+    half): escaping can make upstream text five times longer, so it is cut after escaping."""
+    escaped = escape(text[: limit + 1])
+    if len(escaped) <= limit:
+        return escaped
+    kept, size = [], 0
+    for char in text:
+        piece = escape(char)
+        if size + len(piece) > limit - 1:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept) + "…"
+
+
+def link(url: Any, label: str, limit: int = HEADER_LIMIT) -> str:
+    """``<url|label>`` for an http(s) URL, else just the escaped label (cut to ``limit``)."""
     target = safe_url(url)
-    if target is None:
-        return escape(label)
-    return f"<{escape(target).replace('|', '%7C')}|{escape(label)}>"
+    text = mrkdwn(label, limit)
+    if target is None or len(target) > URL_LIMIT:
+        return text
+    return f"<{escape(target).replace('|', '%7C')}|{text}>"
 
 
 def _clip(text: str, limit: int) -> str:
@@ -81,24 +103,9 @@ def _quiet_logger() -> logging.Logger:
 
 def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
     """Two blocks per notice: what happened (section) and where to look (context)."""
-    resolved = notice.status == Status.RESOLVED
-    emoji = _RESOLVED_EMOJI if resolved else _EMOJI.get(notice.severity, ":bell:")
-    title = _clip(one_line(notice.title) or one_line(notice.package), 150)
-    lines = [
-        f"{emoji} *{escape(str(notice.severity).upper())}* · {status_word(notice)} · "
-        f"*{link(notice.links.get('djangopackages'), title)}*"
-    ]
-    description, summary = said_once(notice)
-    if description:
-        lines.append(escape(_clip(description, 300)))
-    if summary:
-        lines.append(f">{escape(_clip(summary, 500))}")
-    changes = changes_not_said(notice)
-    for change in changes[:MAX_CHANGES]:
-        lines.append(f"• {escape(_clip(format_change(change), 200))}")
-    if len(changes) > MAX_CHANGES:
-        lines.append(f"• +{len(changes) - MAX_CHANGES} more changes")
-    context = [f"rule `{escape(_clip(one_line(notice.rule), 100))}`"]
+    lines = notice_lines(notice)
+    lines += fit_changes(notice, room=SECTION_LIMIT - len("\n".join(lines)))
+    context = [f"rule `{mrkdwn(one_line(notice.rule), 100)}`"]
     if safe_url(notice.links.get("repo")):
         context.append(link(notice.links["repo"], "Repository"))
     if safe_url(notice.links.get("pypi")):
@@ -107,6 +114,41 @@ def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]},
     ]
+
+
+def notice_lines(notice: Notice) -> list[str]:
+    """A section's first lines: severity, status and title; what it means; the summary.
+    Each is cut after escaping, so together they stay well under a section's limit."""
+    resolved = notice.status == Status.RESOLVED
+    emoji = _RESOLVED_EMOJI if resolved else _EMOJI.get(notice.severity, ":bell:")
+    title = one_line(notice.title[: HEADER_LIMIT * 4]) or one_line(notice.package)
+    lines = [
+        f"{emoji} *{escape(str(notice.severity).upper())}* · {status_word(notice)} · "
+        f"*{link(notice.links.get('djangopackages'), title)}*"
+    ]
+    description, summary = said_once(notice)
+    if description:
+        lines.append(mrkdwn(description, 300))
+    if summary:
+        lines.append(f">{mrkdwn(summary, 500)}")
+    return lines
+
+
+def fit_changes(notice: Notice, *, room: int) -> list[str]:
+    """The change lines that fit in ``room`` characters (at most ``MAX_CHANGES``), and
+    "+N more changes" for the rest."""
+    changes = changes_not_said(notice)
+    lines: list[str] = []
+    room -= len("\n• +99 more changes") + 1
+    for change in changes[:MAX_CHANGES]:
+        line = f"• {mrkdwn(format_change(change), 200)}"
+        if len(line) + 1 > room:
+            break
+        lines.append(line)
+        room -= len(line) + 1
+    if len(changes) > len(lines):
+        lines.append(f"• +{len(changes) - len(lines)} more changes")
+    return lines
 
 
 def header_block(text: str) -> dict[str, Any]:
@@ -145,16 +187,17 @@ def fit_blocks(notices: list[Notice]) -> tuple[list[dict[str, Any]], int]:
 def left_out(rest: list[Notice]) -> tuple[str, str]:
     """``("+N more", "(pkg-a, pkg-b …)")``: what the blocks and the fallback both leave out."""
     packages = list(dict.fromkeys(one_line(n.package) for n in rest))
-    names = ", ".join(escape(p) for p in packages[:10]) + (" …" if len(packages) > 10 else "")
+    names = ", ".join(mrkdwn(p, 100) for p in packages[:10]) + (" …" if len(packages) > 10 else "")
     return f"+{len(rest)} more", f"({names})"
 
 
 def notice_text(notice: Notice) -> str:
     """One escaped fallback line: ``[critical] FIRING django-x: what happened``."""
     description, summary = said_once(notice)
-    return escape(
+    return mrkdwn(
         f"[{notice.severity}] {status_word(notice)} {one_line(notice.package)}: "
-        f"{_clip(summary or description, 300)}"
+        f"{_clip(summary or description, 300)}",
+        600,
     )
 
 
@@ -284,7 +327,7 @@ class SlackNotifier(Notifier):
         created_at: datetime,
     ) -> dict[str, Any]:
         blocks = [header_block(subject), *text_blocks(text, room=MAX_BLOCKS - 1)]
-        return self._message(escape(one_line(subject)), blocks)
+        return self._message(mrkdwn(one_line(subject), SECTION_LIMIT), blocks)
 
     def render_test(self, *, group_id: str, created_at: datetime) -> dict[str, Any]:
         line = f"This is a test from monitor: channel `{escape(self.name)}` can receive alerts."
