@@ -111,6 +111,12 @@ class Notifier:
     async def send(self, payload: dict[str, Any], *, group_id: str) -> None:
         raise NotImplementedError
 
+    async def already_sent(self, group_id: str, *, since: datetime) -> bool:
+        """Whether the channel already holds this group's message, sent since ``since`` by an
+        attempt whose outcome was never recorded; ``False`` when the channel cannot tell (the
+        group is then sent again: at-least-once). May raise :class:`RetryableError`."""
+        return False
+
     async def aclose(self) -> None:
         return None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -49,6 +50,12 @@ HEADER_LIMIT = 150
 TEXT_LIMIT = 40_000
 # A link whose URL is longer than this is shown as its label alone.
 URL_LIMIT = 1000
+# Sent with a bot token, a message carries its group id as metadata, so that a group whose
+# sending was cut short can be looked up before it is sent again (conversations.history, a
+# few pages of the channel since that attempt).
+METADATA_TYPE = "monitor_alert_group"
+LOOKUP_PAGES = 3
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 
 _EMOJI = {
     Severity.CRITICAL: ":red_circle:",
@@ -304,6 +311,7 @@ class SlackNotifier(Notifier):
         self._clock = clock
         self._min_interval = min_interval
         self._last_send: dict[str, float] = {}
+        self._channel_id: str | None = None
 
     # -- rendering ----------------------------------------------------------------------
 
@@ -345,7 +353,7 @@ class SlackNotifier(Notifier):
             if self._webhook_url is not None:
                 await self._send_webhook(payload)
             else:
-                await self._send_api(payload)
+                await self._send_api(payload, group_id)
         except DeliveryError as error:
             raise self._redacted(error) from None
 
@@ -384,12 +392,10 @@ class SlackNotifier(Notifier):
         if error is not None:
             raise error
 
-    async def _send_api(self, payload: dict[str, Any]) -> None:
-        import aiohttp
-        from slack_sdk.errors import SlackApiError, SlackClientError
+    def _client(self) -> Any:
         from slack_sdk.web.async_client import AsyncWebClient
 
-        client = AsyncWebClient(
+        return AsyncWebClient(
             token=self._token,
             base_url=self._api_url,
             timeout=self.timeout,  # type: ignore[arg-type]
@@ -398,8 +404,22 @@ class SlackNotifier(Notifier):
             logger=_quiet_logger(),
             retry_handlers=[],
         )
+
+    async def _send_api(self, payload: dict[str, Any], group_id: str) -> None:
+        metadata = {"event_type": METADATA_TYPE, "event_payload": {"group_id": group_id}}
+        response = await self._call(
+            "chat_postMessage", channel=self._channel or "", metadata=metadata, **payload
+        )
+        if isinstance(response.get("channel"), str):
+            self._channel_id = response["channel"]
+
+    async def _call(self, method: str, **arguments: Any) -> Any:
+        """One Web API call; its failures as :class:`RetryableError` / :class:`PermanentError`."""
+        import aiohttp
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
         try:
-            await client.chat_postMessage(channel=self._channel or "", **payload)
+            return await getattr(self._client(), method)(**arguments)
         except SlackApiError as exc:
             response = exc.response
             status = getattr(response, "status_code", None) or getattr(response, "status", None)
@@ -418,6 +438,72 @@ class SlackNotifier(Notifier):
             # slack-sdk trips over a 200 whose body is not a JSON object (a proxy's page, a
             # wrong api_url): not Slack's answer, so worth another try later.
             raise RetryableError(f"{self.name}: unexpected answer from Slack (not JSON)") from None
+
+    async def already_sent(self, group_id: str, *, since: datetime) -> bool:
+        """Look for the group's message (by its metadata) in the channel's history since
+        ``since``. Only with a bot token (a webhook cannot read); a lookup Slack refuses for
+        good (a missing ``channels:history`` scope) cannot tell, one worth retrying is raised
+        so the group waits rather than risk a duplicate."""
+        if self._token is None:
+            return False
+        try:
+            channel = await self._channel_id_for_lookup()
+            if channel is None:
+                return False
+            return await self._history_has(channel, group_id, since)
+        except PermanentError:
+            return False
+        except DeliveryError as error:
+            raise self._redacted(error) from None
+
+    async def _channel_id_for_lookup(self) -> str | None:
+        """The configured channel's id (history is read by id; ``#deps`` is a name): the
+        setting itself, the id a post answered with, or found with conversations.list."""
+        if self._channel_id is None and _CHANNEL_ID.fullmatch(self._channel or ""):
+            self._channel_id = self._channel
+        if self._channel_id is None:
+            name = (self._channel or "").lstrip("#")
+            cursor = None
+            for _ in range(LOOKUP_PAGES):
+                page = await self._call(
+                    "conversations_list",
+                    types="public_channel,private_channel",
+                    exclude_archived=True,
+                    limit=1000,
+                    cursor=cursor,
+                )
+                for item in page.get("channels") or []:
+                    if isinstance(item, dict) and item.get("name") == name:
+                        self._channel_id = str(item.get("id"))
+                        return self._channel_id
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        return self._channel_id
+
+    async def _history_has(self, channel: str, group_id: str, since: datetime) -> bool:
+        cursor = None
+        for _ in range(LOOKUP_PAGES):
+            page = await self._call(
+                "conversations_history",
+                channel=channel,
+                oldest=f"{since.timestamp():.6f}",
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+            for message in page.get("messages") or []:
+                metadata = message.get("metadata") if isinstance(message, dict) else None
+                if (
+                    isinstance(metadata, dict)
+                    and metadata.get("event_type") == METADATA_TYPE
+                    and (metadata.get("event_payload") or {}).get("group_id") == group_id
+                ):
+                    return True
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return False
+        return False
 
     def _get_session(self) -> aiohttp.ClientSession:
         import aiohttp
