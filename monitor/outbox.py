@@ -14,7 +14,10 @@ A render that raises fails that group for good ("<channel>: cannot render the me
 a notifier that cannot be made from the config (an unset variable) leaves it pending.
 
 Delivery is at-least-once: a process killed after sending but before recording sends again
-when the lease expires; a delivered group is never sent again.
+when the lease expires; a delivered group is never sent again. The window is kept small: each
+attempt is recorded "sending" before it is sent, and a group whose last attempt was cut short
+asks its channel first (``Notifier.already_sent``: Slack with a bot token looks the message up
+by the group id it carries as metadata) and is recorded delivered if the message is there.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ MAX_DELAY = 3600.0
 MAX_RETRY_AFTER = 300.0
 GIVE_UP_AFTER = timedelta(hours=24)
 LEASE_MARGIN = 60.0
+# An attempt is recorded SENDING before it is sent and gets its outcome after; one left SENDING
+# becomes INTERRUPTED when the group is next tried. A channel is searched for an interrupted
+# attempt's message from this long before it started (clocks differ).
+SENDING = "sending"
+INTERRUPTED = "interrupted"
+LOOKUP_MARGIN = timedelta(minutes=5)
 
 
 class Outcome(StrEnum):
@@ -275,10 +284,13 @@ class Outbox:
         if not self._lease(row, self.clock(), report):
             return
         error: Exception | None = None
+        attempt: int | None = None
         try:
             notifier = self._notifier_for(row["channel"])
             payload = self._payload(row, notifier)
-            await notifier.send(payload, group_id=row["id"])
+            if not await self._sent_before(row, notifier):
+                attempt = self._begin_attempt(row)
+                await notifier.send(payload, group_id=row["id"])
         except (RetryableError, PermanentError) as exc:
             error = exc
         except Exception as exc:  # a notifier bug must not lose the delivery
@@ -288,7 +300,28 @@ class Outbox:
         decision = decide(
             error, attempts=row["attempts"] + 1, first_attempt_at=first, now=now, rng=self.rng
         )
-        self._finish(row, decision, now, report)
+        self._finish(row, decision, now, report, attempt=attempt)
+
+    async def _sent_before(self, row: dict[str, Any], notifier: Any) -> bool:
+        """Whether an attempt that was interrupted (a "sending" attempt with no outcome: its
+        process died mid-send) reached the channel after all, as far as the channel can tell:
+        then the group is delivered without sending it again."""
+        found = self.store.conn.execute(
+            "SELECT MIN(at) FROM attempts WHERE group_id = ? AND outcome = ?",
+            (row["id"], SENDING),
+        ).fetchone()
+        if not found or found[0] is None:
+            return False
+        since = from_iso(found[0]) - LOOKUP_MARGIN  # type: ignore[operator]
+        return bool(await notifier.already_sent(row["id"], since=since))
+
+    def _begin_attempt(self, row: dict[str, Any]) -> int:
+        """Record the attempt as "sending" before it is sent, so a process killed mid-send
+        leaves a trace the next sender can look up before sending again."""
+        with self.store.transaction():
+            return self.store.insert(
+                "attempts", {"group_id": row["id"], "at": iso(self.clock()), "outcome": SENDING}
+            )
 
     def _notifier_for(self, channel: str) -> Any:
         """The channel's notifier; one the config cannot make yet (an unset ``${VAR}``) is
@@ -316,12 +349,18 @@ class Outbox:
         return dict(json.loads(text))
 
     def _finish(
-        self, row: dict[str, Any], decision: Decision, now: datetime, report: DrainReport
+        self,
+        row: dict[str, Any],
+        decision: Decision,
+        now: datetime,
+        report: DrainReport,
+        *,
+        attempt: int | None = None,
     ) -> None:
         """Record an attempt's outcome, report it and log it (never a secret: errors are
         built from the channel name and what happened, and redacted by the notifier)."""
         with self.store.transaction():
-            self._record(row, decision, now)
+            self._record(row, decision, now, attempt)
         if decision.outcome is Outcome.DELIVERED:
             report.delivered.append(row["id"])
         elif decision.outcome is Outcome.FAILED:
@@ -339,16 +378,23 @@ class Outbox:
         level = logging.INFO if decision.outcome is Outcome.DELIVERED else logging.WARNING
         log.log(level, "delivery", extra={"fields": fields})
 
-    def _record(self, row: dict[str, Any], decision: Decision, now: datetime) -> None:
-        self.store.insert(
-            "attempts",
-            {
-                "group_id": row["id"],
-                "at": iso(now),
-                "outcome": str(decision.outcome),
-                "error": decision.error,
-            },
-        )
+    def _record(
+        self, row: dict[str, Any], decision: Decision, now: datetime, attempt: int | None
+    ) -> None:
+        """The attempt's outcome (on its "sending" row when it got that far). An earlier
+        attempt of the group still "sending" was cut short by its process's end: it is marked
+        so once this one has sent or found the message (until then it is still to look up)."""
+        if attempt is not None or decision.outcome is Outcome.DELIVERED:
+            self.store.conn.execute(
+                "UPDATE attempts SET outcome = ? WHERE group_id = ? AND outcome = ?"
+                " AND id IS NOT ?",
+                (INTERRUPTED, row["id"], SENDING, attempt),
+            )
+        outcome = {"outcome": str(decision.outcome), "error": decision.error}
+        if attempt is None:
+            self.store.insert("attempts", {"group_id": row["id"], "at": iso(now), **outcome})
+        else:
+            self.store.update("attempts", attempt, outcome)
         status = {Outcome.DELIVERED: "delivered", Outcome.FAILED: "failed"}.get(
             decision.outcome, "pending"
         )

@@ -33,6 +33,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,12 @@ class Reply:
     json: Any = _NO_JSON
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering (to provoke client timeouts)
+    echo: bool = False  # put the request line (``POST /path?query HTTP/1.1``) in the body
+
+    @classmethod
+    def echoing(cls, status: int = 400, *, prefix: str = "") -> Reply:
+        """An answer that echoes the request line, as many servers' error pages do."""
+        return cls(status=status, body=prefix, echo=True)
 
     @classmethod
     def rate_limited(cls, retry_after: float | str = 2, *, status: int = 429) -> Reply:
@@ -70,7 +77,10 @@ class Reply:
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         return cls(status=status, json={"ok": False, "error": error}, headers=headers)
 
-    def response(self) -> web.Response:
+    def response(self, request: RecordedRequest | None = None) -> web.Response:
+        if self.echo and request is not None:
+            line = f"{request.method} {request.raw_path} HTTP/1.1"
+            return web.Response(status=self.status, text=f"{self.body or ''}{line}")
         if self.json is not _NO_JSON:
             return web.json_response(self.json, status=self.status, headers=self.headers)
         body = self.body
@@ -91,6 +101,7 @@ class RecordedRequest:
     query: dict[str, str]
     headers: CIMultiDict[str]
     body: bytes
+    raw_path: str = ""  # the path and query as sent
     status: int = 0  # the status it was answered with
     verified: bool | None = None  # webhook receiver: did the signature verify?
     error: str | None = None  # why it was refused (bad signature, Slack ``error``)
@@ -154,6 +165,7 @@ class FakeHTTPServer:
             query=dict(request.query),
             headers=CIMultiDict(request.headers),
             body=await request.read(),
+            raw_path=request.raw_path,
         )
         self.requests.append(recorded)
         return recorded
@@ -174,7 +186,7 @@ class FakeHTTPServer:
             recorded.error = str(reply.json.get("error"))  # a Slack-style refusal
         if reply.delay:
             await asyncio.sleep(reply.delay)
-        return reply.response()
+        return reply.response(recorded)
 
     # -- running on the current loop -------------------------------------------------------
 
@@ -232,18 +244,28 @@ class FakeHTTPServer:
 
 
 class FakeSlack(FakeHTTPServer):
-    """The Slack Web API (``POST /api/chat.postMessage``) and incoming webhooks (``/hooks/...``).
+    """The Slack Web API and incoming webhooks (``/hooks/...``).
 
+    Web API methods: ``chat.postMessage`` (each accepted message gets a ``ts`` from the time it
+    arrived, and keeps its ``metadata``), ``conversations.list`` (``channels``: id -> name) and
+    ``conversations.history`` (the messages accepted since ``oldest``, newest first, with their
+    metadata only when ``include_all_metadata`` is set; ``page_size`` per page, then a cursor).
+    A message counts as accepted as soon as a 2xx answer is chosen for it, even one held back
+    by ``delay``: as with Slack, a client that dies waiting does not unpost it.
     ``api_url`` is the notifier's ``api_url``; ``webhook_url`` an incoming-webhook URL on it.
     With ``token`` set, a Web API call with another bearer token answers ``invalid_auth``.
     ``messages`` are the JSON bodies Slack accepted (both routes).
     """
 
     WEBHOOK_PATH = "/hooks/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
+    CHANNEL_ID = "C0123456789"
 
-    def __init__(self, *, token: str | None = None, **kwargs: Any):
+    def __init__(self, *, token: str | None = None, page_size: int = 100, **kwargs: Any):
         super().__init__(**kwargs)
         self.token = token
+        self.channels = {self.CHANNEL_ID: "deps"}
+        self.page_size = page_size
+        self._ts: dict[int, float] = {}  # id(request) -> when it arrived
 
     @property
     def api_url(self) -> str:
@@ -255,22 +277,70 @@ class FakeSlack(FakeHTTPServer):
 
     @property
     def messages(self) -> list[dict[str, Any]]:
-        return [r.json() for r in self.requests if 200 <= r.status < 300 and r.error is None]
+        return [r.json() for r in self._accepted()]
+
+    def calls(self, method: str) -> list[RecordedRequest]:
+        """The Web API requests of ``method`` (``"conversations.history"``)."""
+        return [r for r in self.requests if r.path == f"/api/{method}"]
+
+    def _accepted(self) -> list[RecordedRequest]:
+        return [
+            r
+            for r in self.requests
+            if 200 <= r.status < 300
+            and r.error is None
+            and r.method == "POST"
+            and r.path in ("/api/chat.postMessage", self.WEBHOOK_PATH)
+        ]
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/api/{method}", self._api)
+        app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/hooks/{path:.*}", self._webhook)
 
     async def _api(self, request: web.Request) -> web.Response:
         recorded = await self.record(request)
-        if request.match_info["method"] != "chat.postMessage":
+        method = request.match_info["method"]
+        if method not in ("chat.postMessage", "conversations.history", "conversations.list"):
             return await self.reply(recorded, Reply.slack_error("unknown_method"))
         if (
             self.token is not None
             and recorded.headers.get("Authorization") != f"Bearer {self.token}"
         ):
             return await self.reply(recorded, Reply.slack_error("invalid_auth"))
-        return await self.reply(recorded)
+        if method == "chat.postMessage":
+            self._ts[id(recorded)] = time.time()
+            return await self.reply(recorded)
+        params = {**recorded.query, **_form(recorded)}
+        if method == "conversations.list":
+            channels = [{"id": k, "name": v} for k, v in self.channels.items()]
+            return await self.reply(recorded, Reply(json={"ok": True, "channels": channels}))
+        return await self.reply(recorded, Reply(json=self._history(params)))
+
+    def _history(self, params: dict[str, str]) -> dict[str, Any]:
+        if params.get("channel") not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        oldest = float(params.get("oldest") or 0)
+        with_metadata = params.get("include_all_metadata") in ("1", "true", "True")
+        found = []
+        for request in reversed(self._accepted()):
+            ts = self._ts.get(id(request))
+            if ts is None or ts < oldest:
+                continue
+            body = request.json()
+            message = {"type": "message", "text": body.get("text", ""), "ts": f"{ts:.6f}"}
+            if with_metadata and "metadata" in body:
+                message["metadata"] = body["metadata"]
+            found.append(message)
+        start = int(params.get("cursor") or 0)
+        page = found[start : start + self.page_size]
+        more = start + self.page_size < len(found)
+        cursor = str(start + self.page_size) if more else ""
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": cursor},
+        }
 
     async def _webhook(self, request: web.Request) -> web.Response:
         recorded = await self.record(request)
@@ -281,9 +351,18 @@ class FakeSlack(FakeHTTPServer):
     def default_reply(self, request: RecordedRequest) -> Reply:
         if request.path.startswith("/api/"):
             return Reply(
-                200, json={"ok": True, "channel": "C0123456789", "ts": "1700000000.000100"}
+                200, json={"ok": True, "channel": self.CHANNEL_ID, "ts": "1700000000.000100"}
             )
         return Reply(200, body="ok")
+
+
+def _form(request: RecordedRequest) -> dict[str, str]:
+    """The form fields of a urlencoded body (how slack-sdk sends some calls)."""
+    if "application/x-www-form-urlencoded" not in request.headers.get("Content-Type", ""):
+        return {}
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(request.text))
 
 
 class FakeWebhookReceiver(FakeHTTPServer):

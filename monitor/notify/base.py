@@ -20,7 +20,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from monitor.alerts import Notice, Severity, Status
 from monitor.diff import describe_change
@@ -40,6 +40,13 @@ RETRYABLE_SLACK_ERRORS = frozenset(
 COMMON_KEYS = frozenset({"type", "min_severity", "digest", "timeout"})
 
 _EXCERPT = 200
+
+# What a secret becomes in any text that came back from a receiver.
+REDACTED = "[redacted]"
+# Shorter strings are never taken as secrets (cutting "ab" out of every error says nothing).
+MIN_SECRET = 4
+# A URL path segment that reads as a route (``hooks``, ``services``, ``api-v``) is not secret.
+_ROUTE_WORD = re.compile(r"[a-z]{1,16}(?:[-_.][a-z]{1,16})*")
 
 
 class SettingError(ValueError):
@@ -103,28 +110,56 @@ class Notifier:
     async def send(self, payload: dict[str, Any], *, group_id: str) -> None:
         raise NotImplementedError
 
+    async def already_sent(self, group_id: str, *, since: datetime) -> bool:
+        """Whether the channel already holds this group's message, sent since ``since`` by an
+        attempt whose outcome was never recorded; ``False`` when the channel cannot tell (the
+        group is then sent again: at-least-once). May raise :class:`RetryableError`."""
+        return False
+
     async def aclose(self) -> None:
         return None
 
     # -- secrets ------------------------------------------------------------------------
 
     def _add_secret(self, value: str | None) -> None:
-        """Remember a secret so :meth:`redact` can cut it out of any text."""
+        """Remember a secret so :meth:`redact` can cut it out of any text; a URL's secret
+        parts (see :func:`url_secrets`) are remembered one by one too."""
         if not value:
             return
         candidates = [value]
-        parts = urlsplit(value) if "://" in value else None
-        if parts is not None and len(parts.path) > 1:
-            # A webhook URL's secret is its path (and query): cut those out on their own too.
-            candidates.append(parts.path + (f"?{parts.query}" if parts.query else ""))
+        if "://" in value:
+            candidates.extend(url_secrets(value))
         for candidate in candidates:
-            if len(candidate) >= 4 and candidate not in self._secret_values:
-                self._secret_values.append(candidate)
+            for form in {candidate, unquote(candidate), quote(candidate, safe="")}:
+                if len(form) >= MIN_SECRET and form not in self._secret_values:
+                    self._secret_values.append(form)
         self._secret_values.sort(key=len, reverse=True)
 
     def redact(self, text: str) -> str:
+        """``text`` with every known secret replaced by ``[redacted]``."""
         for secret in self._secret_values:
-            text = text.replace(secret, "***")
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def receiver_text(self, raw: str | bytes | None, *, cut: bool = False) -> str:
+        """What a receiver said (an error page, an SMTP reply, a Slack error code), fit to
+        store and show: secrets redacted first, then cut to one short line (cutting first
+        could split a secret where redaction no longer recognises it). ``cut``: ``raw`` is
+        the start of a longer answer, so a secret's start at its end is redacted too."""
+        if not raw:
+            return ""
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        text = self.redact(raw)
+        if cut:
+            text = self._redact_cut_end(text)
+        return excerpt(text)
+
+    def _redact_cut_end(self, text: str) -> str:
+        for secret in self._secret_values:
+            for size in range(len(secret) - 1, MIN_SECRET - 2, -1):
+                if text.endswith(secret[:size]):
+                    return text[:-size] + REDACTED
         return text
 
     def _redacted(self, error: DeliveryError) -> DeliveryError:
@@ -269,6 +304,19 @@ def safe_url(url: Any) -> str | None:
     if printable(url) != url or " " in url:
         return None
     return url
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a configured URL that may be secret, each on its own, since a receiver
+    may echo any one of them: the path with its query, the user and password, every query
+    value, and every path segment that is not a plain route word (``/hooks/T0K3N``: the
+    token, not ``hooks``)."""
+    parts = urlsplit(url)
+    found = [parts.path + (f"?{parts.query}" if parts.query else ""), parts.query]
+    found += [parts.username or "", parts.password or ""]
+    found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+    found += [segment for segment in parts.path.split("/") if not _ROUTE_WORD.fullmatch(segment)]
+    return [part for part in found if len(part) >= MIN_SECRET and part != "/"]
 
 
 def check_http_url(name: str, key: str, value: Any) -> str:

@@ -27,7 +27,6 @@ from monitor.notify.base import (
     connection_error,
     count_alerts,
     describe_network_error,
-    excerpt,
     format_change,
     one_line,
     ordered,
@@ -48,6 +47,11 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 SUBJECT_PACKAGES = 2
+# A message's text and HTML parts are each at most this many characters: the alerts that do
+# not fit are left out and counted ("+N more alerts"); within an alert each text is cut.
+MAX_PART = 256 * 1024
+MAX_CHANGES = 20
+SUBJECT_LIMIT = 250
 _MSGID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -83,27 +87,52 @@ def alerts_subject(notices: list[Notice]) -> str:
 
 
 def notice_context(notice: Notice) -> dict[str, Any]:
-    """What the templates see of one notice (already one-line; links only if http(s))."""
+    """What the templates see of one notice (already one-line and cut; links only if
+    http(s) and short enough to be one)."""
     description, summary = said_once(notice)
+    changes = changes_not_said(notice)
+    lines = [format_change(change, limit=200) for change in changes[:MAX_CHANGES]]
+    if len(changes) > MAX_CHANGES:
+        lines.append(f"+{len(changes) - MAX_CHANGES} more changes")
     return {
         "severity": str(notice.severity),
         "status": str(notice.status),
         "status_word": status_word(notice),
         "resolved": notice.status == Status.RESOLVED,
         "repeat": notice.repeat,
-        "rule": one_line(notice.rule),
-        "description": description,
-        "package": one_line(notice.package),
-        "title": one_line(notice.title) or one_line(notice.package),
-        "summary": summary,
+        "rule": clip(one_line(notice.rule), 200),
+        "description": clip(description, 1000),
+        "package": clip(one_line(notice.package), 200),
+        "title": clip(one_line(notice.title[:1000]) or one_line(notice.package), 300),
+        "summary": clip(summary, 2000),
         "started_at": utc_z(notice.started_at),
         "resolved_at": utc_z(notice.resolved_at) if notice.resolved_at else None,
-        "changes": [format_change(change, limit=200) for change in changes_not_said(notice)],
-        "labels": {one_line(k): one_line(v) for k, v in notice.labels.items()},
-        "djangopackages_url": safe_url(notice.links.get("djangopackages")),
-        "repo_url": safe_url(notice.links.get("repo")),
-        "pypi_url": safe_url(notice.links.get("pypi")),
+        "changes": lines,
+        "labels": {
+            clip(one_line(k), 200): clip(one_line(v), 200) for k, v in notice.labels.items()
+        },
+        "djangopackages_url": short_url(notice.links.get("djangopackages")),
+        "repo_url": short_url(notice.links.get("repo")),
+        "pypi_url": short_url(notice.links.get("pypi")),
     }
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def short_url(url: Any) -> str | None:
+    target = safe_url(url)
+    return target if target is not None and len(target) <= 2000 else None
+
+
+def cut_part(text: str, marker: str) -> str:
+    """A part over MAX_PART cut at its last line that fits, and ``marker`` after it: the
+    last guard (a digest's parts are made elsewhere; alerts already fit)."""
+    if len(text) <= MAX_PART:
+        return text
+    head = text[: MAX_PART - len(marker) - 1]
+    return head[: head.rfind("\n") + 1 or len(head)] + marker
 
 
 def message_id(group_id: str, sender: str) -> str:
@@ -191,9 +220,9 @@ class EmailNotifier(Notifier):
         if created_at.tzinfo is None:
             created_at = created_at.replace(tzinfo=UTC)
         return {
-            "subject": one_line(subject),
-            "text": text,
-            "html": html,
+            "subject": clip(one_line(subject), SUBJECT_LIMIT),
+            "text": cut_part(text, "… (cut: the message was too long)\n"),
+            "html": cut_part(html, "<p>… (cut: the message was too long)</p>\n"),
             "from": self.sender,
             "to": list(self.recipients),
             "message_id": message_id(group_id, self.sender),
@@ -203,23 +232,40 @@ class EmailNotifier(Notifier):
     def render_alerts(
         self, notices: list[Notice], *, group_id: str, created_at: datetime
     ) -> dict[str, Any]:
-        env = environment()
         subject = alerts_subject(notices)
-        context: dict[str, Any] = {
-            "subject": subject,
-            "count": count_alerts(len(notices)),
-            "headline": severity_counts(notices),
-            "notices": [notice_context(notice) for notice in ordered(notices)],
-            "created_at": utc_z(created_at),
-            "channel": self.name,
-        }
+        contexts = [notice_context(notice) for notice in ordered(notices)]
+        text, html = self._fit_alerts(subject, notices, contexts, created_at)
         return self._payload(
-            subject=subject,
-            text=env.get_template("email_alerts.txt.j2").render(context),
-            html=env.get_template("email_alerts.html.j2").render(context),
-            group_id=group_id,
-            created_at=created_at,
+            subject=subject, text=text, html=html, group_id=group_id, created_at=created_at
         )
+
+    def _fit_alerts(
+        self,
+        subject: str,
+        notices: list[Notice],
+        contexts: list[dict[str, Any]],
+        created_at: datetime,
+    ) -> tuple[str, str]:
+        """The text and HTML of as many alerts as fit in MAX_PART each, most severe first,
+        and "+N more alerts" for the rest: each alert is cut, so fewer of them always fit."""
+        env = environment()
+        shown = len(contexts)
+        while True:
+            context: dict[str, Any] = {
+                "subject": subject,
+                "count": count_alerts(len(notices)),
+                "headline": severity_counts(notices),
+                "notices": contexts[:shown],
+                "more": len(contexts) - shown,
+                "created_at": utc_z(created_at),
+                "channel": self.name,
+            }
+            text = env.get_template("email_alerts.txt.j2").render(context)
+            html = env.get_template("email_alerts.html.j2").render(context)
+            size = max(len(text), len(html))
+            if size <= MAX_PART or shown == 0:
+                return text, html
+            shown = min(shown - 1, int(shown * MAX_PART * 0.9 / size))
 
     def render_digest(
         self,
@@ -277,22 +323,27 @@ class EmailNotifier(Notifier):
             codes = [r.code for r in exc.recipients]
             worst = max(codes) if codes else None
             refused = exc.recipients[0] if exc.recipients else None
-            raise smtp_error(worst, refused.message if refused else "", channel=self.name) from None
+            said = self.receiver_text(refused.message if refused else "")
+            raise smtp_error(worst, said, channel=self.name) from None
         except aiosmtplib.SMTPResponseException as exc:
-            raise smtp_error(exc.code, exc.message, channel=self.name) from None
+            raise smtp_error(exc.code, self.receiver_text(exc.message), channel=self.name) from None
         except (
             aiosmtplib.SMTPConnectError,
             aiosmtplib.SMTPTimeoutError,
             aiosmtplib.SMTPServerDisconnected,
         ) as exc:
             cause = exc.__cause__
-            what = describe_network_error(cause) if cause is not None else excerpt(exc.message)
+            what = (
+                describe_network_error(cause)
+                if cause is not None
+                else self.receiver_text(exc.message)
+            )
             raise RetryableError(
                 f"{self.name}: cannot reach the mail server {self.host}:{self.port}: {what}"
             ) from None
         except aiosmtplib.SMTPException as exc:
             # The session cannot work as configured (no STARTTLS, no AUTH, no SMTPUTF8).
-            raise PermanentError(f"{self.name}: {excerpt(exc.message)}") from None
+            raise PermanentError(f"{self.name}: {self.receiver_text(exc.message)}") from None
         except (TimeoutError, OSError) as exc:
             raise connection_error(exc, channel=self.name, service="the mail server") from None
         if errors:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
@@ -25,7 +26,6 @@ from monitor.notify.base import (
     changes_not_said,
     check_http_url,
     connection_error,
-    excerpt,
     format_change,
     http_error,
     one_line,
@@ -41,10 +41,21 @@ if TYPE_CHECKING:
     import aiohttp
 
 DEFAULT_API_URL = "https://slack.com/api/"
+# Slack's own limits (Block Kit reference): at most 50 blocks; a section's text at most 3,000
+# characters, a header's 150; the `text` fallback is cut by Slack past 40,000.
 MAX_BLOCKS = 50
 MAX_CHANGES = 10
 SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
+TEXT_LIMIT = 40_000
+# A link whose URL is longer than this is shown as its label alone.
+URL_LIMIT = 1000
+# Sent with a bot token, a message carries its group id as metadata, so that a group whose
+# sending was cut short can be looked up before it is sent again (conversations.history, a
+# few pages of the channel since that attempt).
+METADATA_TYPE = "monitor_alert_group"
+LOOKUP_PAGES = 3
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
 
 _EMOJI = {
     Severity.CRITICAL: ":red_circle:",
@@ -59,12 +70,29 @@ def escape(text: Any) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def link(url: Any, label: str) -> str:
-    """``<url|label>`` for an http(s) URL, else just the escaped label."""
+def mrkdwn(text: str, limit: int) -> str:
+    """``text`` escaped for mrkdwn in at most ``limit`` characters (an escape is never cut in
+    half): escaping can make upstream text five times longer, so it is cut after escaping."""
+    escaped = escape(text[: limit + 1])
+    if len(escaped) <= limit:
+        return escaped
+    kept, size = [], 0
+    for char in text:
+        piece = escape(char)
+        if size + len(piece) > limit - 1:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept) + "…"
+
+
+def link(url: Any, label: str, limit: int = HEADER_LIMIT) -> str:
+    """``<url|label>`` for an http(s) URL, else just the escaped label (cut to ``limit``)."""
     target = safe_url(url)
-    if target is None:
-        return escape(label)
-    return f"<{escape(target).replace('|', '%7C')}|{escape(label)}>"
+    text = mrkdwn(label, limit)
+    if target is None or len(target) > URL_LIMIT:
+        return text
+    return f"<{escape(target).replace('|', '%7C')}|{text}>"
 
 
 def _clip(text: str, limit: int) -> str:
@@ -82,24 +110,9 @@ def _quiet_logger() -> logging.Logger:
 
 def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
     """Two blocks per notice: what happened (section) and where to look (context)."""
-    resolved = notice.status == Status.RESOLVED
-    emoji = _RESOLVED_EMOJI if resolved else _EMOJI.get(notice.severity, ":bell:")
-    title = _clip(one_line(notice.title) or one_line(notice.package), 150)
-    lines = [
-        f"{emoji} *{escape(str(notice.severity).upper())}* · {status_word(notice)} · "
-        f"*{link(notice.links.get('djangopackages'), title)}*"
-    ]
-    description, summary = said_once(notice)
-    if description:
-        lines.append(escape(_clip(description, 300)))
-    if summary:
-        lines.append(f">{escape(_clip(summary, 500))}")
-    changes = changes_not_said(notice)
-    for change in changes[:MAX_CHANGES]:
-        lines.append(f"• {escape(_clip(format_change(change), 200))}")
-    if len(changes) > MAX_CHANGES:
-        lines.append(f"• +{len(changes) - MAX_CHANGES} more changes")
-    context = [f"rule `{escape(_clip(one_line(notice.rule), 100))}`"]
+    lines = notice_lines(notice)
+    lines += fit_changes(notice, room=SECTION_LIMIT - len("\n".join(lines)))
+    context = [f"rule `{mrkdwn(one_line(notice.rule), 100)}`"]
     if safe_url(notice.links.get("repo")):
         context.append(link(notice.links["repo"], "Repository"))
     if safe_url(notice.links.get("pypi")):
@@ -108,6 +121,41 @@ def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]},
     ]
+
+
+def notice_lines(notice: Notice) -> list[str]:
+    """A section's first lines: severity, status and title; what it means; the summary.
+    Each is cut after escaping, so together they stay well under a section's limit."""
+    resolved = notice.status == Status.RESOLVED
+    emoji = _RESOLVED_EMOJI if resolved else _EMOJI.get(notice.severity, ":bell:")
+    title = one_line(notice.title[: HEADER_LIMIT * 4]) or one_line(notice.package)
+    lines = [
+        f"{emoji} *{escape(str(notice.severity).upper())}* · {status_word(notice)} · "
+        f"*{link(notice.links.get('djangopackages'), title)}*"
+    ]
+    description, summary = said_once(notice)
+    if description:
+        lines.append(mrkdwn(description, 300))
+    if summary:
+        lines.append(f">{mrkdwn(summary, 500)}")
+    return lines
+
+
+def fit_changes(notice: Notice, *, room: int) -> list[str]:
+    """The change lines that fit in ``room`` characters (at most ``MAX_CHANGES``), and
+    "+N more changes" for the rest."""
+    changes = changes_not_said(notice)
+    lines: list[str] = []
+    room -= len("\n• +99 more changes") + 1
+    for change in changes[:MAX_CHANGES]:
+        line = f"• {mrkdwn(format_change(change), 200)}"
+        if len(line) + 1 > room:
+            break
+        lines.append(line)
+        room -= len(line) + 1
+    if len(changes) > len(lines):
+        lines.append(f"• +{len(changes) - len(lines)} more changes")
+    return lines
 
 
 def header_block(text: str) -> dict[str, Any]:
@@ -146,16 +194,17 @@ def fit_blocks(notices: list[Notice]) -> tuple[list[dict[str, Any]], int]:
 def left_out(rest: list[Notice]) -> tuple[str, str]:
     """``("+N more", "(pkg-a, pkg-b …)")``: what the blocks and the fallback both leave out."""
     packages = list(dict.fromkeys(one_line(n.package) for n in rest))
-    names = ", ".join(escape(p) for p in packages[:10]) + (" …" if len(packages) > 10 else "")
+    names = ", ".join(mrkdwn(p, 100) for p in packages[:10]) + (" …" if len(packages) > 10 else "")
     return f"+{len(rest)} more", f"({names})"
 
 
 def notice_text(notice: Notice) -> str:
     """One escaped fallback line: ``[critical] FIRING django-x: what happened``."""
     description, summary = said_once(notice)
-    return escape(
+    return mrkdwn(
         f"[{notice.severity}] {status_word(notice)} {one_line(notice.package)}: "
-        f"{_clip(summary or description, 300)}"
+        f"{_clip(summary or description, 300)}",
+        600,
     )
 
 
@@ -262,6 +311,7 @@ class SlackNotifier(Notifier):
         self._clock = clock
         self._min_interval = min_interval
         self._last_send: dict[str, float] = {}
+        self._channel_id: str | None = None
 
     # -- rendering ----------------------------------------------------------------------
 
@@ -285,7 +335,7 @@ class SlackNotifier(Notifier):
         created_at: datetime,
     ) -> dict[str, Any]:
         blocks = [header_block(subject), *text_blocks(text, room=MAX_BLOCKS - 1)]
-        return self._message(escape(one_line(subject)), blocks)
+        return self._message(mrkdwn(one_line(subject), SECTION_LIMIT), blocks)
 
     def render_test(self, *, group_id: str, created_at: datetime) -> dict[str, Any]:
         line = f"This is a test from monitor: channel `{escape(self.name)}` can receive alerts."
@@ -303,7 +353,7 @@ class SlackNotifier(Notifier):
             if self._webhook_url is not None:
                 await self._send_webhook(payload)
             else:
-                await self._send_api(payload)
+                await self._send_api(payload, group_id)
         except DeliveryError as error:
             raise self._redacted(error) from None
 
@@ -335,19 +385,17 @@ class SlackNotifier(Notifier):
         error = http_error(
             response.status_code,
             response.headers,
-            excerpt(response.body),
+            self.receiver_text(response.body),
             channel=self.name,
             service="Slack",
         )
         if error is not None:
             raise error
 
-    async def _send_api(self, payload: dict[str, Any]) -> None:
-        import aiohttp
-        from slack_sdk.errors import SlackApiError, SlackClientError
+    def _client(self) -> Any:
         from slack_sdk.web.async_client import AsyncWebClient
 
-        client = AsyncWebClient(
+        return AsyncWebClient(
             token=self._token,
             base_url=self._api_url,
             timeout=self.timeout,  # type: ignore[arg-type]
@@ -356,13 +404,28 @@ class SlackNotifier(Notifier):
             logger=_quiet_logger(),
             retry_handlers=[],
         )
+
+    async def _send_api(self, payload: dict[str, Any], group_id: str) -> None:
+        metadata = {"event_type": METADATA_TYPE, "event_payload": {"group_id": group_id}}
+        response = await self._call(
+            "chat_postMessage", channel=self._channel or "", metadata=metadata, **payload
+        )
+        if isinstance(response.get("channel"), str):
+            self._channel_id = response["channel"]
+
+    async def _call(self, method: str, **arguments: Any) -> Any:
+        """One Web API call; its failures as :class:`RetryableError` / :class:`PermanentError`."""
+        import aiohttp
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
         try:
-            await client.chat_postMessage(channel=self._channel or "", **payload)
+            return await getattr(self._client(), method)(**arguments)
         except SlackApiError as exc:
             response = exc.response
             status = getattr(response, "status_code", None) or getattr(response, "status", None)
             data = getattr(response, "data", None)
             code = data.get("error") if isinstance(data, dict) else None
+            code = self.receiver_text(code) if isinstance(code, str) else None
             headers = getattr(response, "headers", None)
             raise slack_error(code, status=status, headers=headers, channel=self.name) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -375,6 +438,72 @@ class SlackNotifier(Notifier):
             # slack-sdk trips over a 200 whose body is not a JSON object (a proxy's page, a
             # wrong api_url): not Slack's answer, so worth another try later.
             raise RetryableError(f"{self.name}: unexpected answer from Slack (not JSON)") from None
+
+    async def already_sent(self, group_id: str, *, since: datetime) -> bool:
+        """Look for the group's message (by its metadata) in the channel's history since
+        ``since``. Only with a bot token (a webhook cannot read); a lookup Slack refuses for
+        good (a missing ``channels:history`` scope) cannot tell, one worth retrying is raised
+        so the group waits rather than risk a duplicate."""
+        if self._token is None:
+            return False
+        try:
+            channel = await self._channel_id_for_lookup()
+            if channel is None:
+                return False
+            return await self._history_has(channel, group_id, since)
+        except PermanentError:
+            return False
+        except DeliveryError as error:
+            raise self._redacted(error) from None
+
+    async def _channel_id_for_lookup(self) -> str | None:
+        """The configured channel's id (history is read by id; ``#deps`` is a name): the
+        setting itself, the id a post answered with, or found with conversations.list."""
+        if self._channel_id is None and _CHANNEL_ID.fullmatch(self._channel or ""):
+            self._channel_id = self._channel
+        if self._channel_id is None:
+            name = (self._channel or "").lstrip("#")
+            cursor = None
+            for _ in range(LOOKUP_PAGES):
+                page = await self._call(
+                    "conversations_list",
+                    types="public_channel,private_channel",
+                    exclude_archived=True,
+                    limit=1000,
+                    cursor=cursor,
+                )
+                for item in page.get("channels") or []:
+                    if isinstance(item, dict) and item.get("name") == name:
+                        self._channel_id = str(item.get("id"))
+                        return self._channel_id
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        return self._channel_id
+
+    async def _history_has(self, channel: str, group_id: str, since: datetime) -> bool:
+        cursor = None
+        for _ in range(LOOKUP_PAGES):
+            page = await self._call(
+                "conversations_history",
+                channel=channel,
+                oldest=f"{since.timestamp():.6f}",
+                include_all_metadata=True,
+                limit=200,
+                cursor=cursor,
+            )
+            for message in page.get("messages") or []:
+                metadata = message.get("metadata") if isinstance(message, dict) else None
+                if (
+                    isinstance(metadata, dict)
+                    and metadata.get("event_type") == METADATA_TYPE
+                    and (metadata.get("event_payload") or {}).get("group_id") == group_id
+                ):
+                    return True
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return False
+        return False
 
     def _get_session(self) -> aiohttp.ClientSession:
         import aiohttp

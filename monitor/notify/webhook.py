@@ -25,7 +25,6 @@ from monitor.notify.base import (
     SettingError,
     check_http_url,
     connection_error,
-    excerpt,
     http_error,
     ordered,
     utc_z,
@@ -35,6 +34,19 @@ if TYPE_CHECKING:
     import aiohttp
 
 SECRET_PREFIX = "whsec_"
+RECEIVER_TEXT_BYTES = 1024  # what is read of an error answer
+
+# A body is at most this many bytes: the alerts that do not fit are left out, counted in
+# ``data["truncated"]``. Within an alert a text is cut to MAX_TEXT characters with "…", a
+# string in a change value to MAX_VALUE_TEXT, and a list value to its first MAX_ITEMS items
+# (strings in it to MAX_ITEM_TEXT), the change's ``counts`` then giving the full length of each
+# list that was cut. Together these keep one alert far below MAX_BODY.
+MAX_BODY = 256 * 1024
+MAX_TEXT = 2000
+MAX_VALUE_TEXT = 500
+MAX_ITEMS = 20
+MAX_ITEM_TEXT = 100
+_ENVELOPE_ROOM = 512  # type, timestamp, "truncated": N
 
 
 def envelope(event_type: str, created_at: datetime, data: dict[str, Any]) -> str:
@@ -44,6 +56,68 @@ def envelope(event_type: str, created_at: datetime, data: dict[str, Any]) -> str
         ensure_ascii=False,
         separators=(",", ":"),
     )
+
+
+def cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def bounded_value(value: Any, text: int = MAX_VALUE_TEXT) -> Any:
+    """A change value fit for the body: strings cut, lists cut to their first items (and
+    what they hold cut shorter)."""
+    if isinstance(value, str):
+        return cut(value, text)
+    if isinstance(value, list):
+        return [bounded_value(item, MAX_ITEM_TEXT) for item in value[:MAX_ITEMS]]
+    if isinstance(value, dict):
+        return {cut(str(k), text): bounded_value(v, text) for k, v in value.items()}
+    return value
+
+
+def bounded_change(change: dict[str, Any]) -> dict[str, Any]:
+    """``{"field", "old", "new", ("added", "removed")}`` with its values bounded, and
+    ``"counts": {"old": 100000, ...}`` naming the full length of every list that was cut."""
+    out = {key: bounded_value(value) for key, value in change.items()}
+    counts = {
+        key: len(value)
+        for key, value in change.items()
+        if isinstance(value, list) and len(value) > MAX_ITEMS
+    }
+    if counts:
+        out["counts"] = counts
+    return out
+
+
+def bounded_alert(notice: Notice) -> dict[str, Any]:
+    """One ``alerts[]`` item of SPEC §7 with every text cut to MAX_TEXT characters; a link too
+    long to be one becomes null."""
+    alert = notice.to_json_dict()
+    for key in ("rule", "description", "package", "title", "summary"):
+        alert[key] = cut(alert[key], MAX_TEXT)
+    alert["changes"] = [bounded_change(change) for change in alert["changes"]]
+    alert["labels"] = {cut(k, MAX_TEXT): cut(v, MAX_TEXT) for k, v in alert["labels"].items()}
+    alert["links"] = {
+        key: url if url is None or len(url) <= MAX_TEXT else None
+        for key, url in alert["links"].items()
+    }
+    return alert
+
+
+def fit_alerts(notices: list[Notice]) -> dict[str, Any]:
+    """``{"alerts": [...]}`` with as many alerts (most severe first) as fit in MAX_BODY, and
+    ``"truncated": N`` when N were left out."""
+    alerts: list[dict[str, Any]] = []
+    size = _ENVELOPE_ROOM
+    for notice in notices:
+        alert = bounded_alert(notice)
+        size += len(json.dumps(alert, ensure_ascii=False).encode()) + 1
+        if size > MAX_BODY:
+            break
+        alerts.append(alert)
+    data: dict[str, Any] = {"alerts": alerts}
+    if len(alerts) < len(notices):
+        data["truncated"] = len(notices) - len(alerts)
+    return data
 
 
 def decode_secret(secret: str) -> bytes:
@@ -94,6 +168,7 @@ class WebhookNotifier(Notifier):
             if not isinstance(secret, str):
                 raise SettingError("secret", f"{name}: 'secret' must be a string")
             self._add_secret(secret)
+            self._add_secret(secret.strip().removeprefix(SECRET_PREFIX))
             try:
                 self._key = decode_secret(secret)
             except (binascii.Error, ValueError):
@@ -109,8 +184,7 @@ class WebhookNotifier(Notifier):
     def render_alerts(
         self, notices: list[Notice], *, group_id: str, created_at: datetime
     ) -> dict[str, Any]:
-        data = {"alerts": [notice.to_json_dict() for notice in ordered(notices)]}
-        return {"body": envelope("package.alerts", created_at, data)}
+        return {"body": envelope("package.alerts", created_at, fit_alerts(ordered(notices)))}
 
     def render_digest(
         self,
@@ -159,7 +233,8 @@ class WebhookNotifier(Notifier):
             ) as response:
                 text = ""
                 if not 200 <= response.status < 300:
-                    text = excerpt(await response.content.read(1024))
+                    raw = await response.content.read(RECEIVER_TEXT_BYTES)
+                    text = self.receiver_text(raw, cut=len(raw) == RECEIVER_TEXT_BYTES)
                 error = http_error(
                     response.status, response.headers, text, channel=self.name, service="webhook"
                 )
