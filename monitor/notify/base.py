@@ -16,6 +16,7 @@ This module imports no aiohttp, slack-sdk or jinja2 (``monitor --help`` must sta
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
