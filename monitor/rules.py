@@ -489,7 +489,12 @@ class _RuleFile:
             if not isinstance(message, str):
                 fail(key, "`message` must be a string (a jinja2 template)")
             else:
-                error = _template_error(message)
+                try:
+                    error = _template_error(message)
+                except (RecursionError, SyntaxError):
+                    # jinja2's parser recurses once per `(`, `[`, `-`..., and Python's compiler
+                    # refuses the code it generates for 200 nested `x.a.a...`.
+                    error = "nested too deeply"
                 if error:
                     fail(key, f"`message` is not a valid jinja2 template: {error}")
 

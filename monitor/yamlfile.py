@@ -46,9 +46,9 @@ _ALLOWED = {
     yaml.SequenceStartEvent: frozenset({_CORE + "seq"}),
     yaml.MappingStartEvent: frozenset({_CORE + "map"}),
 }
-# What PyYAML's constructors raise on a scalar they cannot read (`!!int x`, `!!bool x`,
-# `!!timestamp x`, a date of month 13, an int past Python's 4,300 digits).
-_UNREADABLE = (ValueError, KeyError, AttributeError, yaml.YAMLError)
+# What PyYAML's constructors raise on a scalar they cannot read (`!!int x`, `!!int ""`,
+# `!!bool x`, `!!timestamp x`, a date of month 13, an int past Python's 4,300 digits).
+_UNREADABLE = (ValueError, LookupError, AttributeError, yaml.YAMLError)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from monitor.rules import load_rules
 from tests.conftest import Monitor
@@ -265,3 +266,36 @@ def test_the_python_loader_gives_the_same_problems(
     assert err == f"{path}:51: nested deeper than 50 levels\n"
     path, err = _check(monitor, "rules: " + "[" * 10_000 + "\n")  # PyYAML's parser has no bound
     assert err == f"{path}:1: nested deeper than 50 levels\n"
+
+
+DEEP = "`message` is not a valid jinja2 template: nested too deeply"
+NESTED = [
+    *(
+        pytest.param("message", "{{ " + opener * 1000 + "1 }}", DEEP, id=f"message-{opener}")
+        for opener in ("(", "[", "-", "not ", "x|e", "x.a")
+    ),
+    pytest.param("message", "{% if 1 %}" * 1000 + "{% endif %}" * 1000, DEEP, id="message-if"),
+    pytest.param(
+        "when",
+        "(" * 1000 + "1" + ")" * 1000,
+        "bad expression in `when`: too many nested parentheses at column 201",
+        id="when-(",
+    ),
+    *(
+        pytest.param(
+            "when", opener * 1000 + "1", "bad expression in `when`: expression too deeply nested"
+        )
+        for opener in ("-", "not ", "1 + ")
+    ),
+]
+
+
+@pytest.mark.parametrize(("key", "text", "message"), NESTED)
+def test_deeply_nested_expressions_and_templates_are_a_problem_of_the_rule(
+    monitor: Monitor, key: str, text: str, message: str
+) -> None:
+    """jinja2's parser recurses once per level (RecursionError) and Python's compiler refuses
+    the code it makes of 200 nested attributes (SyntaxError): each is that rule's problem."""
+    rule = {"id": "x", "when": "repo_forks < 5", key: text}
+    path, err = _check(monitor, yaml.safe_dump({"rules": [rule]}, width=100_000))
+    assert err == f"{path}:3: {message}\n"
