@@ -42,6 +42,7 @@ from monitor.durations import parse_duration
 from monitor.errors import RulesError, did_you_mean
 from monitor.expr import Expression, ExpressionError, compile_expression
 from monitor.snapshot import FIELDS
+from monitor.yamlfile import YamlDocument, read_yaml
 
 __all__ = [
     "Rule",
@@ -72,6 +73,8 @@ _SEVERITIES = tuple(s.value for s in Severity)
 _RULE_SUFFIXES = (".yaml", ".yml")
 _TEXT_KEYS = frozenset({"id", "when", "description", "severity", "message", "repeat"})
 _NULL_TAG = "tag:yaml.org,2002:null"
+# More polls in a row than anyone means (10,000 six-hourly polls are seven years): a typo.
+MAX_FOR_POLLS = 10_000
 
 
 @dataclass(frozen=True)
@@ -181,9 +184,6 @@ def _template(source: str) -> Any:
 
 
 # -- loading ---------------------------------------------------------------------------------
-
-# libyaml's loader where PyYAML was built with it (the wheels are): the same nodes and marks.
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def shipped_rules_dir() -> Path:
@@ -332,9 +332,14 @@ def _rule_files(paths: Iterable[Path], problems: list[str]) -> Iterator[Path]:
     """Each file, each folder's ``*.yaml``/``*.yml`` (sorted); a missing path is a problem."""
     for path in map(Path, paths):
         if path.is_dir():
-            yield from sorted(
-                p for p in path.iterdir() if p.suffix in _RULE_SUFFIXES and p.is_file()
-            )
+            try:
+                found = sorted(
+                    p for p in path.iterdir() if p.suffix in _RULE_SUFFIXES and p.is_file()
+                )
+            except OSError as exc:
+                problems.append(f"{path}: cannot read the folder: {exc.strerror or exc}")
+                found = []
+            yield from found
         elif path.is_file():
             yield path
         else:
@@ -359,34 +364,23 @@ def _load_group(paths: Iterable[Path], problems: list[str]) -> list[_Entry]:
 
 
 def _load_file(path: Path, problems: list[str]) -> list[tuple[_Entry, int]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot read: {exc}")
+    """The rules of one file; its YAML is read with bounds (:mod:`monitor.yamlfile`), and a
+    file with YAML problems is not looked at further."""
+    document = read_yaml(path)
+    for problem in document.problems:
+        where = f"{path}:{problem.line}" if problem.line else str(path)
+        problems.append(f"{where}: {problem.message}")
+    if document.problems:
         return []
-    loader = _Loader(text)
-    try:
-        try:
-            root = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else 1
-            problems.append(f"{path}:{line}: not valid YAML: {exc.problem or exc.context}")
-            return []
-        except yaml.YAMLError as exc:
-            problems.append(f"{path}:1: not valid YAML: {exc}")
-            return []
-        return _RuleFile(path, loader, problems).rules(root)
-    finally:
-        loader.dispose()
+    return _RuleFile(path, document, problems).rules(document.root)
 
 
 class _RuleFile:
     """Validates the composed YAML of one file, keeping the line of every key."""
 
-    def __init__(self, path: Path, loader: yaml.SafeLoader, problems: list[str]):
+    def __init__(self, path: Path, document: YamlDocument, problems: list[str]):
         self.path = path
-        self.loader = loader
+        self.document = document
         self.problems = problems
 
     def problem(self, node: yaml.Node | None, message: str) -> None:
@@ -394,14 +388,14 @@ class _RuleFile:
         self.problems.append(f"{self.path}:{line}: {message}")
 
     def value(self, node: yaml.Node) -> Any:
-        return self.loader.construct_object(node, deep=True)
+        return self.document.construct(node)
 
     def rules(self, root: yaml.Node | None) -> list[tuple[_Entry, int]]:
         if not isinstance(root, yaml.MappingNode):
             self.problem(root, "expected a top-level `rules:` list")
             return []
         rules_node = None
-        for key, value in root.value:
+        for key, value in self.document.pairs(root):
             name = self.value(key)
             if name == "rules":
                 rules_node = value
@@ -423,15 +417,12 @@ class _RuleFile:
             return None
         keys: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         ok = True
-        for key, value in node.value:
+        for key, value in self.document.pairs(node):
             name = self.value(key)
             if not isinstance(name, str) or name not in KEYS:
                 self.problem(key, f"unknown key {name!r}{did_you_mean(name, KEYS)}")
                 ok = False
-            elif name in keys:
-                self.problem(key, f"duplicate key '{name}'")
-                ok = False
-            else:
+            else:  # each key is there once (the YAML reader refuses duplicates)
                 keys[name] = (key, value)
 
         def get(name: str) -> tuple[yaml.Node | None, Any]:
@@ -498,7 +489,12 @@ class _RuleFile:
             if not isinstance(message, str):
                 fail(key, "`message` must be a string (a jinja2 template)")
             else:
-                error = _template_error(message)
+                try:
+                    error = _template_error(message)
+                except (RecursionError, SyntaxError):
+                    # jinja2's parser recurses once per `(`, `[`, `-`..., and Python's compiler
+                    # refuses the code it generates for 200 nested `x.a.a...`.
+                    error = "nested too deeply"
                 if error:
                     fail(key, f"`message` is not a valid jinja2 template: {error}")
 
@@ -520,6 +516,8 @@ class _RuleFile:
             for_polls = 1
         elif isinstance(for_polls, bool) or not isinstance(for_polls, int) or for_polls < 1:
             fail(key, f"`for` must be a positive whole number of polls, got {for_polls!r}")
+        elif for_polls > MAX_FOR_POLLS:
+            fail(key, f"`for` is at most {MAX_FOR_POLLS:,} polls, got {for_polls}")
 
         if when is not None and when.is_change:
             for option, option_key in (("repeat", repeat_key), ("for", for_key)):

@@ -539,7 +539,7 @@ PROBLEMS = [
         "duplicate-key",
         "rules:\n  - id: x\n    when: repo_forks < 5\n    when: repo_forks < 6\n",
         4,
-        "duplicate key 'when'",
+        'duplicate key "when" (first at line 3)',
     ),
     (
         "duplicate-id-in-one-file",
