@@ -381,22 +381,23 @@ class CycleRecorder:
         view = self._view
         assert view is not None
         for plan in view.plans.values():
-            for rule in self._changing(plan, view.states.get(plan.watch.id, {})):
-                if _templated(rule) and rule.id not in plan.summaries:
-                    plan.summaries[rule.id] = rule.render_message(self._context(rule, plan))
-                    yield
+            for rule in self._unrendered(plan, view.states.get(plan.watch.id, {})):
+                plan.summaries[rule.id] = rule.render_message(self._context(rule, plan))
+                yield
 
-    def _changing(self, plan: _Plan, states: dict[str, _Stored]) -> Iterator[Any]:
-        """The users' rules whose alert on this package changes in this cycle (as the
-        write transaction will decide, given the same states)."""
+    def _unrendered(self, plan: _Plan, states: dict[str, _Stored]) -> Iterator[Any]:
+        """The rules with a template whose alert on this package changes in this cycle (as
+        the write transaction will decide, given the same states), not rendered yet."""
         if plan.status in ("ok", "unchanged"):
             for rule, holds in plan.observed.verdicts:
-                if holds or rule.id in states:
+                if (holds or rule.id in states) and _templated(rule):
                     state, alert_id = states.get(rule.id, _NO_STATE)
                     _, event = self._step(rule, state, holds, lambda: "")
-                    if _transitions(event, alert_id):
+                    if _transitions(event, alert_id) and rule.id not in plan.summaries:
                         yield rule
-        yield from plan.fired
+        for rule in plan.fired:
+            if _templated(rule) and rule.id not in plan.summaries:
+                yield rule
 
     # -- one package, in the transaction -----------------------------------------------
 
