@@ -7,18 +7,26 @@ three steps of :class:`CycleRecorder` (:func:`poll_and_record` runs them):
   records, so it can report unchanged ones without parsing them;
 - ``observe`` takes each result as it arrives and works out what needs no database (the
   condition rules' verdicts) while the rest of the poll is on the network;
-- ``record`` writes everything the cycle learned in ONE transaction: check rows, new
-  snapshots, alert state, transitions and their delivery groups.
+- ``record`` first works out, outside any transaction, what each result means (its
+  :class:`_Plan`: diff, change rules fired) and which alerts will change, and renders their
+  messages (users' templates, which may be slow); then it writes everything the cycle learned
+  in ONE transaction: check rows, new snapshots, alert state, transitions and their delivery
+  groups.
 
-Polling holds no database lock. A crash before the commit stores nothing (the next poll sees
-the same changes); a crash after it leaves pending deliveries for the outbox. Nothing is lost
-and no alert is decided twice.
+Polling and rendering hold no database lock, so a slow template never makes another process
+wait for the write lock. If another process commits meanwhile, the transaction reads again;
+should that call for a message not rendered yet, it rolls back, renders it outside, and tries
+again. A crash (or a cancelled cycle) before the commit stores nothing (the next poll sees the
+same changes); a crash after it leaves pending deliveries for the outbox. Nothing is lost and
+no alert is decided twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import random
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -121,6 +129,47 @@ class _Observation:
 
 _NOTHING_SEEN = _Observation((), None, None)  # a failed or not-found poll
 _RACED = "changed by another process while polled, and the record seen is not stored"
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one poll result means for its watch, before anything is written: worked out
+    from the result and the watch row alone, so it holds for as long as that row does, and
+    outside the write transaction (comparing snapshots, evaluating change rules, rendering
+    messages hold no lock)."""
+
+    watch: Watch
+    status: str  # as stored: an ok poll that changed nothing is "unchanged"
+    error: str | None
+    snapshot: Snapshot | None  # the content polled, if any
+    old: Snapshot | None  # the stored snapshot it differs from
+    changes: list[Change]
+    observed: _Observation
+    store_snapshot: bool  # ``snapshot`` becomes the watch's newest
+    refingerprint: bool  # the same content in another form: store the record's fingerprint
+    fired: list[Any]  # the change rules the changes fire, superseded ones dropped
+    summaries: dict[str, str] = field(default_factory=dict)  # rule id -> rendered message
+    last_seen: Snapshot | None = None  # the watch's newest stored snapshot, once read
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """The plans and stored rule states as of one ``PRAGMA data_version``."""
+
+    version: int
+    plans: dict[str, _Plan]  # slug -> plan, for the polled packages still watched
+    states: dict[int, dict[str, _Stored]]  # watch id -> rule id -> stored state
+
+
+class _Unrendered(Exception):
+    """The write transaction needs a template message that was not rendered beforehand."""
+
+
+# Record attempts before a message not rendered outside the lock falls back to the rule's
+# default text: each retry follows a commit by another process between render and write.
+_ATTEMPTS = 3
+# How long record_async() computes before letting the event loop run (a stop signal).
+_SLICE = 0.05
 # How each poll status bears on the built-in alerts, in BUILTIN_RULES order.
 _BUILTIN_OBSERVED = {
     status: tuple(builtin_observations(status)[rule.id] for rule in BUILTIN_RULES)
@@ -170,6 +219,8 @@ class CycleRecorder:
         self._observations: dict[str, _Observation] = {}
         self._watches: dict[str, Watch] | None = None
         self._read_at = 0
+        self._view: _View | None = None
+        self._may_defer = True  # may a missing message roll the write back (see _summary)
         self._channel_notices: dict[str, list[tuple[int, Notice]]] = {}
 
     # -- entry point --------------------------------------------------------------------
@@ -187,95 +238,189 @@ class CycleRecorder:
 
     def record(self, outcomes: Sequence[PollResult], *, baseline: bool = False) -> CycleReport:
         """Store the outcomes, decide transitions and queue their deliveries (one txn)."""
+        for _ in self._recording(outcomes, baseline):
+            pass
+        return self.report
+
+    async def record_async(
+        self, outcomes: Sequence[PollResult], *, baseline: bool = False
+    ) -> CycleReport:
+        """:meth:`record`, letting the event loop run every few hundredths of a second while
+        it compares snapshots and renders messages (never inside the transaction): a stop
+        signal is heard, and cancelling the cycle there stores nothing."""
+        paused = time.monotonic()
+        for _ in self._recording(outcomes, baseline):
+            if time.monotonic() - paused > _SLICE:
+                await asyncio.sleep(0)
+                paused = time.monotonic()
+        return self.report
+
+    def _recording(self, outcomes: Sequence[PollResult], baseline: bool) -> Iterator[None]:
+        """Plan and render outside the transaction (yielding after each step), then write.
+        A write that needs a message rendered too late rolls back and goes round again."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            yield from self._replan(outcomes, baseline)
+            yield from self._render_messages()
+            try:
+                self._write(outcomes, baseline, last_attempt=attempt == _ATTEMPTS)
+            except _Unrendered:  # rolled back: nothing of this attempt is stored
+                self.report = _unwritten(self.report)
+            else:
+                return
+
+    def _write(self, outcomes: Sequence[PollResult], baseline: bool, *, last_attempt: bool) -> None:
         with self.store.transaction():
-            # What prepare() read still holds unless another process wrote meanwhile (it may
-            # have polled or unwatched these packages): then read it again, in the txn.
-            watches = self._watches
-            if watches is None or self.store.data_version() != self._read_at:
-                watches = self.store.watches([o.slug for o in outcomes])
-            states = self._load_states([w.id for w in watches.values()])
+            # What was read outside still holds unless another process wrote meanwhile (it
+            # may have polled or unwatched these packages): then read it again, in the txn.
+            for _ in self._replan(outcomes, baseline):
+                pass
+            view = self._view
+            assert view is not None
+            self._may_defer = not last_attempt
             self._mutes = self.store.active_mutes(self.now)
             self._checks: list[tuple[Any, ...]] = []
             self._watch_updates: list[tuple[Any, ...]] = []
+            self._channel_notices = {}
             for outcome in outcomes:
-                watch = watches.get(outcome.slug)
-                if watch is None:  # unwatched while we polled
+                plan = view.plans.get(outcome.slug)
+                if plan is None:  # unwatched while we polled
                     continue
-                stored = states.get(watch.id, {})
+                stored = view.states.get(plan.watch.id, {})
                 if stored:
-                    self._retire_removed_rules(watch, stored)
-                self._record_one(watch, outcome, stored, baseline=baseline)
+                    self._retire_removed_rules(plan.watch, stored)
+                self._record_one(plan, outcome, stored)
             self.store.conn.executemany(_INSERT_CHECK, self._checks)
             self.store.conn.executemany(_UPDATE_WATCH, self._watch_updates)
             self._queue_groups()
-        return self.report
 
-    # -- one package --------------------------------------------------------------------
+    # -- planning, outside the transaction ---------------------------------------------
 
-    def _record_one(
-        self,
-        watch: Watch,
-        outcome: PollResult,
-        states: dict[str, _Stored],
-        *,
-        baseline: bool,
-    ) -> None:
-        report = self.report
-        report.checked += 1
-        status = str(outcome.status)
-        snapshot_id = watch.snapshot_id
-        new_snapshot_id = None
-        snapshot = outcome.snapshot
-        fingerprint = outcome.fingerprint
-        latest_fingerprint = watch.fingerprint  # of the record behind the latest snapshot
-        error = outcome.error
+    def _replan(self, outcomes: Sequence[PollResult], baseline: bool) -> Iterator[None]:
+        """Bring :attr:`_view` up to the database's current version: plan again the packages
+        whose watch row changed, read the rule states again. Yields after each plan made."""
+        version = self.store.data_version()  # first: a commit after it shows at the next look
+        earlier = self._view
+        if earlier is not None and earlier.version == version:
+            return
+        watches = self._watches
+        if watches is None or version != self._read_at:
+            watches = self.store.watches([o.slug for o in outcomes])
+        self._watches = None  # prepare()'s read serves once
+        plans: dict[str, _Plan] = {}
+        for outcome in outcomes:
+            watch = watches.get(outcome.slug)
+            if watch is None:
+                continue
+            plan = earlier.plans.get(outcome.slug) if earlier else None
+            if plan is None or plan.watch != watch:
+                observed = plan.observed if plan else self._observed(outcome)
+                plan = self._plan(watch, outcome, observed, baseline)
+                yield
+            plans[outcome.slug] = plan
+        states = self._load_states([plan.watch.id for plan in plans.values()])
+        self._view = _View(version, plans, states)
+
+    def _observed(self, outcome: PollResult) -> _Observation:
+        return self._observations.pop(outcome.slug, None) or self._observe(outcome)
+
+    def _plan(
+        self, watch: Watch, outcome: PollResult, observed: _Observation, baseline: bool
+    ) -> _Plan:
+        status, error = str(outcome.status), outcome.error
+        snapshot, fingerprint = outcome.snapshot, outcome.fingerprint
         old: Snapshot | None = None
         changes: list[Change] = []
+        refingerprint = store_snapshot = False
         if status == "unchanged" and fingerprint != watch.fingerprint:
             # Another process stored a newer snapshot while we polled; what we saw is the
             # content of an earlier one, so compare that with the newest like any record.
             snapshot = self._earlier_snapshot(watch, outcome)
             status, error = ("ok", None) if snapshot is not None else ("failed", _RACED)
         if status == "ok" and snapshot is not None:
-            if snapshot_id is not None and (
+            if watch.snapshot_id is not None and (
                 fingerprint is None or fingerprint != watch.fingerprint
             ):
-                old = self.store.snapshot(snapshot_id)
+                old = self.store.snapshot(watch.snapshot_id)
                 changes = diff(old, snapshot)
-                if not changes and fingerprint is not None:  # the same content in another form
-                    self.store.update("snapshots", snapshot_id, {"fingerprint": fingerprint})
-                    latest_fingerprint = fingerprint
-            if snapshot_id is not None and not changes:
-                status = "unchanged"
-                old = None
+                # No change: the same content in another form.
+                refingerprint = not changes and fingerprint is not None
+            if watch.snapshot_id is not None and not changes:
+                status, old = "unchanged", None
             else:
-                if changes:
-                    report.changed.append((watch.slug, changes))
-                snapshot_id = new_snapshot_id = self.store.insert(
-                    "snapshots",
-                    {
-                        "watch_id": watch.id,
-                        "taken_at": self._now_iso,
-                        "data": snapshot.content_json(),
-                        "fingerprint": fingerprint,
-                    },
-                )
-                latest_fingerprint = fingerprint
+                store_snapshot = True
+        fired: list[Any] = []
+        if not baseline and old is not None and snapshot is not None and changes:
+            fired = self._fired_change_rules(watch.slug, snapshot, old)
+        return _Plan(
+            watch,
+            status,
+            error,
+            snapshot,
+            old,
+            changes,
+            observed,
+            store_snapshot,
+            refingerprint,
+            fired,
+        )
+
+    def _fired_change_rules(self, slug: str, snapshot: Snapshot, old: Snapshot) -> list[Any]:
+        new_values, old_values = snapshot.values(), old.values()
+        fired = [
+            rule
+            for rule in self._change_rules
+            if rule.applies_to(slug) and self._holds(rule, new_values, old_values) is True
+        ]
+        # One alert per change: a rule that fires drops the rules it supersedes.
+        superseded = {target for rule in fired for target in getattr(rule, "supersedes", ())}
+        return [rule for rule in fired if rule.id not in superseded]
+
+    def _render_messages(self) -> Iterator[None]:
+        """Render, outside the transaction, the template messages of the alerts that will
+        change given the states read; yields after each one."""
+        view = self._view
+        assert view is not None
+        for plan in view.plans.values():
+            for rule in self._unrendered(plan, view.states.get(plan.watch.id, {})):
+                plan.summaries[rule.id] = rule.render_message(self._context(rule, plan))
+                yield
+
+    def _unrendered(self, plan: _Plan, states: dict[str, _Stored]) -> Iterator[Any]:
+        """The rules with a template whose alert on this package changes in this cycle (as
+        the write transaction will decide, given the same states), not rendered yet."""
+        if plan.status in ("ok", "unchanged"):
+            for rule, holds in plan.observed.verdicts:
+                if (holds or rule.id in states) and _templated(rule):
+                    state, alert_id = states.get(rule.id, _NO_STATE)
+                    _, event = self._step(rule, state, holds, lambda: "")
+                    if _transitions(event, alert_id) and rule.id not in plan.summaries:
+                        yield rule
+        for rule in plan.fired:
+            if _templated(rule) and rule.id not in plan.summaries:
+                yield rule
+
+    # -- one package, in the transaction -----------------------------------------------
+
+    def _record_one(self, plan: _Plan, outcome: PollResult, states: dict[str, _Stored]) -> None:
+        watch, status, snapshot = plan.watch, plan.status, plan.snapshot
+        report = self.report
+        report.checked += 1
+        new_snapshot_id = self._store_snapshot(plan, outcome)
         if status == "unchanged":
             report.unchanged += 1
         elif status == "failed":
-            report.failed.append((watch.slug, error or "failed"))
+            report.failed.append((watch.slug, plan.error or "failed"))
         elif status == "not_found":
             report.not_found.append(watch.slug)
-
-        observed = self._observations.pop(outcome.slug, None) or self._observe(outcome)
+        stored_fingerprint = plan.store_snapshot or plan.refingerprint
+        observed = plan.observed
         self._checks.append(
             (
                 watch.id,
                 self._now_iso,
                 round(outcome.duration * 1000),
                 status,
-                error,
+                plan.error,
                 new_snapshot_id,
                 observed.last_fetched,
                 observed.modified,
@@ -285,13 +430,13 @@ class CycleRecorder:
             (
                 self._now_iso,
                 status,
-                error,
+                plan.error,
                 watch.failures + 1 if status == "failed" else 0,
-                snapshot_id,
+                new_snapshot_id or watch.snapshot_id,
                 snapshot.title if snapshot else watch.title,
                 outcome.package_id or watch.package_id,
                 self._next_due(watch.interval),
-                latest_fingerprint,
+                outcome.fingerprint if stored_fingerprint else watch.fingerprint,
                 watch.id,
             )
         )
@@ -300,25 +445,34 @@ class CycleRecorder:
         # common case, so step() and its arguments are skipped for it.
         for rule, holds in zip(BUILTIN_RULES, _BUILTIN_OBSERVED[status], strict=True):
             if holds or rule.id in states:
-                self._condition(watch, rule, holds, states, snapshot, new_snapshot_id, outcome)
+                self._condition(plan, rule, holds, states, new_snapshot_id, outcome)
         if status not in ("ok", "unchanged"):
             return
         for rule, holds in observed.verdicts:
             if holds or rule.id in states:
-                self._condition(watch, rule, holds, states, snapshot, new_snapshot_id, outcome)
-        if baseline or old is None or snapshot is None or not changes:
-            return
-        new_values, old_values = snapshot.values(), old.values()
-        fired = [
-            rule
-            for rule in self._change_rules
-            if rule.applies_to(watch.slug) and self._holds(rule, new_values, old_values) is True
-        ]
-        # One alert per change: a rule that fires drops the rules it supersedes.
-        superseded = {target for rule in fired for target in getattr(rule, "supersedes", ())}
-        for rule in fired:
-            if rule.id not in superseded:
-                self._fire_change(watch, rule, snapshot, old, changes, new_snapshot_id)
+                self._condition(plan, rule, holds, states, new_snapshot_id, outcome)
+        for rule in plan.fired:
+            self._fire_change(plan, rule, new_snapshot_id)
+
+    def _store_snapshot(self, plan: _Plan, outcome: PollResult) -> int | None:
+        """Write what the plan says of the snapshots; the new snapshot's id, if one is."""
+        watch = plan.watch
+        if plan.refingerprint:
+            self.store.update("snapshots", watch.snapshot_id, {"fingerprint": outcome.fingerprint})
+        if not plan.store_snapshot:
+            return None
+        assert plan.snapshot is not None
+        if plan.changes:
+            self.report.changed.append((watch.slug, plan.changes))
+        return self.store.insert(
+            "snapshots",
+            {
+                "watch_id": watch.id,
+                "taken_at": self._now_iso,
+                "data": plan.snapshot.content_json(),
+                "fingerprint": outcome.fingerprint,
+            },
+        )
 
     def _retire_removed_rules(self, watch: Watch, states: dict[str, _Stored]) -> None:
         """Forget the states of rules that are gone (deleted, disabled, no longer a condition
@@ -328,7 +482,7 @@ class CycleRecorder:
             rule = self._stateful.get(rule_id)
             if rule is not None and (isinstance(rule, BuiltinRule) or rule.applies_to(watch.slug)):
                 continue
-            _, alert_id = states.pop(rule_id)
+            _, alert_id = states[rule_id]
             if alert_id is not None:
                 self.store.conn.execute(
                     "UPDATE alerts SET status = ?, resolved_at = ? WHERE id = ? AND status = ?",
@@ -394,30 +548,33 @@ class CycleRecorder:
 
     # -- transitions --------------------------------------------------------------------
 
-    def _condition(
-        self,
-        watch: Watch,
-        rule: Any,
-        holds: bool | None,
-        states: dict[str, _Stored],
-        snapshot: Snapshot | None,
-        snapshot_id: int | None,
-        outcome: PollResult,
-    ) -> None:
-        state, alert_id = states.get(rule.id, _NO_STATE)
-        new_state, event = step(
+    def _step(
+        self, rule: Any, state: RuleState, holds: bool | None, new_episode: Callable[[], str]
+    ) -> tuple[RuleState, Event | None]:
+        return step(
             state,
             holds,
             for_polls=rule.for_polls,
             repeat=rule.repeat,
             now=self.now,
-            new_episode=self.new_id,
+            new_episode=new_episode,
         )
-        if event is not None and snapshot is None and watch.snapshot_id is not None:
-            # Unchanged, failed or not found: the content last seen speaks for the package.
-            snapshot = self.store.snapshot(watch.snapshot_id)
+
+    def _condition(
+        self,
+        plan: _Plan,
+        rule: Any,
+        holds: bool | None,
+        states: dict[str, _Stored],
+        snapshot_id: int | None,
+        outcome: PollResult,
+    ) -> None:
+        watch = plan.watch
+        state, alert_id = states.get(rule.id, _NO_STATE)
+        new_state, event = self._step(rule, state, holds, self.new_id)
+        snapshot = self._shown(plan) if _transitions(event, alert_id) else plan.snapshot
         if event is Event.FIRING:
-            summary = self._summary(rule, watch, snapshot, None, [], outcome)
+            summary = self._summary(rule, plan, outcome)
             alert_id = self._open_alert(watch, rule, new_state.episode, "firing", summary)
             self._transition(
                 watch,
@@ -434,7 +591,7 @@ class CycleRecorder:
                 (),
             )
         elif event is Event.REPEAT and alert_id is not None:
-            summary = self._summary(rule, watch, snapshot, None, [], outcome)
+            summary = self._summary(rule, plan, outcome)
             self.store.update("alerts", alert_id, {"last_notified_at": iso(self.now)})
             self._transition(
                 watch,
@@ -451,7 +608,7 @@ class CycleRecorder:
                 (),
             )
         elif event is Event.RESOLVED and alert_id is not None:
-            summary = self._summary(rule, watch, snapshot, None, [], outcome)
+            summary = self._summary(rule, plan, outcome)
             self.store.update(
                 "alerts",
                 alert_id,
@@ -493,20 +650,12 @@ class CycleRecorder:
                 ),
             )
 
-    def _fire_change(
-        self,
-        watch: Watch,
-        rule: Any,
-        snapshot: Snapshot,
-        old: Snapshot | None,
-        changes: list[Change],
-        snapshot_id: int | None,
-    ) -> None:
+    def _fire_change(self, plan: _Plan, rule: Any, snapshot_id: int | None) -> None:
         episode = self.new_id()
-        summary = self._summary(rule, watch, snapshot, old, changes, None)
-        alert_id = self._open_alert(watch, rule, episode, "fired", summary)
+        summary = self._summary(rule, plan, None)
+        alert_id = self._open_alert(plan.watch, rule, episode, "fired", summary)
         self._transition(
-            watch,
+            plan.watch,
             rule,
             alert_id,
             Status.FIRING,
@@ -515,9 +664,9 @@ class CycleRecorder:
             self.now,
             None,
             summary,
-            snapshot,
+            plan.snapshot,
             snapshot_id,
-            tuple(changes),
+            tuple(plan.changes),
         )
 
     def _open_alert(
@@ -541,23 +690,38 @@ class CycleRecorder:
             },
         )
 
-    def _summary(
-        self,
-        rule: Any,
-        watch: Watch,
-        snapshot: Snapshot | None,
-        old: Snapshot | None,
-        changes: list[Change],
-        outcome: PollResult | None,
-    ) -> str:
-        title = (snapshot.title if snapshot else None) or watch.title or watch.slug
+    def _summary(self, rule: Any, plan: _Plan, outcome: PollResult | None) -> str:
+        """The alert's message. A user's template was rendered before the transaction; one
+        that was not (another process committed since, and the alert's fate changed) is not
+        rendered under the write lock: the attempt rolls back, or on the last one the rule's
+        default text is used."""
+        slug = plan.watch.slug
         if isinstance(rule, BuiltinRule):
             if rule.id == "package-not-found":
-                return f"{watch.slug}: not found on djangopackages (404)"
+                return f"{slug}: not found on djangopackages (404)"
             reason = outcome.error if outcome and outcome.error else "polls failing"
-            return f"{watch.slug}: polling failed {rule.for_polls} times in a row ({reason})"
+            return f"{slug}: polling failed {rule.for_polls} times in a row ({reason})"
+        summary = plan.summaries.get(rule.id)
+        if summary is not None:
+            return summary
+        if not _templated(rule):  # the default text: plain Python, no user code
+            return str(rule.render_message(self._context(rule, plan)))
+        if self._may_defer:
+            raise _Unrendered(rule.id)
+        return str(rule.default_message(self._context(rule, plan)))
+
+    def _context(self, rule: Any, plan: _Plan) -> dict[str, Any]:
+        """What a message template sees (SPEC §6). It depends on the rule and the plan
+        only, not on the alert's state: that is why it can be rendered before the state is
+        final."""
+        if rule.kind == RuleKind.CHANGE:
+            snapshot, old, changes = plan.snapshot, plan.old, plan.changes
+        else:
+            snapshot, old, changes = self._shown(plan), None, []
+        watch = plan.watch
+        title = (snapshot.title if snapshot else None) or watch.title or watch.slug
         new_values = snapshot.values() if snapshot else {}
-        context = {
+        return {
             **new_values,
             "old": old.values() if old else {},
             "new": new_values,
@@ -567,7 +731,15 @@ class CycleRecorder:
             "rule": rule.id,
             "severity": str(rule.severity),
         }
-        return rule.render_message(context)
+
+    def _shown(self, plan: _Plan) -> Snapshot | None:
+        """The content a condition alert shows: what was polled or, for an unchanged, failed
+        or not-found poll, the newest stored snapshot (read once)."""
+        if plan.snapshot is not None:
+            return plan.snapshot
+        if plan.last_seen is None and plan.watch.snapshot_id is not None:
+            plan.last_seen = self.store.snapshot(plan.watch.snapshot_id)
+        return plan.last_seen
 
     def _transition(
         self,
@@ -673,6 +845,31 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def _transitions(event: Event | None, alert_id: int | None) -> bool:
+    """Whether a condition rule's step makes a transition: it fires, or re-notifies or
+    resolves an alert that is open."""
+    return event is Event.FIRING or (event is not None and alert_id is not None)
+
+
+def _templated(rule: Any) -> bool:
+    """A rule with a user's message template (slow, possibly: rendered outside the lock)."""
+    return getattr(rule, "message", None) is not None
+
+
+def _unwritten(report: CycleReport) -> CycleReport:
+    """``report`` without what a rolled-back write transaction added to it."""
+    return replace(
+        report,
+        checked=0,
+        unchanged=0,
+        changed=[],
+        failed=[],
+        not_found=[],
+        transitions=[],
+        groups=[],
+    )
+
+
 def _unix(value: datetime | None) -> int | None:
     return int(value.timestamp()) if value else None
 
@@ -700,7 +897,7 @@ async def poll_and_record(
             fields=recorder.condition_fields,
             on_result=lambda result: _both(recorder.observe, on_result, result),
         )
-        report = recorder.record(results)
+        report = await recorder.record_async(results)
     if source.last_count is not None and str(source.last_count) != known:
         with store.transaction():
             store.set_meta("djangopackages.count", str(source.last_count))

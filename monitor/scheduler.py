@@ -10,8 +10,11 @@ APScheduler's AsyncIOScheduler drives three jobs, none of which overlaps itself
   since the cron's previous fire time.
 
 Watches added, changed or removed by other commands are seen at the next tick: the database,
-not this process, holds the schedule. SIGINT/SIGTERM stop it within seconds: in-flight polls
-are abandoned (a cycle is recorded in one transaction, so nothing half-done is stored).
+not this process, holds the schedule. SIGINT/SIGTERM stop it within seconds, whatever it is
+doing: no job starts any more, the running ones get a short grace to finish, then they are
+cancelled. A cancelled cycle stores nothing (it is recorded in one transaction, which never
+waits on the network or yields to the event loop); a cancelled delivery keeps its lease until
+it expires, then is sent again (at-least-once).
 """
 
 from __future__ import annotations
@@ -41,7 +44,10 @@ log = logging.getLogger("monitor")
 
 MAX_TICK = 30.0
 OUTBOX_EVERY = 5.0
-STOP_GRACE = 3.0
+# On SIGINT/SIGTERM: how long running jobs may go on, then how long cancelled ones may take
+# to unwind; together well within the 5 s a stop may take.
+STOP_GRACE = 2.0
+CANCEL_GRACE = 1.0
 
 
 def tick_seconds(config: Config, store: Store) -> float:
@@ -63,6 +69,7 @@ class Daemon:
         queue_digest: Callable[[datetime], None] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         console: TextIO | None = None,
+        stop_grace: float = STOP_GRACE,
     ):
         self.config = config
         self.store = store
@@ -74,6 +81,7 @@ class Daemon:
         self.outbox = Outbox(store, config, clock=clock, sleep=sleep, console=console)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
+        self.stop_grace = stop_grace
         self.cycles = 0
 
     async def poll_due(self) -> None:
@@ -137,8 +145,9 @@ class Daemon:
             except asyncio.CancelledError:
                 if not self._stopping:
                     raise
-                # Abandoned on SIGINT/SIGTERM: the cycle's one transaction never began, so
-                # nothing half-done is stored. Ending quietly keeps a traceback out of the log.
+                # Abandoned on SIGINT/SIGTERM after the grace: a cycle is cancelled only
+                # outside its one transaction, so nothing half-done is stored. Ending quietly
+                # keeps a traceback out of the log.
                 log.info("abandoned", extra={"fields": {"job": name}})
             except Exception as exc:  # a failing job is logged, the daemon keeps going
                 log.error(
@@ -187,9 +196,11 @@ class Daemon:
         try:
             await stop.wait()
         finally:
-            self._stopping = True  # before shutdown, which cancels the running jobs
-            scheduler.shutdown(wait=False)
+            self._stopping = True
+            scheduler.pause()  # no job starts during the grace
             await self._finish()
+            # Only now: shutting the scheduler down cancels its running jobs at once.
+            scheduler.shutdown(wait=False)
             await self.outbox.aclose()
             log.info("stopped", extra={"fields": {"cycles": self.cycles}})
 
@@ -197,11 +208,11 @@ class Daemon:
         """Let in-flight jobs end for a moment, then abandon them."""
         if not self._tasks:
             return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
+        _, pending = await asyncio.wait(set(self._tasks), timeout=self.stop_grace)
         for task in pending:
             task.cancel()
         if pending:
-            await asyncio.wait(pending, timeout=1.0)
+            await asyncio.wait(pending, timeout=CANCEL_GRACE)
 
 
 def log_outcomes(report: CycleReport) -> None:
