@@ -563,6 +563,8 @@ def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
         click.echo(f"  FAILED {error if error.startswith(slug) else f'{slug}: {error}'}")
     for slug in report.not_found:
         click.echo(f"  {slug}: NOT FOUND on djangopackages")
+    for slug, rule, error in report.rule_errors:
+        click.echo(f"  RULE ERROR {rule} on {slug}: {error} (its state is kept)")
     for line in undelivered:
         click.echo(f"  undelivered: {line}")
 
