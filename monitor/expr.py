@@ -64,6 +64,7 @@ __all__ = [
     "Limits",
     "UnknownValue",
     "compile_expression",
+    "weight",
 ]
 
 _FIELD_SET = frozenset(FIELDS)
@@ -132,7 +133,7 @@ def _tick(limits: Limits) -> None:
 
 
 def _bound(cells: int, limits: Limits, what: str) -> None:
-    """Refuse to build a value of ``cells`` (see :func:`_weight`) over the size bound."""
+    """Refuse to build a value of ``cells`` (see :func:`weight`) over the size bound."""
     if cells > limits.cells:
         raise LimitExceeded(
             f"{what} would build a value over {limits.cells:,} characters or elements (1 MB)"
@@ -209,10 +210,11 @@ def compile_expression(source: str, limits: Limits | None = None) -> Expression:
 # -- runtime helpers ---------------------------------------------------------------------------
 
 
-def _weight(value: Any, limit: int) -> int:
+def weight(value: Any, limit: int) -> int:
     """The cells of ``value``: one per character of text or element of a list or tuple
     (at least one per element: an empty string still takes a slot), counted through shared
-    references, for the size bound. Stops counting soon after ``limit``."""
+    references, for the size bound (templates use it too). Stops counting soon after
+    ``limit``."""
     return _weigh(value, limit, {})
 
 
@@ -250,14 +252,14 @@ def _mul(a: Any, b: Any, limits: Limits) -> Any:
         a, b = b, a
     if isinstance(a, _SEQUENCES) and isinstance(b, int) and a and b > 0:
         _tick(limits)
-        _bound(b * _weight(a, limits.cells // b), limits, "`*`")
+        _bound(b * weight(a, limits.cells // b), limits, "`*`")
     return a * b
 
 
 def _add(a: Any, b: Any, limits: Limits) -> Any:
     if isinstance(a, _SEQUENCES) and isinstance(b, _SEQUENCES):
         _tick(limits)
-        _bound(_weight(a, limits.cells) + _weight(b, limits.cells), limits, "`+`")
+        _bound(weight(a, limits.cells) + weight(b, limits.cells), limits, "`+`")
     return a + b
 
 
@@ -441,7 +443,7 @@ class _Compiler:
         def make(n: dict[str, Any], o: dict[str, Any] | None, now: datetime) -> Any:
             value = build(item(n, o, now) for item in items)
             _tick(limits)  # `[x, x, x]` weighs three x's
-            _bound(_weight(value, limits.cells), limits, "a list")
+            _bound(weight(value, limits.cells), limits, "a list")
             return value
 
         return make
