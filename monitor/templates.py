@@ -3,7 +3,7 @@
 Templates render in jinja2's immutable sandbox, within three bounds; crossing one raises
 :class:`TemplateLimit` (the caller falls back to its default text):
 
-- **size**: the operators that build values (``*``, ``**``, ``+``, ``%``) are intercepted and
+- **size**: the operators that build values (``*``, ``**``, ``+``, ``%``, ``~``) are checked and
   refuse a result over a million cells, counted as :func:`monitor.expr.weight` counts them
   (about 1 MB; a number weighs a cell per bit, as multiplying big ones is what costs); so do
   the string methods and filters that multiply their input (``center``,
@@ -37,6 +37,8 @@ from types import FrameType
 from typing import Any
 
 from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.runtime import markup_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from monitor.expr import weight
@@ -206,10 +208,31 @@ def _bounded_filter(name: str, filter_: Callable[..., Any]) -> Callable[..., Any
     return bounded
 
 
+class _CodeGenerator(CodeGenerator):
+    """Jinja's code generator with ``a ~ b`` joined by :meth:`BoundedEnvironment.concat_parts`
+    (jinja joins them itself, the one operator it does not let a sandbox intercept)."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.concat_parts((")
+        for part in node.nodes:
+            self.visit(part, frame)
+            self.write(", ")
+        self.write("), context.eval_ctx)")
+
+
 class BoundedEnvironment(ImmutableSandboxedEnvironment):
     """The immutable sandbox with size bounds on operators, filters and calls."""
 
     intercepted_binops = frozenset(_BINOPS)
+    code_generator_class = _CodeGenerator
+
+    def concat_parts(self, parts: tuple[Any, ...], eval_ctx: Any) -> str:
+        """``a ~ b ~ c``, refused over the size bound before it is joined."""
+        if eval_ctx.autoescape:
+            return markup_join(parts)
+        texts = [str(part) for part in parts]
+        _over(sum(map(len, texts)), "`~`")
+        return "".join(texts)
 
     def __init__(self, **options: Any):
         super().__init__(**options)
@@ -249,23 +272,41 @@ class _NotConstant(Exception):
     pass
 
 
-def _constant(node: nodes.Node) -> Any:
+def _constant(node: nodes.Node, known: dict[int, Any]) -> Any:
     """The value of an expression made of literals and operators, under the bounds; raises
-    :class:`_NotConstant` for anything else (names, calls...)."""
+    :class:`_NotConstant` for anything else (names, calls...). ``known``: the values of the
+    nodes already evaluated, so that a chain of operators is evaluated once, not once per
+    link."""
+    if id(node) not in known:
+        try:
+            known[id(node)] = _evaluate(node, known)
+        except _NotConstant:
+            known[id(node)] = _NotConstant
+    value = known[id(node)]
+    if value is _NotConstant:
+        raise _NotConstant
+    return value
+
+
+def _evaluate(node: nodes.Node, known: dict[int, Any]) -> Any:
     if isinstance(node, nodes.Const):
         return node.value
     if isinstance(node, nodes.List | nodes.Tuple):
-        items = [_constant(item) for item in node.items]
+        items = [_constant(item, known) for item in node.items]
         _over(_size(items), "a list")
         return items
+    if isinstance(node, nodes.Concat):
+        texts = [str(_constant(part, known)) for part in node.nodes]
+        _over(sum(map(len, texts)), "`~`")
+        return "".join(texts)
     if isinstance(node, nodes.Neg | nodes.Pos):
-        value = _constant(node.node)
+        value = _constant(node.node, known)
         return -value if isinstance(node, nodes.Neg) else +value
     op = _CONSTANT_BINOPS.get(type(node)) if isinstance(node, nodes.BinExpr) else None
     if op is None:
         raise _NotConstant
     assert isinstance(node, nodes.BinExpr)
-    left, right = _constant(node.left), _constant(node.right)
+    left, right = _constant(node.left, known), _constant(node.right, known)
     try:
         return op(left, right)
     except TemplateLimit:
@@ -276,9 +317,10 @@ def _constant(node: nodes.Node) -> Any:
 
 def _check_constants(tree: nodes.Template) -> None:
     """Refuse a constant part over the bounds (``{{ 'a' * 10**9 }}``), naming its line."""
-    for node in tree.find_all(nodes.BinExpr):
+    known: dict[int, Any] = {}
+    for node in tree.find_all((nodes.BinExpr, nodes.Concat)):
         try:
-            _constant(node)
+            _constant(node, known)
         except _NotConstant:
             continue
         except TemplateLimit as exc:
@@ -288,9 +330,13 @@ def _check_constants(tree: nodes.Template) -> None:
 def compile_template(environment: BoundedEnvironment, source: str) -> Any:
     """The compiled template; raises jinja's ``TemplateSyntaxError``, or
     :class:`TemplateLimit` for a constant part over the bounds."""
-    tree = environment.parse(source)
-    _check_constants(tree)
-    return environment.from_string(tree)
+    try:
+        tree = environment.parse(source)
+        with _deadline(LIMITS):  # a thousand constant parts near the bounds take their time too
+            _check_constants(tree)
+        return environment.from_string(tree)
+    except (RecursionError, SyntaxError):  # jinja recursing, or Python refusing its code
+        raise TemplateLimit("template nested too deeply (a chain of many operators?)") from None
 
 
 # -- rendering -----------------------------------------------------------------------------

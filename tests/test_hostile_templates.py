@@ -41,6 +41,7 @@ REFUSED = [
     ("repeat-10e8", "x\n{{ 'a' * 10**8 }}", f"`*` {BIG} (template line 2)"),
     ("power", "{{ 7 ** 100000000 }}", f"`**` {BIG} (template line 1)"),
     ("format", "{{ '%0999999999d' % 1 }}", f"`%` {BIG} (template line 1)"),
+    ("concat", "{{ ('a' * 999000) ~ ('a' * 999000) }}", f"`~` {BIG} (template line 1)"),
 ]
 
 
@@ -106,6 +107,7 @@ FAILING = [
     ("method", "{{ title.ljust(10**9) }}", f"str.ljust() {BIG}"),
     ("replace", "{{ (title * 1000).replace('o', title * 1000) }}", f"str.replace() {BIG}"),
     ("join", "{{ (title * 1000)|join(title * 1000) }}", f"join() {BIG}"),
+    ("concat", "{{ (title * 99999) ~ (title * 99999) }}", f"`~` {BIG}"),
 ]
 
 
@@ -118,8 +120,8 @@ def test_a_template_over_its_bounds_gives_the_default_message(
     why: str,
 ) -> None:
     if "deadline" in why:
-        ticks = itertools.count()  # a clock a second later at each look: no real time
-        monkeypatch.setattr(templates, "LIMITS", Limits(clock=lambda: float(next(ticks))))
+        ticks = itertools.count()  # a clock 10 ms later at each look: no real time
+        monkeypatch.setattr(templates, "LIMITS", Limits(clock=lambda: next(ticks) / 100))
     with caplog.at_level(logging.WARNING, logger="monitor.rules"):
         alert = _fire(monitor, message)
     assert alert["summary"] == DEFAULT
