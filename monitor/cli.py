@@ -596,6 +596,8 @@ def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
         echo(f"  FAILED {error if error.startswith(slug) else f'{slug}: {error}'}")
     for slug in report.not_found:
         echo(f"  {slug}: NOT FOUND on djangopackages")
+    for slug, rule, error in report.rule_errors:
+        echo(f"  RULE ERROR {rule} on {slug}: {error} (its state is kept)")
     for line in undelivered:
         echo(f"  undelivered: {line}")
 

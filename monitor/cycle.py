@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import random
 import time
 import uuid
@@ -51,7 +52,7 @@ from monitor.alerts import (
 from monitor.config import Config
 from monitor.diff import Change, diff
 from monitor.durations import parse_duration
-from monitor.expr import UnknownValue
+from monitor.expr import LimitExceeded, UnknownValue
 from monitor.outbox import queue_group
 from monitor.snapshot import BOOKKEEPING, Snapshot
 from monitor.sources import PollResult
@@ -91,6 +92,7 @@ class CycleReport:
     not_found: list[str] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    rule_errors: list[tuple[str, str, str]] = field(default_factory=list)  # slug, rule, error
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +105,10 @@ class CycleReport:
             "failed": [{"slug": slug, "error": error} for slug, error in self.failed],
             "not_found": list(self.not_found),
             "transitions": [t.to_json_dict() for t in self.transitions],
+            "rule_errors": [
+                {"slug": slug, "rule": rule, "error": error}
+                for slug, rule, error in self.rule_errors
+            ],
         }
 
 
@@ -113,6 +119,8 @@ def package_links(base_url: str, slug: str, snapshot: Snapshot | None) -> dict[s
         "pypi": snapshot.pypi_url if snapshot else None,
     }
 
+
+log = logging.getLogger(__name__)
 
 _Stored = tuple[RuleState, int | None]  # a rule's state and its firing alert's row id
 _NO_STATE: _Stored = (RuleState(), None)
@@ -369,7 +377,7 @@ class CycleRecorder:
         fired = [
             rule
             for rule in self._change_rules
-            if rule.applies_to(slug) and self._holds(rule, new_values, old_values) is True
+            if rule.applies_to(slug) and self._holds(rule, new_values, old_values, slug) is True
         ]
         # One alert per change: a rule that fires drops the rules it supersedes.
         superseded = {target for rule in fired for target in getattr(rule, "supersedes", ())}
@@ -507,7 +515,7 @@ class CycleRecorder:
         else:
             return _NOTHING_SEEN
         verdicts = tuple(
-            (rule, self._holds(rule, values, None))
+            (rule, self._holds(rule, values, None, result.slug))
             for rule in self._condition_rules
             if rule.applies_to(result.slug)
         )
@@ -540,9 +548,19 @@ class CycleRecorder:
             text = self._due_texts[interval, jitter] = iso(due_from + timedelta(seconds=jitter))
         return text
 
-    def _holds(self, rule: Any, values: dict[str, Any], old: dict[str, Any] | None) -> bool | None:
+    def _holds(
+        self, rule: Any, values: dict[str, Any], old: dict[str, Any] | None, slug: str
+    ) -> bool | None:
+        """Whether the rule holds; None when unknown, or over its bounds: then the rule's
+        error on this package, reported, and its state is kept like unknown data's."""
         try:
             return bool(rule.when.evaluate(values, old, self.now))
+        except LimitExceeded as exc:
+            error = (slug, rule.id, str(exc))
+            if error not in self.report.rule_errors:  # a replanned watch is evaluated again
+                self.report.rule_errors.append(error)
+                log.warning("rule %s on %s: %s (its state is kept)", rule.id, slug, exc)
+            return None
         except UnknownValue:
             return None
 

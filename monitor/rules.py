@@ -18,13 +18,16 @@ A template sees (:func:`message_context` builds it):
 Templates also have ``version(text)``: the PEP 440 version (comparable, with ``.major``...), or
 ``None`` when the text is not one, so a message can tell a release from a step back.
 
-A rule without a message, or whose template fails to render, gets the default text:
-``title: description``, then `` — `` and the changes to the fields the rule reads as
-``field: old → new`` joined with ``; `` (``field: +added, −removed`` for lists).
+A rule without a message, or whose template fails to render or goes over its bounds (time,
+size: :mod:`monitor.templates`), gets the default text: ``title: description``, then `` — ``
+and the changes to the fields the rule reads as ``field: old → new`` joined with ``; ``
+(``field: +added, −removed`` for lists). Either is cut to :data:`SUMMARY_CHARS` characters,
+ending with "…". A template whose constant parts are over the bounds is refused at load.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -98,17 +101,26 @@ class Rule:
         return not self.packages or any(fnmatchcase(slug, p) for p in self.packages)
 
     def render_message(self, context: dict[str, Any]) -> str:
-        """The rule's message for one alert; never raises (falls back to the default text)."""
+        """The rule's message for one alert, at most :data:`SUMMARY_CHARS` long; never
+        raises. A template that fails or goes over its bounds (:mod:`monitor.templates`) gives
+        the default text, and a warning on the ``monitor.rules`` logger says why."""
         if self.message is not None:
+            from monitor.templates import render
+
             try:
-                text = _template(self.message).render(context).strip()
-            except Exception:  # a user template: any failure means "use the default"
+                text = render(_template(self.message), context, max_chars=SUMMARY_CHARS).strip()
+            except Exception as exc:  # a user template: any failure means "use the default"
+                log.warning("rule %s: message template failed, default used: %s", self.id, exc)
                 text = ""
             if text:
-                return text
+                return _capped(text)
         return self.default_message(context)
 
     def default_message(self, context: dict[str, Any]) -> str:
+        """``title: description — changes``, at most :data:`SUMMARY_CHARS` long."""
+        return _capped(self._default_text(context))
+
+    def _default_text(self, context: dict[str, Any]) -> str:
         title = context.get("title") or context.get("slug") or "?"
         text = f"{title}: {self.description or self.id}"
         changes = [
@@ -157,11 +169,22 @@ def message_context(
     return context
 
 
+SUMMARY_CHARS = 2_000  # a rendered or default summary longer than this is cut, with "…"
+log = logging.getLogger(__name__)
+
+
+def _capped(text: str) -> str:
+    """``text`` cut to :data:`SUMMARY_CHARS`, ending with "…" when cut."""
+    if len(text) <= SUMMARY_CHARS:
+        return text
+    return text[: SUMMARY_CHARS - 1] + "…"
+
+
 @lru_cache(maxsize=1)
 def _environment() -> Any:
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from monitor.templates import BoundedEnvironment
 
-    environment = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=False)
+    environment = BoundedEnvironment(autoescape=False, keep_trailing_newline=False)
     environment.globals["version"] = _template_version
     return environment
 
@@ -180,7 +203,10 @@ def _template_version(text: object) -> Any:
 
 @lru_cache(maxsize=1024)
 def _template(source: str) -> Any:
-    return _environment().from_string(source)
+    """The compiled template; raises on a syntax error or a constant over the bounds."""
+    from monitor.templates import compile_template
+
+    return compile_template(_environment(), source)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -489,12 +515,7 @@ class _RuleFile:
             if not isinstance(message, str):
                 fail(key, "`message` must be a string (a jinja2 template)")
             else:
-                try:
-                    error = _template_error(message)
-                except (RecursionError, SyntaxError):
-                    # jinja2's parser recurses once per `(`, `[`, `-`..., and Python's compiler
-                    # refuses the code it generates for 200 nested `x.a.a...`.
-                    error = "nested too deeply"
+                error = _template_error(message)
                 if error:
                     fail(key, f"`message` is not a valid jinja2 template: {error}")
 
@@ -618,8 +639,10 @@ class _RuleFile:
 def _template_error(source: str) -> str | None:
     from jinja2 import TemplateSyntaxError
 
+    from monitor.templates import TemplateLimit
+
     try:
         _template(source)
-    except TemplateSyntaxError as exc:
+    except (TemplateSyntaxError, TemplateLimit) as exc:
         return f"{exc.message} (template line {exc.lineno})" if exc.lineno else str(exc.message)
     return None
