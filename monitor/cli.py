@@ -292,6 +292,8 @@ async def _watch_new(
     rules = runtime.rules()
     now = runtime.clock()
     kept: dict[str, str] = {}
+    recorder = CycleRecorder(store, config, rules, now=now, rng=runtime.rng)
+    recorder.render_baselines(fetched)  # user templates run before the write lock is taken
     with store.transaction():
         # A member whose id was not known to its watch is still watched under its slug.
         already = store.watches([result.slug for result in fetched])
@@ -308,9 +310,7 @@ async def _watch_new(
                 now=now,
             )
             kept[result.slug] = _kept_options(store, result.slug, notify, interval)
-        report = CycleRecorder(store, config, rules, now=now, rng=runtime.rng).record(
-            fetched, baseline=True
-        )
+        report = recorder.record(fetched, baseline=True)
     for line in lines:
         echo(line)
     for result in fetched:

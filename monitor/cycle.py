@@ -225,6 +225,7 @@ class CycleRecorder:
         self._due_from: dict[str | None, datetime] = {}  # interval -> now + interval
         self._due_texts: dict[tuple[str | None, int], str] = {}
         self._observations: dict[str, _Observation] = {}
+        self._ahead: dict[tuple[str, str], str] = {}  # (slug, rule id) -> message, see below
         self._watches: dict[str, Watch] | None = None
         self._read_at = 0
         self._view: _View | None = None
@@ -243,6 +244,19 @@ class CycleRecorder:
         self._read_at = self.store.data_version()
         self._watches = self.store.watches(list(slugs))
         return {slug: w.fingerprint for slug, w in self._watches.items() if w.fingerprint}
+
+    def render_baselines(self, outcomes: Sequence[PollResult]) -> None:
+        """For ``watch``, which writes its new watch rows and their baselines in one
+        transaction of its own (a failed watch changes nothing): render, before that
+        transaction, the messages the baselines will need, as if each package were watched
+        already. A new watch has no rule state, so which alerts fire is known now."""
+        for outcome in outcomes:
+            new_watch = Watch(0, outcome.slug, outcome.package_id, None, (), None, 0, None, None)
+            observed = self._observations[outcome.slug] = self._observed(outcome)
+            plan = self._plan(new_watch, outcome, observed, baseline=True)
+            for rule in self._unrendered(plan, {}):
+                message = rule.render_message(self._context(rule, plan))
+                self._ahead[outcome.slug, rule.id] = message
 
     def record(self, outcomes: Sequence[PollResult], *, baseline: bool = False) -> CycleReport:
         """Store the outcomes, decide transitions and queue their deliveries (one txn)."""
@@ -390,7 +404,10 @@ class CycleRecorder:
         assert view is not None
         for plan in view.plans.values():
             for rule in self._unrendered(plan, view.states.get(plan.watch.id, {})):
-                plan.summaries[rule.id] = rule.render_message(self._context(rule, plan))
+                message = self._ahead.pop((plan.watch.slug, rule.id), None)
+                if message is None:
+                    message = rule.render_message(self._context(rule, plan))
+                plan.summaries[rule.id] = message
                 yield
 
     def _unrendered(self, plan: _Plan, states: dict[str, _Stored]) -> Iterator[Any]:

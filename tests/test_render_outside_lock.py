@@ -193,3 +193,30 @@ def test_messages_outdated_at_every_attempt_fall_back_to_the_default_text(
     assert rendered.count("version-note") == 3
     assert renders and set(renders) == {"free"}
     assert monitor.count("transitions") == transitions + len(report["transitions"])
+
+
+def test_watch_renders_its_baseline_alerts_before_taking_the_write_lock(
+    monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`watch` writes the new watch and its baseline in one transaction of its own; a
+    condition rule with a template that holds at once is rendered before it."""
+    (monitor.tmp_path / "team.yaml").write_text(
+        "rules:\n  - id: popular\n    when: repo_watchers > 10\n"
+        '    message: "{{ slug }} has {{ repo_watchers }} stars"\n'
+    )
+    monitor.configure('[rules]\npaths = ["team.yaml"]\n')
+    monitor.run("list")  # the database exists before the probe opens it
+    probes: list[str] = []
+    render = Rule.render_message
+
+    def probing(rule: Rule, context: dict[str, Any]) -> str:
+        probes.append(_write_lock_is_free(monitor))
+        return render(rule, context)
+
+    monkeypatch.setattr(Rule, "render_message", probing)
+    assert monitor.run("watch", "django-otp").exit_code == 0
+
+    assert probes == ["free"]
+    [alert] = monitor.json("alerts")
+    assert alert["rule"] == "popular"
+    assert alert["summary"].startswith("django-otp has ") and alert["summary"].endswith(" stars")
