@@ -28,10 +28,9 @@ from __future__ import annotations
 import operator
 import re
 import sys
-import time
 from collections.abc import Callable, Iterator, Sized
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from functools import wraps
 from types import FrameType
 from typing import Any
@@ -41,20 +40,13 @@ from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import markup_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from monitor.expr import weight
+from monitor.expr import Limits, weight
 
 __all__ = ["LIMITS", "BoundedEnvironment", "Limits", "TemplateLimit", "compile_template", "render"]
 
 
-@dataclass(frozen=True)
-class Limits:
-    """The bounds of one render; read when it starts (tests replace :data:`LIMITS`)."""
-
-    cells: int = 1_000_000  # characters of text plus elements of lists: about 1 MB
-    seconds: float = 0.1
-    clock: Callable[[], float] = time.monotonic
-
-
+# The bounds of one render, the same as an expression's; read when a render starts (tests
+# replace it).
 LIMITS = Limits()
 _CHECK_EVERY = 256  # lines and calls run between two looks at the clock
 
@@ -332,7 +324,9 @@ def compile_template(environment: BoundedEnvironment, source: str) -> Any:
     :class:`TemplateLimit` for a constant part over the bounds."""
     try:
         tree = environment.parse(source)
-        with _deadline(LIMITS):  # a thousand constant parts near the bounds take their time too
+        # A thousand constant parts near the bounds take their time too; a busy machine must
+        # not refuse a sound template, so loading gets ten times a render's time.
+        with _deadline(replace(LIMITS, seconds=LIMITS.seconds * 10)):
             _check_constants(tree)
         return environment.from_string(tree)
     except (RecursionError, SyntaxError):  # jinja recursing, or Python refusing its code
@@ -361,17 +355,27 @@ def render(template: Any, context: dict[str, Any], *, max_chars: int) -> str:
     return "".join(pieces)
 
 
+# Where the deadline is raised: in a template's own code or in this module's, never in
+# whatever else runs meanwhile (a filter, or a weakref callback during garbage collection,
+# where an exception would be swallowed as "unraisable"). A filter's work is bounded by the
+# size limits, and control returns to the template right after it.
+_RAISE_IN = frozenset({"<template>", __file__})
+
+
 @contextmanager
 def _deadline(limits: Limits) -> Iterator[None]:
-    """Raise :class:`TemplateLimit` in the code the render runs (the template's, and the
-    filters' it calls) once it has run past the limits' seconds."""
+    """Raise :class:`TemplateLimit` in the render's code (or the load-time checks') once
+    it has run past the limits' seconds."""
     deadline = limits.clock() + limits.seconds
     steps = 0
+    expired = False
 
     def check(frame: FrameType, event: str, arg: Any) -> Any:
-        nonlocal steps
+        nonlocal steps, expired
         steps += 1
         if steps % _CHECK_EVERY == 0 and limits.clock() > deadline:
+            expired = True
+        if expired and frame.f_code.co_filename in _RAISE_IN:
             raise TemplateLimit(f"ran over its {limits.seconds * 1000:g} ms deadline")
         return check
 

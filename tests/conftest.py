@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from monitor.cli import Runtime, cli
 from monitor.store import Store
+from tests.fakes import SECRET, TOKEN, FakeSlack, FakeWebhookReceiver
 from tests.fakeupstream import FakeUpstream
 
 START = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -117,3 +119,17 @@ FIVE = [
     "django-otp",
     "django-two-factor-auth",
 ]
+
+
+@pytest.fixture
+def hook() -> Iterator[FakeWebhookReceiver]:
+    """A webhook receiver that verifies signatures made with SECRET."""
+    with FakeWebhookReceiver(secret=SECRET) as server:
+        yield server
+
+
+@pytest.fixture
+def bot_slack() -> Iterator[FakeSlack]:
+    """Slack's Web API for a bot token (TOKEN): chat.postMessage and friends."""
+    with FakeSlack(token=TOKEN) as server:
+        yield server

@@ -46,6 +46,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 _NO_JSON = object()
+# Secrets the delivery tests configure (and look for in what must not show them).
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TOKEN = "xoxb-1234-very-secret-token"
 
 
 @dataclass

@@ -16,25 +16,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Monitor
-from tests.fakes import FakeSlack, FakeSMTPServer, FakeWebhookReceiver, Reply
+from tests.fakes import SECRET, TOKEN, FakeSlack, FakeSMTPServer, FakeWebhookReceiver, Reply
 from tests.fakeupstream import clone_records
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-TOKEN = "xoxb-1234-very-secret-token"
 PASSWORD = "smtp-pa55word-secret"
 ROOT = Path(__file__).parent.parent
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def hook() -> Iterator[FakeWebhookReceiver]:
-    with FakeWebhookReceiver(secret=SECRET) as server:
-        yield server
+def slack(bot_slack: FakeSlack) -> FakeSlack:
+    return bot_slack
 
 
 @pytest.fixture

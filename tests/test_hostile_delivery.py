@@ -11,7 +11,7 @@ import pytest
 from monitor.notify import email as email_notifier
 from monitor.notify import webhook as webhook_notifier
 from tests.conftest import Monitor
-from tests.fakes import FakeSlack, FakeSMTPServer, FakeWebhookReceiver, Reply
+from tests.fakes import SECRET, TOKEN, FakeSlack, FakeSMTPServer, FakeWebhookReceiver, Reply
 from tests.fakeupstream import clone_records
 
 # -- item 10: secrets echoed back by a receiver ----------------------------------------------
@@ -95,8 +95,6 @@ def test_a_slack_webhook_url_echoed_back_is_redacted_everywhere(
 
 # -- item 5: every channel's message is bounded -----------------------------------------------
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-TOKEN = "xoxb-1234-very-secret-token"
 PEOPLE_RULE = """\
 rules:
   - id: people-changed
@@ -104,18 +102,6 @@ rules:
     when: changed("participants") or changed("title")
     severity: warning
 """
-
-
-@pytest.fixture
-def bot_slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def hook() -> Iterator[FakeWebhookReceiver]:
-    with FakeWebhookReceiver(secret=SECRET) as server:
-        yield server
 
 
 @pytest.fixture

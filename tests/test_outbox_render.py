@@ -24,21 +24,13 @@ from monitor.notify.webhook import WebhookNotifier
 from monitor.outbox import Outbox, queue_group
 from monitor.store import MIGRATIONS, Store
 from tests.conftest import START, FakeClock, Monitor
-from tests.fakes import FakeSlack, FakeWebhookReceiver
+from tests.fakes import SECRET, FakeSlack, FakeWebhookReceiver
 from tests.test_notifiers import make_notice
-
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     with FakeSlack() as server:
-        yield server
-
-
-@pytest.fixture
-def hook() -> Iterator[FakeWebhookReceiver]:
-    with FakeWebhookReceiver(secret=SECRET) as server:
         yield server
 
 

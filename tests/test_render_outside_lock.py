@@ -48,6 +48,12 @@ def renders(monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     (monitor.tmp_path / "team.yaml").write_text(RULES)
     monitor.configure('[rules]\npaths = ["team.yaml"]\n')
     assert monitor.run("watch", "django-otp").exit_code == 0
+    return _probe_renders(monitor, monkeypatch)
+
+
+def _probe_renders(monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, probe the write lock during every rule message render; the list holds
+    one outcome per render."""
     probes: list[str] = []
     render = Rule.render_message
 
@@ -206,14 +212,7 @@ def test_watch_renders_its_baseline_alerts_before_taking_the_write_lock(
     )
     monitor.configure('[rules]\npaths = ["team.yaml"]\n')
     monitor.run("list")  # the database exists before the probe opens it
-    probes: list[str] = []
-    render = Rule.render_message
-
-    def probing(rule: Rule, context: dict[str, Any]) -> str:
-        probes.append(_write_lock_is_free(monitor))
-        return render(rule, context)
-
-    monkeypatch.setattr(Rule, "render_message", probing)
+    probes = _probe_renders(monitor, monkeypatch)
     assert monitor.run("watch", "django-otp").exit_code == 0
 
     assert probes == ["free"]

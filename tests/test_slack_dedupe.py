@@ -9,23 +9,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Monitor
-from tests.fakes import FakeSlack, Reply
+from tests.fakes import TOKEN, FakeSlack, Reply
 
-TOKEN = "xoxb-1234-very-secret-token"
 ROOT = Path(__file__).parent.parent
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=TOKEN) as server:
-        yield server
+def slack(bot_slack: FakeSlack) -> FakeSlack:
+    return bot_slack
 
 
 def _killed_mid_send(monitor: Monitor, slack: FakeSlack, held: Reply) -> None:
