@@ -129,7 +129,10 @@ class Bench:
     def settle(self) -> None:
         """What time would do after the kills: leases expire; one `check` finishes the rest."""
         with sqlite3.connect(self.db) as conn:
-            conn.execute("UPDATE outbox SET lease_until = NULL, next_attempt_at = NULL")
+            conn.execute(
+                "UPDATE outbox SET lease_until = NULL, next_attempt_at = created_at"
+                " WHERE status = 'pending'"
+            )
         for _ in range(3):
             self.run("check")
             with sqlite3.connect(self.db) as conn:
@@ -154,8 +157,13 @@ class Bench:
         ).fetchall()
         per_version = Counter((slug, summary) for _, slug, summary in alerts)
         undelivered = conn.execute(
-            "SELECT COUNT(*) FROM outbox WHERE status != 'delivered' AND kind = 'alerts'"
-        ).fetchone()[0]
+            "SELECT id, status, attempts, last_error FROM outbox"
+            " WHERE status != 'delivered' AND kind = 'alerts'"
+        ).fetchall()
+        attempts = conn.execute(
+            "SELECT group_id, outcome, error FROM attempts WHERE group_id IN"
+            " (SELECT id FROM outbox WHERE status != 'delivered')"
+        ).fetchall()
         transitions = {
             f"{episode}:{status}"
             for episode, status in conn.execute(
@@ -167,11 +175,15 @@ class Bench:
         seen = {alert for _, ids in self.receiver.received for alert in ids}
         groups = Counter(group for group, _ in self.receiver.received)
         text = "\n".join(self.outputs)
+        missing = sorted(transitions - seen)
         return {
+            "undelivered": [list(row) for row in undelivered],
+            "their_attempts": [list(row) for row in attempts],
+            "missing": missing[:10],
             "integrity": integrity,
             "version_alerts": len(alerts),
             "lost_changes": stale,
-            "lost_deliveries": undelivered + len(transitions - seen),
+            "lost_deliveries": len(undelivered) + len(missing),
             "duplicate_alerts": sum(n - 1 for n in per_version.values() if n > 1),
             "groups_received": len(groups),
             "groups_received_twice": sum(1 for n in groups.values() if n > 1),
