@@ -36,8 +36,7 @@ _URL_IDS_MAX = 10_000
 _URL_IDS_KEY_MAX = 300  # longer URLs are not cached: the cache stays small
 _PLAIN_SLUG = re.compile(r"[A-Za-z0-9_-]{1,200}")
 MAX_COUNT = 10**15
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+_EARLIEST_YEAR, _LATEST_YEAR = 1970, 2999
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,17 +219,11 @@ def _datetime(package: str, key: str, value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidRecord(package, key, f"not a datetime: {value[:40]!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        in_range = _EARLIEST <= parsed < _LATEST  # compares in UTC, which may overflow
-    except OverflowError:
-        in_range = False
-    if not in_range:
-        raise InvalidRecord(
-            package, key, f"date out of range (1970 to 2999 in UTC): {value[:40]!r}"
-        )
-    return parsed
+    # The year as written: within 1970-2999 the date's UTC form (which diffs, sorts and
+    # stores compare) cannot leave datetime's range, as 9999-12-31T23:59-14:00 would.
+    if not _EARLIEST_YEAR <= parsed.year <= _LATEST_YEAR:
+        raise InvalidRecord(package, key, f"date out of range (years 1970 to 2999): {value[:40]!r}")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _commits(package: str, key: str, value: Any) -> tuple[int, ...] | None:
@@ -240,8 +233,9 @@ def _commits(package: str, key: str, value: Any) -> tuple[int, ...] | None:
         raise InvalidRecord(package, key, "expected a list of integers")
     if len(value) not in (0, 52):
         raise InvalidRecord(package, key, f"expected 0 or 52 weekly counts, got {len(value)}")
-    for extreme in (min(value, default=0), max(value, default=0)):
-        _in_range(package, key, extreme)
+    if value and not (min(value) >= 0 and max(value) <= MAX_COUNT):
+        for count in value:
+            _in_range(package, key, count)  # raises for the first count out of range
     return tuple(value) or None  # [] means djangopackages has no repository data: unknown
 
 
