@@ -402,7 +402,10 @@ class CycleRecorder:
         change given the states read; yields after each one."""
         view = self._view
         assert view is not None
+        templated_conditions = any(_templated(rule) for rule in self._condition_rules)
         for plan in view.plans.values():
+            if not plan.fired and not templated_conditions:
+                continue  # the common case: nothing of this package runs a user's template
             for rule in self._unrendered(plan, view.states.get(plan.watch.id, {})):
                 message = self._ahead.pop((plan.watch.slug, rule.id), None)
                 if message is None:
