@@ -126,7 +126,16 @@ def parse_record(record: Any, *, package: str | None = None) -> Snapshot:
     """
     slug = _slug_of(record, package)
     named = package or slug
-    return Snapshot(slug, *[_normalised(named, name, record.get(name)) for name in FIELDS[1:]])
+    values = []
+    name = ""
+    try:
+        for name in FIELDS[1:]:
+            values.append(_NORMALISE[name](named, name, record.get(name)))
+    except InvalidRecord:
+        raise
+    except Exception as exc:
+        raise _invalid(named, name, exc) from exc
+    return Snapshot(slug, *values)
 
 
 def record_values(
@@ -135,11 +144,18 @@ def record_values(
     """Some fields of a record, validated and normalised as :func:`parse_record` does, and
     shaped as :meth:`Snapshot.values` gives them (lists as lists)."""
     slug = _slug_of(record, package)
+    named = package or slug
     out: dict[str, Any] = {"slug": slug}
-    for name in names:
-        if name != "slug":
-            value = _normalised(package or slug, name, record.get(name))
-            out[name] = list(value) if type(value) is tuple else value
+    name = ""
+    try:
+        for name in names:
+            if name != "slug":
+                value = _NORMALISE[name](named, name, record.get(name))
+                out[name] = list(value) if type(value) is tuple else value
+    except InvalidRecord:
+        raise
+    except Exception as exc:
+        raise _invalid(named, name, exc) from exc
     return out
 
 
@@ -171,17 +187,10 @@ def _slug_of(record: Any, package: str | None) -> str:
     return slug
 
 
-def _normalised(package: str, name: str, value: Any) -> Any:
-    """Field ``name``'s value, normalised; whatever its normaliser raises is an
-    :class:`InvalidRecord` naming the package and the field (a value no check foresaw must
-    fail this record alone, not the whole poll)."""
-    try:
-        return _NORMALISE[name](package, name, value)
-    except InvalidRecord:
-        raise
-    except Exception as exc:
-        problem = f"unusable value ({type(exc).__name__}: {str(exc)[:80]})"
-        raise InvalidRecord(package, name, problem) from exc
+def _invalid(package: str, name: str, exc: Exception) -> InvalidRecord:
+    """What a field's normaliser raised, as an :class:`InvalidRecord` naming the package and
+    the field: a value no check foresaw must fail this record alone, not the whole poll."""
+    return InvalidRecord(package, name, f"unusable value ({type(exc).__name__}: {str(exc)[:80]})")
 
 
 # -- one normaliser per field: (package, field, value as received) -> value, or InvalidRecord.
