@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.snapshot import BOOKKEEPING, FIELDS, Snapshot, json_value
+from monitor.text import clip
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ def describe_change(change: Mapping[str, Any], limit: int = 80) -> str:
     added, removed = change.get("added") or (), change.get("removed") or ()
     if added or removed:
         parts = [f"+{a}" for a in added] + [f"−{r}" for r in removed]
-        return f"{name}: {_clip(', '.join(parts), limit)}"
+        return f"{name}: {clip(', '.join(parts), limit)}"
     old, new = change.get("old"), change.get("new")
     if name == "commits_over_52":
         old = sum(old) if isinstance(old, list | tuple) else None
@@ -69,9 +70,5 @@ def _value(value: Any, limit: int) -> str:
     if value is None:
         return "unknown"
     if isinstance(value, list | tuple):
-        return _clip(", ".join(map(str, value)) if value else "(none)", limit)
-    return _clip(str(json_value(value)), limit)
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        return clip(", ".join(map(str, value)) if value else "(none)", limit)
+    return clip(str(json_value(value)), limit)

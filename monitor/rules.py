@@ -45,6 +45,7 @@ from monitor.durations import parse_duration
 from monitor.errors import RulesError, did_you_mean
 from monitor.expr import Expression, ExpressionError, compile_expression
 from monitor.snapshot import FIELDS
+from monitor.text import clip
 from monitor.yamlfile import YamlDocument, read_yaml
 
 __all__ = [
@@ -175,9 +176,7 @@ log = logging.getLogger(__name__)
 
 def _capped(text: str) -> str:
     """``text`` cut to :data:`SUMMARY_CHARS`, ending with "…" when cut."""
-    if len(text) <= SUMMARY_CHARS:
-        return text
-    return text[: SUMMARY_CHARS - 1] + "…"
+    return clip(text, SUMMARY_CHARS)
 
 
 @lru_cache(maxsize=1)

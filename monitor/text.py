@@ -22,6 +22,11 @@ _UNSAFE = re.compile(f"[{_CONTROLS}{BIDI}]")
 _UNSAFE_OR_LAYOUT = re.compile(f"[\t\n{_CONTROLS}{BIDI}]")
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending with "…" when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def printable(text: str) -> str:
     """``text`` without control or bidi characters; newlines and tabs (layout) are kept."""
     return _UNSAFE.sub("", text)

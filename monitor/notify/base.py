@@ -27,7 +27,7 @@ from monitor.alerts import Notice, Severity, Status
 from monitor.diff import describe_change
 from monitor.errors import DeliveryError, PermanentError, RetryableError
 from monitor.retry import retry_after
-from monitor.text import one_line, printable
+from monitor.text import clip, one_line, printable
 
 # Retry-After is honoured up to this many seconds (SPEC §7: "up to 5 min").
 MAX_RETRY_AFTER = 300.0
@@ -287,8 +287,7 @@ def excerpt(text: str | bytes | None, limit: int = _EXCERPT) -> str:
         return ""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    line = one_line(text)
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    return clip(one_line(text), limit)
 
 
 # -- small helpers the notifiers share -----------------------------------------------------

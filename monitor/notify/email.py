@@ -38,6 +38,7 @@ from monitor.notify.base import (
     status_word,
     utc_z,
 )
+from monitor.text import clip
 
 if TYPE_CHECKING:
     import jinja2
@@ -47,7 +48,7 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 SUBJECT_PACKAGES = 2
-# A message's text and HTML parts are each at most this many characters: the alerts that do
+# A message's text and HTML parts are each at most this many bytes (UTF-8): the alerts that do
 # not fit are left out and counted ("+N more alerts"); within an alert each text is cut.
 MAX_PART = 256 * 1024
 MAX_CHANGES = 20
@@ -117,22 +118,23 @@ def notice_context(notice: Notice) -> dict[str, Any]:
     }
 
 
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def short_url(url: Any) -> str | None:
     target = safe_url(url)
     return target if target is not None and len(target) <= 2000 else None
 
 
 def cut_part(text: str, marker: str) -> str:
-    """A part over MAX_PART cut at its last line that fits, and ``marker`` after it: the
+    """A part over MAX_PART bytes cut at its last line that fits, and ``marker`` after it: the
     last guard (a digest's parts are made elsewhere; alerts already fit)."""
-    if len(text) <= MAX_PART:
+    if _size(text) <= MAX_PART:
         return text
-    head = text[: MAX_PART - len(marker) - 1]
+    head = text.encode()[: MAX_PART - _size(marker) - 1].decode(errors="ignore")
     return head[: head.rfind("\n") + 1 or len(head)] + marker
+
+
+def _size(text: str) -> int:
+    """Bytes on the wire before transfer encoding: what mail clients' clipping counts."""
+    return len(text.encode())
 
 
 def message_id(group_id: str, sender: str) -> str:
@@ -262,7 +264,7 @@ class EmailNotifier(Notifier):
             }
             text = env.get_template("email_alerts.txt.j2").render(context)
             html = env.get_template("email_alerts.html.j2").render(context)
-            size = max(len(text), len(html))
+            size = max(_size(text), _size(html))
             if size <= MAX_PART or shown == 0:
                 return text, html
             shown = min(shown - 1, int(shown * MAX_PART * 0.9 / size))

@@ -36,6 +36,7 @@ from monitor.notify.base import (
     slack_error,
     status_word,
 )
+from monitor.text import clip
 
 if TYPE_CHECKING:
     import aiohttp
@@ -93,10 +94,6 @@ def link(url: Any, label: str, limit: int = HEADER_LIMIT) -> str:
     if target is None or len(target) > URL_LIMIT:
         return text
     return f"<{escape(target).replace('|', '%7C')}|{text}>"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _quiet_logger() -> logging.Logger:
@@ -162,7 +159,7 @@ def header_block(text: str) -> dict[str, Any]:
     # plain_text is never parsed for mentions or links.
     return {
         "type": "header",
-        "text": {"type": "plain_text", "text": _clip(one_line(text), HEADER_LIMIT), "emoji": True},
+        "text": {"type": "plain_text", "text": clip(one_line(text), HEADER_LIMIT), "emoji": True},
     }
 
 
@@ -203,7 +200,7 @@ def notice_text(notice: Notice) -> str:
     description, summary = said_once(notice)
     return mrkdwn(
         f"[{notice.severity}] {status_word(notice)} {one_line(notice.package)}: "
-        f"{_clip(summary or description, 300)}",
+        f"{clip(summary or description, 300)}",
         600,
     )
 
@@ -231,7 +228,7 @@ def text_blocks(text: str, *, room: int) -> list[dict[str, Any]]:
     size = 0
     limit = SECTION_LIMIT - 100
     for raw in text.rstrip("\n").splitlines() or [""]:
-        line = escape(_clip(raw.replace("```", "'''"), 500))
+        line = escape(clip(raw.replace("```", "'''"), 500))
         if current and size + len(line) + 1 > limit:
             chunks.append("\n".join(current))
             current, size = [], 0

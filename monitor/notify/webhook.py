@@ -29,6 +29,7 @@ from monitor.notify.base import (
     ordered,
     utc_z,
 )
+from monitor.text import clip
 
 if TYPE_CHECKING:
     import aiohttp
@@ -58,19 +59,15 @@ def envelope(event_type: str, created_at: datetime, data: dict[str, Any]) -> str
     )
 
 
-def cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def bounded_value(value: Any, text: int = MAX_VALUE_TEXT) -> Any:
     """A change value fit for the body: strings cut, lists cut to their first items (and
     what they hold cut shorter)."""
     if isinstance(value, str):
-        return cut(value, text)
+        return clip(value, text)
     if isinstance(value, list):
         return [bounded_value(item, MAX_ITEM_TEXT) for item in value[:MAX_ITEMS]]
     if isinstance(value, dict):
-        return {cut(str(k), text): bounded_value(v, text) for k, v in value.items()}
+        return {clip(str(k), text): bounded_value(v, text) for k, v in value.items()}
     return value
 
 
@@ -93,9 +90,9 @@ def bounded_alert(notice: Notice) -> dict[str, Any]:
     long to be one becomes null."""
     alert = notice.to_json_dict()
     for key in ("rule", "description", "package", "title", "summary"):
-        alert[key] = cut(alert[key], MAX_TEXT)
+        alert[key] = clip(alert[key], MAX_TEXT)
     alert["changes"] = [bounded_change(change) for change in alert["changes"]]
-    alert["labels"] = {cut(k, MAX_TEXT): cut(v, MAX_TEXT) for k, v in alert["labels"].items()}
+    alert["labels"] = {clip(k, MAX_TEXT): clip(v, MAX_TEXT) for k, v in alert["labels"].items()}
     alert["links"] = {
         key: url if url is None or len(url) <= MAX_TEXT else None
         for key, url in alert["links"].items()
