@@ -13,7 +13,8 @@ import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -460,47 +461,52 @@ class SlackNotifier(Notifier):
             self._channel_id = self._channel
         if self._channel_id is None:
             name = (self._channel or "").lstrip("#")
-            cursor = None
-            for _ in range(LOOKUP_PAGES):
-                page = await self._call(
-                    "conversations_list",
-                    types="public_channel,private_channel",
-                    exclude_archived=True,
-                    limit=1000,
-                    cursor=cursor,
-                )
-                for item in page.get("channels") or []:
-                    if isinstance(item, dict) and item.get("name") == name:
+            pages = self._pages(
+                "conversations_list",
+                "channels",
+                types="public_channel,private_channel",
+                exclude_archived=True,
+                limit=1000,
+            )
+            async with aclosing(pages):
+                async for item in pages:
+                    if item.get("name") == name:
                         self._channel_id = str(item.get("id"))
-                        return self._channel_id
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
-                    break
+                        break
         return self._channel_id
 
     async def _history_has(self, channel: str, group_id: str, since: datetime) -> bool:
-        cursor = None
-        for _ in range(LOOKUP_PAGES):
-            page = await self._call(
-                "conversations_history",
-                channel=channel,
-                oldest=f"{since.timestamp():.6f}",
-                include_all_metadata=True,
-                limit=200,
-                cursor=cursor,
-            )
-            for message in page.get("messages") or []:
-                metadata = message.get("metadata") if isinstance(message, dict) else None
+        pages = self._pages(
+            "conversations_history",
+            "messages",
+            channel=channel,
+            oldest=f"{since.timestamp():.6f}",
+            include_all_metadata=True,
+            limit=200,
+        )
+        async with aclosing(pages):
+            async for message in pages:
+                metadata = message.get("metadata")
                 if (
                     isinstance(metadata, dict)
                     and metadata.get("event_type") == METADATA_TYPE
                     and (metadata.get("event_payload") or {}).get("group_id") == group_id
                 ):
                     return True
-            cursor = (page.get("response_metadata") or {}).get("next_cursor")
-            if not page.get("has_more") or not cursor:
-                return False
         return False
+
+    async def _pages(self, method: str, key: str, **arguments: Any) -> AsyncGenerator[Any, None]:
+        """The items (dicts) under ``key`` of up to LOOKUP_PAGES pages of a paged Web API
+        method, following ``response_metadata.next_cursor``."""
+        cursor = None
+        for _ in range(LOOKUP_PAGES):
+            page = await self._call(method, cursor=cursor, **arguments)
+            for item in page.get(key) or []:
+                if isinstance(item, dict):
+                    yield item
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return
 
     def _get_session(self) -> aiohttp.ClientSession:
         import aiohttp
