@@ -301,6 +301,24 @@ _NORMALISE: dict[str, Callable[[str, str, Any], Any]] = {
 assert set(_NORMALISE) == set(FIELDS[1:]), "every field but slug has a normaliser"
 
 
+# The validators, for the other sources' fields (SPEC §3.1: each part is validated alike).
+check_text = _text
+check_count = _count
+check_datetime = _datetime
+
+
+def check_bool(package: str, key: str, value: Any) -> bool | None:
+    if value is None or type(value) is bool:
+        return value
+    raise InvalidRecord(package, key, f"expected true, false or null, got {_kind(value)}")
+
+
+def check_texts(package: str, key: str, value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    return list(_logins(package, key, value) or ())
+
+
 def _kind(value: Any) -> str:
     return {
         dict: "an object",

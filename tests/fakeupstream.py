@@ -149,6 +149,7 @@ class FakeUpstream:
         *,
         grids: Mapping[str, dict[str, Any]] | None = None,
         port: int = 0,
+        apis: Iterable[Any] = (),
     ):
         if records is None:
             records = load_fixtures()
@@ -157,6 +158,9 @@ class FakeUpstream:
         else:
             self.records = {r["slug"]: r for r in records}
         self.grids: dict[str, dict[str, Any]] = dict(grids or {})
+        # More fake APIs served beside djangopackages' (PyPI, GitHub, OSV): each has
+        # add_routes(router); faults queued by path apply to them too.
+        self.apis = list(apis)
         self.port = port
         self.url = ""
         # Base of the absolute URLs the server writes (grid members, next/previous); the
@@ -220,6 +224,8 @@ class FakeUpstream:
         app.router.add_get("/api/v4/packages/{key}/", self._package)
         app.router.add_get("/api/v4/grids/{key}/", self._grid)
         app.router.add_get("/api/v4/search/", self._search)
+        for api in self.apis:
+            api.add_routes(app.router)
         self._runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
         )

@@ -13,9 +13,11 @@ so the store and the CLI can use it without importing a source.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from monitor.snapshot import Snapshot
 
@@ -52,4 +54,96 @@ class PollResult:
     values: dict[str, Any] | None = None
 
 
-__all__ = ["PollResult", "PollStatus"]
+class FieldKind(StrEnum):
+    """What a field holds: how it is validated, stored as JSON and read back."""
+
+    TEXT = "text"
+    INT = "int"
+    BOOL = "bool"
+    DATETIME = "datetime"  # an aware datetime; stored as a UTC ISO string
+    TEXTS = "texts"  # a list of strings
+
+
+class PartStatus(StrEnum):
+    """How one source's poll of one watch went."""
+
+    OK = "ok"  # ``values`` holds every field of the source (None where unknown)
+    UNCHANGED = "unchanged"  # the source says nothing changed (a 304): no values
+    NOT_FOUND = "not_found"  # the source's own "no such project" (the cycle decides)
+    FAILED = "failed"  # ``error`` says why; counts towards poll-failing
+    DEFERRED = "deferred"  # rate limited until ``until``: not a failure, nothing changes
+
+
+@dataclass(frozen=True, slots=True)
+class PartState:
+    """What the store kept of a (watch, source) after its last successful poll: the
+    conditional-request validator (``etag``; a source may pack several in it), a
+    fingerprint of the answer, and the values the source gave then (qualified names)."""
+
+    etag: str | None = None
+    fingerprint: bytes | None = None
+    values: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """One watch to poll from one source. ``key`` is what :meth:`Source.key` gave (a PyPI
+    project name, ``OWNER/REPO``); ``values`` the watch's newest known values of every
+    source (qualified names; this cycle's answers of earlier sources included), e.g. OSV's
+    version in use; ``state`` the source's own for this watch."""
+
+    watch: str
+    key: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    state: PartState = PartState()
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One source's answer for one watch. ``values`` maps the source's qualified field
+    names to validated values (:class:`FieldKind`); ``etag``/``fingerprint`` are the new
+    state to keep (None: keep nothing); ``until`` ends a deferral."""
+
+    watch: str
+    source: str
+    status: PartStatus
+    values: dict[str, Any] | None = None
+    error: str | None = None
+    etag: str | None = None
+    fingerprint: bytes | None = None
+    until: datetime | None = None
+    duration: float = 0.0
+
+
+class Source(Protocol):
+    """A source of fields besides djangopackages (SPEC §2.1), built from its
+    ``[sources.NAME]`` table by ``from_config``.
+
+    ``name`` is its config name and the prefix of its fields; ``fields`` maps each qualified
+    field it gives to its kind. ``key`` says whether it applies to a watch, given the
+    watch's name and newest known values: the key to poll it under, or None. ``poll`` polls
+    a batch and never raises for one watch's failure: a :class:`Part` per due watch, in
+    order, ``on_part`` called as each is known. ``requests_sent`` counts HTTP requests.
+    """
+
+    name: str
+    fields: Mapping[str, FieldKind]
+    requests_sent: int
+
+    def key(self, watch: str, values: Mapping[str, Any]) -> str | None: ...
+
+    async def poll(
+        self, due: Sequence[Due], on_part: Callable[[Part], None] | None = None
+    ) -> list[Part]: ...
+
+
+__all__ = [
+    "Due",
+    "FieldKind",
+    "Part",
+    "PartState",
+    "PartStatus",
+    "PollResult",
+    "PollStatus",
+    "Source",
+]

@@ -32,7 +32,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +75,7 @@ class FetchError(SourceError):
         duration: float = 0.0,
         body: bytes = b"",
         reason: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ):
         super().__init__(message)
         self.status = status
@@ -82,13 +83,21 @@ class FetchError(SourceError):
         self.duration = duration
         self.body = body
         self.reason = reason
+        self.headers: Mapping[str, str] = headers or {}
 
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
+    """A decoded answer. ``status`` 304 (asked for with ``etag``) has ``data`` None: the
+    document is unchanged. ``headers`` are the answer's (ETag, rate limits); ``url`` the
+    final URL, after redirects."""
+
     data: Any
     duration: float
     attempts: int
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    url: str = ""
 
 
 def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
@@ -109,6 +118,31 @@ def format_size(size: int) -> str:
 
 def _plural(n: int) -> str:
     return f"{n} attempt" if n == 1 else f"{n} attempts"
+
+
+_Answer = tuple[bytes, int, Mapping[str, str], str]  # body, status, headers, final URL
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    url: str
+    params: Mapping[str, str | int] | None
+    headers: Mapping[str, str]
+    json_body: Any
+    wait_on_429: bool
+
+
+def _headers(
+    extra: Mapping[str, str] | None, etag: str | None, *, posting: bool
+) -> Mapping[str, str]:
+    if not extra and etag is None and not posting:
+        return HEADERS
+    headers = {**HEADERS, **(extra or {})}
+    if etag is not None:
+        headers["If-None-Match"] = etag
+    if posting:
+        headers["Content-Type"] = "application/json"
+    return headers
 
 
 class _Retry(Exception):
@@ -157,10 +191,21 @@ class JsonClient:
         subject: str,
         params: Mapping[str, str | int] | None = None,
         attempts: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        etag: str | None = None,
+        json_body: Any = None,
+        wait_on_429: bool = True,
     ) -> Fetched:
-        """GET ``url`` and decode its JSON body. ``subject`` starts every error message;
-        ``attempts`` overrides ``retries`` (1: never retried, not even on 429)."""
+        """GET ``url`` (POST ``json_body`` when given) and decode its JSON body.
+
+        ``subject`` starts every error message; ``attempts`` overrides ``retries`` (1: never
+        retried, not even on 429). ``headers`` are sent besides the defaults; ``etag`` is
+        sent as ``If-None-Match``, and a 304 answer is a :class:`Fetched` with status 304 and
+        no data. ``wait_on_429=False`` fails a 429 at once (a :class:`FetchError` carrying
+        the answer's headers, as every error status does) for a source that defers instead.
+        """
         limit = max(attempts or self.retries, 1)
+        request = _Request(url, params, _headers(headers, etag, posting=json_body is not None), json_body, wait_on_429)
         # The slot is held across retries and their waits: an upstream in trouble gets fewer
         # requests, and a request's retries are not queued behind every request not yet sent.
         async with self._semaphore:
@@ -171,8 +216,11 @@ class JsonClient:
                     f" ({self._last_unanswered})",
                     attempts=0,
                 )
-            body, attempt = await self._attempts(url, subject, params, limit, start)
+            answer, attempt = await self._attempts(request, subject, limit, start)
         duration = self._clock() - start
+        body, status, answer_headers, final_url = answer
+        if status == 304:
+            return Fetched(None, duration, attempt, 304, answer_headers, final_url)
         try:
             data = orjson.loads(body)  # strict JSON: NaN, Infinity and huge ints are malformed
         except orjson.JSONDecodeError as exc:
@@ -182,16 +230,11 @@ class JsonClient:
                 attempts=attempt,
                 duration=duration,
             ) from None
-        return Fetched(data=data, duration=duration, attempts=attempt)
+        return Fetched(data, duration, attempt, status, answer_headers, final_url)
 
     async def _attempts(
-        self,
-        url: str,
-        subject: str,
-        params: Mapping[str, str | int] | None,
-        limit: int,
-        start: float,
-    ) -> tuple[bytes, int]:
+        self, request: _Request, subject: str, limit: int, start: float
+    ) -> tuple[_Answer, int]:
         """Attempts until one succeeds (its body, and how many it took) or the retries are
         spent; keeps count of requests that got no answer at all."""
         rate_limit = limit + RATE_LIMIT_EXTRA if limit > 1 else limit
@@ -199,7 +242,7 @@ class JsonClient:
         while True:
             attempt += 1
             try:
-                body = await self._attempt(url, subject, params, attempt, start)
+                answer = await self._attempt(request, subject, attempt, start)
             except FetchError as exc:
                 if exc.status is not None:
                     self._unanswered = 0  # an answer, if an unwelcome one
@@ -218,18 +261,15 @@ class JsonClient:
                 await self._sleep(delay)
             else:
                 self._unanswered = 0
-                return body, attempt
+                return answer, attempt
 
     async def _attempt(
-        self,
-        url: str,
-        subject: str,
-        params: Mapping[str, str | int] | None,
-        attempt: int,
-        start: float,
-    ) -> bytes:
-        """One request: the body of a 2xx answer, :class:`_Retry`, or :class:`FetchError`."""
+        self, request: _Request, subject: str, attempt: int, start: float
+    ) -> _Answer:
+        """One request: a 2xx or 304 answer, :class:`_Retry`, or :class:`FetchError`."""
         self.requests_sent += 1
+        url = request.url
+        answer_headers: Mapping[str, str] = {}
 
         def fail(message: str, status: int | None = None, body: bytes = b"") -> FetchError:
             return FetchError(
@@ -238,16 +278,25 @@ class JsonClient:
                 attempts=attempt,
                 duration=self._clock() - start,
                 body=body,
+                headers=answer_headers,
             )
 
         try:
-            async with self.session.get(
+            async with self.session.request(
+                "GET" if request.json_body is None else "POST",
                 url,
-                params=params,
-                headers=HEADERS,
+                params=request.params,
+                headers=request.headers,
+                data=None if request.json_body is None else orjson.dumps(request.json_body),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as response:
                 status = response.status
+                answer_headers = dict(response.headers)
+                final_url = str(response.url)
+                if status == 304:
+                    return b"", 304, answer_headers, final_url
+                if status == 429 and not request.wait_on_429:
+                    raise fail("HTTP 429 (rate limited)", status)
                 if status == 429:
                     wait = retry_after_seconds(response.headers.get("Retry-After"))
                     raise _Retry("HTTP 429 (rate limited)", status=429, wait=wait)
@@ -257,7 +306,7 @@ class JsonClient:
                     raise fail("HTTP 404 (not found)", status, await _excerpt(response))
                 if not 200 <= status < 300:
                     raise fail(f"HTTP {status}", status)
-                return await self._read(response, fail)
+                return await self._read(response, fail), status, answer_headers, final_url
         except TimeoutError:
             raise _Retry(f"timed out after {self.timeout:g}s") from None
         except aiohttp.ClientConnectorError as exc:
