@@ -7,10 +7,13 @@ plain function calls. Allowed:
 - literals: numbers, strings, ``True``/``False``/``None``, lists and tuples;
 - arithmetic ``+ - * / // %`` and unary ``-``/``+``; comparisons (chained too), ``in``,
   ``not in``; ``and``/``or``/``not``; indexing and slices;
-- the snapshot fields (:data:`monitor.snapshot.FIELDS`) as bare names (the new snapshot), and
-  ``old.FIELD`` / ``new.FIELD``;
+- the fields of :func:`monitor.fields.known` as names (the new values): bare
+  (``repo_watchers``) or dotted (``pypi.version``, ``project.django``), and ``old.FIELD`` /
+  ``new.FIELD`` (``old.github.stars``);
 - the functions ``changed("f")``, ``delta("f")`` (new − old), ``pct_change("f")``
-  ((new − old) / old × 100), ``len``, ``sum``, ``min``, ``max``, ``abs``, ``any``, ``all``,
+  ((new − old) / old × 100), ``added("f")`` / ``removed("f")`` (the elements a list field
+  gained / lost, sorted), ``default(x, fallback)`` (``fallback`` where ``x`` is unknown),
+  ``len``, ``sum``, ``min``, ``max``, ``abs``, ``any``, ``all``,
   ``days_since(datetime)`` (days, as a float, before the injected ``now``) and
   ``version(text)`` (a :class:`packaging.version.Version`); a call's result may be followed by
   ``.major``, ``.minor``, ``.micro``, ``.release`` or ``.is_prerelease``.
@@ -53,8 +56,8 @@ from typing import Any
 
 from packaging.version import Version
 
+from monitor import fields
 from monitor.errors import did_you_mean
-from monitor.snapshot import FIELDS
 
 __all__ = [
     "LIMITS",
@@ -67,8 +70,7 @@ __all__ = [
     "weight",
 ]
 
-_FIELD_SET = frozenset(FIELDS)
-_CHANGE_FUNCTIONS = ("changed", "delta", "pct_change")
+_CHANGE_FUNCTIONS = ("changed", "delta", "pct_change", "added", "removed")
 _RESULT_ATTRIBUTES = ("major", "minor", "micro", "release", "is_prerelease")
 _SEQUENCES = (str, list, tuple)
 _MAX_SOURCE = 10_000
@@ -310,7 +312,7 @@ _PLAIN_FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int | None, bool]] = 
     "any": (any, 1, 1, True),
     "all": (all, 1, 1, True),
 }
-_FUNCTIONS = (*_CHANGE_FUNCTIONS, *_PLAIN_FUNCTIONS, "days_since", "version")
+_FUNCTIONS = (*_CHANGE_FUNCTIONS, *_PLAIN_FUNCTIONS, "days_since", "version", "default")
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Sub: operator.sub,
     ast.Div: operator.truediv,
@@ -422,11 +424,22 @@ class _Compiler:
         return lambda n, o, now: value
 
     def field_name(self, node: ast.AST, name: str) -> str:
-        if name not in _FIELD_SET:
-            raise self.error(node, f"unknown field '{name}'{did_you_mean(name, FIELDS)}")
+        known = fields.known()
+        if name not in known:
+            raise self.error(node, f"unknown field '{name}'{did_you_mean(name, list(known))}")
         self.fields.add(name)
         self.reads += 1
         return name
+
+    def dotted(self, node: ast.expr) -> list[str] | None:
+        """``a.b.c`` as ``["a", "b", "c"]``; None for anything but names and attributes."""
+        parts: list[str] = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name):
+            return None
+        return [node.id, *reversed(parts)]
 
     # literals
 
@@ -462,6 +475,12 @@ class _Compiler:
             raise self.error(node, f"'{name}' needs a field, e.g. {name}.repo_watchers")
         if name in _FUNCTIONS:
             raise self.error(node, f"'{name}' is a function; call it as {name}(...)")
+        namespaced = [f for f in fields.known() if f.startswith(f"{name}.")]
+        if namespaced and name not in fields.known():
+            raise self.error(node, f"'{name}' needs a field, e.g. {namespaced[0]}")
+        return self.read_field(node, name)
+
+    def read_field(self, node: ast.AST, name: str) -> _Fn:
         self.field_name(node, name)
 
         def read(n: dict[str, Any], o: dict[str, Any] | None, now: datetime) -> Any:
@@ -474,10 +493,18 @@ class _Compiler:
 
     def _Attribute(self, node: ast.Attribute) -> _Fn:
         target, attr = node.value, node.attr
-        if isinstance(target, ast.Name) and target.id in ("old", "new"):
-            name = self.field_name(node, attr)
+        path = self.dotted(node)
+        if path is not None and path[0] in ("old", "new") and len(path) == 1:
+            path = None
+        rest = path and (path[1:] if path[0] in ("old", "new") else path)
+        if rest and ".".join(rest[:-1]) in fields.known():
+            path = None  # an attribute of a field (`pypi_version.major`): not allowed
+        if path is not None and path[0] not in ("old", "new"):
+            return self.read_field(node, ".".join(path))
+        if path is not None:
+            name = self.field_name(node, ".".join(path[1:]))
             self.is_change = True
-            if target.id == "new":
+            if path[0] == "new":
 
                 def read_new(n: dict[str, Any], o: dict[str, Any] | None, now: datetime) -> Any:
                     value = n.get(name)
@@ -614,7 +641,7 @@ class _Compiler:
             raise self.error(node, f"only the functions {', '.join(_FUNCTIONS)} can be called")
         name = node.func.id
         if name not in _FUNCTIONS:
-            if name in _FIELD_SET:
+            if name in fields.known():
                 raise self.error(node, f"'{name}' is a field, not a function")
             raise self.error(node, f"unknown function '{name}'{did_you_mean(name, _FUNCTIONS)}")
         if node.keywords:
@@ -622,6 +649,19 @@ class _Compiler:
         args = node.args
         if name in _CHANGE_FUNCTIONS:
             return self.change_function(node, name, args)
+        if name == "default":
+            self.arity(node, name, args, 2, 2)
+            value, fallback = self.compile(args[0]), self.compile(args[1])
+
+            def default(n: dict[str, Any], o: dict[str, Any] | None, now: datetime) -> Any:
+                try:
+                    return value(n, o, now)
+                except LimitExceeded:
+                    raise
+                except UnknownValue:
+                    return fallback(n, o, now)
+
+            return default
         if name in ("days_since", "version"):
             self.arity(node, name, args, 1, 1)
             arg = self.compile(args[0])
@@ -684,6 +724,20 @@ class _Compiler:
                 return bool(before != n.get(field_name))
 
             return changed
+
+        if name in ("added", "removed"):
+            if not fields.is_list(field_name):
+                raise self.error(node, f"{name}() takes a list field; '{field_name}' is not one")
+            gained = name == "added"
+
+            def added(n: dict[str, Any], o: dict[str, Any] | None, now: datetime) -> list[Any]:
+                before, after = (None if o is None else o.get(field_name)), n.get(field_name)
+                if before is None or after is None:
+                    raise _unknown_field(field_name, "old." if before is None else "new.")
+                was, now_ = set(before), set(after)
+                return sorted(now_ - was if gained else was - now_)
+
+            return added
 
         def values(n: dict[str, Any], o: dict[str, Any] | None) -> tuple[Any, Any]:
             before = None if o is None else o.get(field_name)

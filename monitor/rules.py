@@ -39,12 +39,12 @@ from typing import Any
 
 import yaml
 
+from monitor import fields
 from monitor.alerts import RuleKind, Severity
 from monitor.diff import describe_change
 from monitor.durations import parse_duration
 from monitor.errors import RulesError, did_you_mean
 from monitor.expr import Expression, ExpressionError, compile_expression
-from monitor.snapshot import FIELDS
 from monitor.text import clip
 from monitor.yamlfile import YamlDocument, read_yaml
 
@@ -157,10 +157,11 @@ def message_context(
             item["added"] = list(change.added)
             item["removed"] = list(change.removed)
         change_dicts.append(item)
-    context: dict[str, Any] = {name: new.get(name) for name in FIELDS}
+    shown = fields.for_templates(new)
+    context: dict[str, Any] = dict(shown)
     context.update(
-        old=dict(old or {}),
-        new=dict(new),
+        old=fields.for_templates(old or {}),
+        new=shown,
         slug=slug,
         title=new.get("title") or slug,
         changes=change_dicts,

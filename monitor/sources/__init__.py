@@ -62,6 +62,7 @@ class FieldKind(StrEnum):
     BOOL = "bool"
     DATETIME = "datetime"  # an aware datetime; stored as a UTC ISO string
     TEXTS = "texts"  # a list of strings
+    INTS = "ints"  # a list of integers (djangopackages' commit counts and grids)
 
 
 class PartStatus(StrEnum):
@@ -135,6 +136,33 @@ class Source(Protocol):
     async def poll(
         self, due: Sequence[Due], on_part: Callable[[Part], None] | None = None
     ) -> list[Part]: ...
+
+
+# The sources besides djangopackages (which names the watch and gives its record), in the
+# order a cycle polls them: a source may read what an earlier one found this cycle (OSV reads
+# PyPI's version). name -> "module:class"; imported only by a command that polls.
+SOURCES: dict[str, str] = {
+    "pypi": "monitor.sources.pypi:PyPISource",
+    "github": "monitor.sources.github:GitHubSource",
+    "osv": "monitor.sources.osv:OSVSource",
+}
+
+
+def source_classes() -> dict[str, Any]:
+    """name -> the source's class, for the registered sources that can be imported."""
+    from importlib import import_module
+
+    classes = {}
+    for name, target in SOURCES.items():
+        module_name, _, class_name = target.partition(":")
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # not written yet
+        classes[name] = getattr(module, class_name)
+    return classes
 
 
 __all__ = [

@@ -205,7 +205,13 @@ class JsonClient:
         the answer's headers, as every error status does) for a source that defers instead.
         """
         limit = max(attempts or self.retries, 1)
-        request = _Request(url, params, _headers(headers, etag, posting=json_body is not None), json_body, wait_on_429)
+        request = _Request(
+            url,
+            params,
+            _headers(headers, etag, posting=json_body is not None),
+            json_body,
+            wait_on_429,
+        )
         # The slot is held across retries and their waits: an upstream in trouble gets fewer
         # requests, and a request's retries are not queued behind every request not yet sent.
         async with self._semaphore:
