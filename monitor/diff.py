@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,26 @@ def diff(old: Snapshot, new: Snapshot) -> list[Change]:
         added: tuple[Any, ...] = ()
         removed: tuple[Any, ...] = ()
         if name == "participants" or name == "grids":
+            was, now = set(before or ()), set(after or ())
+            added = tuple(sorted(now - was))
+            removed = tuple(sorted(was - now))
+        changes.append(Change(name, before, after, added, removed))
+    return changes
+
+
+def diff_values(old: Mapping[str, Any], new: Mapping[str, Any], names: Iterable[str]) -> list[Change]:
+    """The changes among ``names`` between two value maps (a missing value is None), with
+    who joined and who left for set-like lists (:func:`monitor.fields.is_set_like`)."""
+    from monitor.fields import is_set_like
+
+    changes = []
+    for name in names:
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        added: tuple[Any, ...] = ()
+        removed: tuple[Any, ...] = ()
+        if is_set_like(name):
             was, now = set(before or ()), set(after or ())
             added = tuple(sorted(now - was))
             removed = tuple(sorted(was - now))

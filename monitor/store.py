@@ -234,7 +234,67 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
     db.table("outbox").transform(not_null={"payload": False})
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    # More sources (SPEC §2.1). Each (watch, source) keeps its state in ``parts``: the key it
+    # is polled under, its ETag and fingerprint, the values it gave last (JSON, qualified
+    # names: the latest values kept at hand for the next diff), its consecutive failures and
+    # how long it is deferred. History is kept by field: a ``snapshots`` row now holds only
+    # the fields that changed at that poll (all sources together), and ``baselines`` lists
+    # the sources whose first values it holds (their fields are not changes).
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE parts (watch_id INTEGER NOT NULL, source TEXT NOT NULL, key TEXT,"
+        " etag TEXT, fingerprint BLOB, data TEXT, failures INTEGER NOT NULL DEFAULT 0,"
+        " deferred_until TEXT, last_error TEXT, PRIMARY KEY (watch_id, source)) WITHOUT ROWID"
+    )
+    conn.execute("ALTER TABLE snapshots ADD COLUMN baselines TEXT")
+    conn.execute("ALTER TABLE watches ADD COLUMN pinned TEXT")
+    # OSV's vulnerability details, fetched once per (id, modified) and kept.
+    conn.execute(
+        "CREATE TABLE vulns (id TEXT NOT NULL, modified TEXT NOT NULL, data TEXT NOT NULL,"
+        " PRIMARY KEY (id, modified)) WITHOUT ROWID"
+    )
+    # Whole snapshots become the fields that changed, watch by watch, oldest first; the
+    # newest content of each watch becomes its djangopackages part.
+    latest: dict[int, dict[str, Any]] = {}
+    reading = conn.execute("SELECT id, watch_id, data FROM snapshots ORDER BY watch_id, id")
+    updates: list[tuple[str, str | None, int]] = []
+    for ident, watch_id, data in reading:
+        content = json.loads(data)
+        before = latest.get(watch_id)
+        if before is None:
+            latest.clear()  # one watch at a time: memory stays flat
+            updates.append((data, '["djangopackages"]', ident))
+        else:
+            changed = {k: v for k, v in content.items() if before.get(k) != v}
+            changed.update({k: None for k in before if k not in content})
+            updates.append((json.dumps(changed, ensure_ascii=False), None, ident))
+            if len(updates) >= 1000:
+                conn.executemany(_MIGRATE_SNAPSHOT, updates)
+                updates.clear()
+        latest[watch_id] = content
+        _latest_part(conn, watch_id, content)
+    conn.executemany(_MIGRATE_SNAPSHOT, updates)
+
+
+_MIGRATE_SNAPSHOT = "UPDATE snapshots SET data = ?, baselines = ? WHERE id = ?"
+
+
+def _latest_part(conn: sqlite3.Connection, watch_id: int, content: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT INTO parts (watch_id, source, key, fingerprint, data, failures)"
+        " SELECT id, 'djangopackages', slug, fingerprint, ?, failures FROM watches WHERE id = ?"
+        " ON CONFLICT (watch_id, source) DO UPDATE SET data = excluded.data",
+        (json.dumps(content, ensure_ascii=False), watch_id),
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_1,
+    _migrate_2,
+    _migrate_3,
+    _migrate_4,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -256,8 +316,24 @@ class Watch:
     notify: tuple[str, ...]
     interval: str | None
     failures: int
-    snapshot_id: int | None
-    fingerprint: bytes | None  # of the record behind the snapshot ``snapshot_id``
+    snapshot_id: int | None  # the newest history row
+    fingerprint: bytes | None  # of the djangopackages record behind the latest values
+    pinned: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPart:
+    """A (watch, source)'s row in ``parts``: what the next poll of that source starts from.
+    ``data`` is the JSON of the source's latest values (qualified names)."""
+
+    source: str
+    key: str | None
+    etag: str | None
+    fingerprint: bytes | None
+    data: str | None
+    failures: int
+    deferred_until: str | None
+    last_error: str | None
 
 
 class Store:
@@ -454,8 +530,9 @@ class Store:
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples: a cycle reads every polled watch
         query = (
-            "SELECT slug, id, package_id, title, notify, interval, failures, snapshot_id,"
-            " fingerprint FROM watches WHERE active = 1"
+            "SELECT w.slug, w.id, w.package_id, w.title, w.notify, w.interval, w.failures,"
+            " w.snapshot_id, p.fingerprint, w.pinned FROM watches w LEFT JOIN parts p"
+            " ON p.watch_id = w.id AND p.source = 'djangopackages' WHERE w.active = 1"
         )
         if len(slugs) > _SCAN_ABOVE:  # one scan beats thousands of index lookups
             wanted = set(slugs)
@@ -467,7 +544,7 @@ class Store:
                 row
                 for chunk in _chunks(slugs, 500)
                 for row in cursor.execute(
-                    f"{query} AND slug IN ({','.join('?' * len(chunk))})", chunk
+                    f"{query} AND w.slug IN ({','.join('?' * len(chunk))})", chunk
                 )
             )
         notify_lists: dict[str, tuple[str, ...]] = {}
@@ -479,18 +556,45 @@ class Store:
             out[slug] = Watch(ident, slug, package_id, title, notify_lists[notify], *rest)
         return out
 
-    def snapshot(self, snapshot_id: int) -> Snapshot:
-        row = self.conn.execute("SELECT data FROM snapshots WHERE id = ?", (snapshot_id,))
-        return Snapshot.from_json_dict(json.loads(row.fetchone()[0]))
+    def parts(self, watch_ids: Iterable[int]) -> dict[int, dict[str, StoredPart]]:
+        """watch id -> source -> its stored part, for these watches."""
+        out: dict[int, dict[str, StoredPart]] = {}
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        for chunk in _chunks(list(watch_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for watch_id, *rest in cursor.execute(
+                "SELECT watch_id, source, key, etag, fingerprint, data, failures, deferred_until,"
+                f" last_error FROM parts WHERE watch_id IN ({marks})",
+                chunk,
+            ):
+                out.setdefault(watch_id, {})[rest[0]] = StoredPart(*rest)
+        return out
+
+    def djangopackages_content(self, watch_id: int) -> Snapshot | None:
+        """The watch's latest djangopackages values, as a snapshot (no bookkeeping)."""
+        row = self.conn.execute(
+            "SELECT data FROM parts WHERE watch_id = ? AND source = 'djangopackages'", (watch_id,)
+        ).fetchone()
+        return Snapshot.from_json_dict(json.loads(row[0])) if row and row[0] else None
 
     def snapshot_by_fingerprint(self, watch_id: int, fingerprint: bytes | None) -> Snapshot | None:
-        """The newest of the watch's snapshots made from a record with this fingerprint."""
+        """The djangopackages content as of the newest history row made from a record with
+        this fingerprint (replayed from the watch's field history)."""
         row = self.conn.execute(
-            "SELECT data FROM snapshots WHERE watch_id = ? AND fingerprint = ?"
+            "SELECT id FROM snapshots WHERE watch_id = ? AND fingerprint = ?"
             " ORDER BY id DESC LIMIT 1",
             (watch_id, fingerprint),
         ).fetchone()
-        return Snapshot.from_json_dict(json.loads(row[0])) if row else None
+        if row is None:
+            return None
+        values: dict[str, Any] = {}
+        for (data,) in self.conn.execute(
+            "SELECT data FROM snapshots WHERE watch_id = ? AND id <= ? ORDER BY id",
+            (watch_id, row[0]),
+        ):
+            values.update(json.loads(data))
+        return Snapshot.from_json_dict(values)
 
     def rule_states(self, watch_ids: list[int]) -> list[dict[str, Any]]:
         """The stored alert state of every rule for these watches."""
@@ -505,8 +609,11 @@ class Store:
         return self.query(FAILED_CHECKS, (watch_id,))
 
     def history(self, watch_id: int) -> list[dict[str, Any]]:
+        """The watch's history rows, oldest first: ``taken_at``, ``data`` (the fields that
+        changed, JSON), ``baselines`` (JSON list of sources whose first values they are)."""
         return self.query(
-            "SELECT id, taken_at, data FROM snapshots WHERE watch_id = ? ORDER BY id", (watch_id,)
+            "SELECT id, taken_at, data, baselines FROM snapshots WHERE watch_id = ? ORDER BY id",
+            (watch_id,),
         )
 
     # -- mutes --------------------------------------------------------------------------
