@@ -50,7 +50,9 @@ def diff(old: Snapshot, new: Snapshot) -> list[Change]:
     return changes
 
 
-def diff_values(old: Mapping[str, Any], new: Mapping[str, Any], names: Iterable[str]) -> list[Change]:
+def diff_values(
+    old: Mapping[str, Any], new: Mapping[str, Any], names: Iterable[str]
+) -> list[Change]:
     """The changes among ``names`` between two value maps (a missing value is None), with
     who joined and who left for set-like lists (:func:`monitor.fields.is_set_like`)."""
     from monitor.fields import is_set_like

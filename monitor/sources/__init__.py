@@ -52,6 +52,9 @@ class PollResult:
     duration: float
     fingerprint: bytes | None = None
     values: dict[str, Any] | None = None
+    # The other sources' answers for this watch (source name -> Part), added by the cycle;
+    # an enabled source missing here does not apply to the watch (SPEC §2.1).
+    parts: Mapping[str, Part] = field(default_factory=dict)
 
 
 class FieldKind(StrEnum):
@@ -149,19 +152,13 @@ SOURCES: dict[str, str] = {
 
 
 def source_classes() -> dict[str, Any]:
-    """name -> the source's class, for the registered sources that can be imported."""
+    """name -> the source's class (importing each source's module)."""
     from importlib import import_module
 
     classes = {}
     for name, target in SOURCES.items():
         module_name, _, class_name = target.partition(":")
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # not written yet
-        classes[name] = getattr(module, class_name)
+        classes[name] = getattr(import_module(module_name), class_name)
     return classes
 
 
