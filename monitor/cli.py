@@ -262,11 +262,12 @@ async def _watch_new(
     """Fetch and baseline the packages not watched yet (``slugs``, or the grid's members
     that are not); update the options of the ``existing`` ones (and of the grid's watched
     members) in the same transaction, so a failure changes nothing."""
-    from monitor.cycle import CycleRecorder
+    from monitor.cycle import CycleRecorder, poll_parts
     from monitor.errors import SourceError
 
     config = runtime.config()
-    async with _source(runtime) as source:
+    async with _sources(runtime) as sources:
+        source = sources.djangopackages
         if grid:
             keys = await source.grid_keys(grid)
             watched = _watched_members(store, keys)
@@ -289,10 +290,12 @@ async def _watch_new(
                 if isinstance(result, BaseException):
                     raise result
             fetched = list(results)  # type: ignore[arg-type]
-    rules = runtime.rules()
+        rules = runtime.rules()
+        recorder = CycleRecorder(store, config, rules, now=runtime.clock(), rng=runtime.rng)
+        recorder.prepare([result.slug for result in fetched])
+        fetched = await poll_parts(recorder, fetched, sources.others)
     now = runtime.clock()
     kept: dict[str, str] = {}
-    recorder = CycleRecorder(store, config, rules, now=now, rng=runtime.rng)
     recorder.render_baselines(fetched)  # user templates run before the write lock is taken
     with store.transaction():
         # A member whose id was not known to its watch is still watched under its slug.
@@ -376,23 +379,14 @@ def _kept_options(store: Store, slug: str, notify: list[str] | None, interval: s
 
 
 @asynccontextmanager
-async def _source(runtime: Runtime) -> AsyncIterator[Any]:
-    """The djangopackages source on one aiohttp session for the whole command."""
-    import aiohttp
+async def _sources(runtime: Runtime) -> AsyncIterator[Any]:
+    """Every enabled source on one aiohttp session for the whole command."""
+    from monitor.sources import open_sources
 
-    from monitor.sources.djangopackages import DjangoPackagesSource
-
-    settings = runtime.config().djangopackages
-    connector = aiohttp.TCPConnector(limit=settings.concurrency * 2)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        yield DjangoPackagesSource(
-            settings.url,
-            session=session,
-            timeout=settings.timeout,
-            concurrency=settings.concurrency,
-            sleep=runtime.sleep,
-            rng=runtime.rng,
-        )
+    async with open_sources(
+        runtime.config(), runtime.store(), sleep=runtime.sleep, rng=runtime.rng, clock=runtime.clock
+    ) as sources:
+        yield sources
 
 
 @cli.command()
@@ -522,12 +516,12 @@ async def _check(
         bar = click.progressbar(length=len(slugs), label="checking", file=sys.stderr)
         bar.__enter__()
     try:
-        async with _source(runtime) as source:
+        async with _sources(runtime) as sources:
             report = await poll_and_record(
                 store,
                 runtime.config(),
                 runtime.rules(),
-                source,
+                sources,
                 slugs,
                 now=runtime.clock(),
                 rng=runtime.rng,
@@ -592,14 +586,27 @@ def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
             echo(f"    {describe_change(change.to_json_dict())}")
     for transition in report.transitions:
         echo(f"  {_transition_line(transition)}")
-    for slug, error in report.failed:
+    for slug, error, _source in report.failed:
         echo(f"  FAILED {error if error.startswith(slug) else f'{slug}: {error}'}")
+    for line in _deferrals(report):
+        echo(f"  {line}")
     for slug in report.not_found:
         echo(f"  {slug}: NOT FOUND on djangopackages")
     for slug, rule, error in report.rule_errors:
         echo(f"  RULE ERROR {rule} on {slug}: {error} (its state is kept)")
     for line in undelivered:
         echo(f"  undelivered: {line}")
+
+
+def _deferrals(report: CycleReport) -> list[str]:
+    """``github: rate limited until 10:42 UTC, 37 deferred``, a line per source."""
+    by_source: dict[str, list[Any]] = {}
+    for _slug, source, until in report.deferred:
+        by_source.setdefault(source, []).append(until)
+    return [
+        f"{source}: rate limited until {max(untils):%H:%M} UTC, {len(untils)} deferred"
+        for source, untils in by_source.items()
+    ]
 
 
 def _transition_line(transition: Any) -> str:
@@ -1056,7 +1063,7 @@ def _run_daemon(runtime: Runtime) -> None:
             config,
             store,
             rules_loaded,
-            source=lambda: _source(runtime),
+            source=lambda: _sources(runtime),
             clock=runtime.clock,
             queue_digest=queue_digest,
             console=sys.stdout,

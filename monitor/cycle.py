@@ -29,14 +29,16 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import orjson
 
+from monitor import fields
 from monitor.alerts import (
     BUILTIN_RULES,
     BuiltinRule,
@@ -50,13 +52,13 @@ from monitor.alerts import (
     step,
 )
 from monitor.config import Config
-from monitor.diff import Change, diff
+from monitor.diff import Change, diff, diff_values
 from monitor.durations import parse_duration
 from monitor.expr import LimitExceeded, UnknownValue
 from monitor.outbox import queue_group
-from monitor.snapshot import BOOKKEEPING, Snapshot
-from monitor.sources import PollResult
-from monitor.store import Store, Watch, from_iso, iso
+from monitor.snapshot import Snapshot
+from monitor.sources import Due, PartState, PartStatus, PollResult
+from monitor.store import Store, StoredPart, Watch, from_iso, iso
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ class CycleReport:
     checked: int = 0
     unchanged: int = 0
     changed: list[tuple[str, list[Change]]] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # slug, error, source
     not_found: list[str] = field(default_factory=list)
+    deferred: list[tuple[str, str, datetime]] = field(default_factory=list)  # slug, source, until
     transitions: list[Transition] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
     rule_errors: list[tuple[str, str, str]] = field(default_factory=list)  # slug, rule, error
@@ -102,8 +105,15 @@ class CycleReport:
                 {"slug": slug, "changes": [c.to_json_dict() for c in changes]}
                 for slug, changes in self.changed
             ],
-            "failed": [{"slug": slug, "error": error} for slug, error in self.failed],
+            "failed": [
+                {"slug": slug, "error": error, "source": source}
+                for slug, error, source in self.failed
+            ],
             "not_found": list(self.not_found),
+            "deferred": [
+                {"slug": slug, "source": source, "until": iso(until)}
+                for slug, source, until in self.deferred
+            ],
             "transitions": [t.to_json_dict() for t in self.transitions],
             "rule_errors": [
                 {"slug": slug, "rule": rule, "error": error}
@@ -112,11 +122,14 @@ class CycleReport:
         }
 
 
-def package_links(base_url: str, slug: str, snapshot: Snapshot | None) -> dict[str, str | None]:
+def package_links(base_url: str, slug: str, values: Mapping[str, Any]) -> dict[str, str | None]:
+    """Where a person reads more about the package: its djangopackages page, its repository
+    (GitHub's current name when known) and its PyPI page."""
+    repo = values.get("github.repo")
     return {
         "djangopackages": f"{base_url}/packages/p/{slug}/",
-        "repo": snapshot.repo_url if snapshot else None,
-        "pypi": snapshot.pypi_url if snapshot else None,
+        "repo": f"https://github.com/{repo}" if repo else values.get("repo_url"),
+        "pypi": values.get("pypi_url"),
     }
 
 
@@ -126,17 +139,10 @@ _Stored = tuple[RuleState, int | None]  # a rule's state and its firing alert's 
 _NO_STATE: _Stored = (RuleState(), None)
 
 
-@dataclass(frozen=True, slots=True)
-class _Observation:
-    """What one poll result tells before it meets the stored state."""
-
-    verdicts: tuple[tuple[Any, bool | None], ...]  # (condition rule, holds) where it applies
-    last_fetched: int | None  # the record's bookkeeping, Unix seconds
-    modified: int | None
-
-
-_NOTHING_SEEN = _Observation((), None, None)  # a failed or not-found poll
 _RACED = "changed by another process while polled, and the record seen is not stored"
+_PRIMARY = "djangopackages"
+# What the check summary calls each source.
+SOURCE_NAMES = {_PRIMARY: "djangopackages", "pypi": "PyPI", "github": "GitHub", "osv": "OSV"}
 
 
 @dataclass(slots=True)
@@ -149,15 +155,23 @@ class _Plan:
     watch: Watch
     status: str  # as stored: an ok poll that changed nothing is "unchanged"
     error: str | None
-    snapshot: Snapshot | None  # the content polled, if any
-    old: Snapshot | None  # the stored snapshot it differs from
-    changes: list[Change]
-    observed: _Observation
-    store_snapshot: bool  # ``snapshot`` becomes the watch's newest
-    refingerprint: bool  # the same content in another form: store the record's fingerprint
+    values: dict[str, Any]  # the new values: every field when something changed, else
+    # those the condition rules read
+    old: dict[str, Any] | None  # the values before, when something changed
+    changes: list[Change]  # what changed (a source's baseline is not a change)
+    verdicts: list[tuple[Any, bool | None]]  # (condition rule, holds) for those evaluated
+    blocked: frozenset[str]  # sources that failed or were deferred this poll
+    history: dict[str, Any] | None  # the history row's fields (JSON values), if one is stored
+    baselines: list[str]  # the sources whose first values the row holds
+    parts: list[tuple[Any, ...]]  # ``parts`` rows to write
+    dp_fingerprint: bytes | None  # the djangopackages record's, to store with the row
+    failures: list[tuple[str, str]]  # (source, error) of this poll's failed parts
+    deferred: list[tuple[str, datetime]]  # (source, until)
     fired: list[Any]  # the change rules the changes fire, superseded ones dropped
+    last_fetched: int | None  # djangopackages' bookkeeping, Unix seconds
+    modified: int | None
     summaries: dict[str, str] = field(default_factory=dict)  # rule id -> rendered message
-    last_seen: Snapshot | None = None  # the watch's newest stored snapshot, once read
+    shown: dict[str, Any] | None = None  # every latest value, for messages, once built
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +205,18 @@ _INSERT_CHECK = (
 )
 _UPDATE_WATCH = (
     "UPDATE watches SET last_checked_at = ?, last_status = ?, last_error = ?, failures = ?,"
-    " snapshot_id = ?, title = ?, package_id = ?, next_due_at = ?, fingerprint = ? WHERE id = ?"
+    " snapshot_id = ?, title = ?, package_id = ?, next_due_at = ? WHERE id = ?"
 )
+_UPSERT_PART = (
+    "INSERT INTO parts (watch_id, source, key, etag, fingerprint, data, failures, deferred_until,"
+    " last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (watch_id, source) DO UPDATE"
+    " SET key = excluded.key, etag = excluded.etag, fingerprint = excluded.fingerprint,"
+    " data = excluded.data, failures = excluded.failures,"
+    " deferred_until = excluded.deferred_until, last_error = excluded.last_error"
+)
+# djangopackages fields other sources' keys are read from (and the title, for messages).
+_KEY_FIELDS = ("pypi_url", "repo_url", "pypi_version", "title")
+DP_FIELDS = frozenset(fields.DJANGOPACKAGES)
 
 
 class CycleRecorder:
@@ -215,8 +239,20 @@ class CycleRecorder:
         self._change_rules = [r for r in enabled if r.kind == RuleKind.CHANGE]
         # The rules a stored state may belong to; any other state is a removed rule's.
         self._stateful = {r.id: r for r in (*BUILTIN_RULES, *self._condition_rules)}
-        # What condition rules read; a change rule or a message template sees every field.
-        self.condition_fields = sorted({f for r in self._condition_rules for f in r.when.fields})
+        source_of = fields.source_of()
+        # The sources each rule reads: a rule on a source that failed keeps its state.
+        self._reads = {
+            r.id: frozenset(source_of.get(f, "") for f in r.when.fields) for r in enabled
+        }
+        # Which sources are polled; the fields of the others are unknown (SPEC §2.1).
+        self.sources = [name for name, s in config.sources.items() if s.enabled]
+        # What condition rules read of djangopackages, and what other sources' keys need
+        # (an unchanged record carries these, validated, unparsed otherwise).
+        dp_read = {f for r in self._condition_rules for f in r.when.fields if f in DP_FIELDS}
+        self.condition_fields = sorted(dp_read | {*_KEY_FIELDS})
+        self._condition_sources = {
+            source for r in self._condition_rules for source in self._reads[r.id]
+        }
         self.now = now
         self.rng = rng
         self.new_id = new_id
@@ -224,26 +260,72 @@ class CycleRecorder:
         self._now_iso = iso(now)
         self._due_from: dict[str | None, datetime] = {}  # interval -> now + interval
         self._due_texts: dict[tuple[str | None, int], str] = {}
-        self._observations: dict[str, _Observation] = {}
         self._ahead: dict[tuple[str, str], str] = {}  # (slug, rule id) -> message, see below
         self._watches: dict[str, Watch] | None = None
+        self._parts: dict[int, dict[str, StoredPart]] = {}
         self._read_at = 0
         self._view: _View | None = None
         self._may_defer = True  # may a missing message roll the write back (see _summary)
         self._channel_notices: dict[str, list[tuple[int, Notice]]] = {}
+        self._vulns: dict[str, dict[str, Any]] = {}  # OSV id -> details, for messages
+        self._keys: dict[tuple[str, str], str] = {}  # (slug, source) -> the key polled
 
     # -- entry point --------------------------------------------------------------------
 
     def prepare(self, slugs: Sequence[str]) -> dict[str, bytes]:
-        """Read the watches about to be polled; return the fingerprints of their last stored
-        records, for the source to recognise unchanged ones.
+        """Read the watches about to be polled and their sources' stored parts; return the
+        fingerprints of their last stored djangopackages records, for that source to
+        recognise unchanged ones.
 
         :meth:`record` reuses what this read unless another connection has committed since;
         this connection must not change these watches in between (one cycle at a time).
         """
         self._read_at = self.store.data_version()
         self._watches = self.store.watches(list(slugs))
+        self._parts = self.store.parts(w.id for w in self._watches.values())
         return {slug: w.fingerprint for slug, w in self._watches.items() if w.fingerprint}
+
+    def due(self, source: Any, results: Mapping[str, PollResult]) -> list[Due]:
+        """The watches ``source`` applies to, given what is known of each (stored values,
+        this cycle's answers so far in ``results``), with the source's stored state."""
+        due = []
+        watches = self._watches or {}
+        for slug, result in results.items():
+            watch = watches.get(slug)
+            if watch is None:
+                continue
+            stored = self._parts.get(watch.id, {})
+            values = self._key_values(watch, result, stored)
+            key = source.key(slug, values)
+            if key is None:
+                continue
+            self._keys[slug, source.name] = key
+            part = stored.get(source.name)
+            state = PartState()
+            if part is not None and part.key == key:
+                data = fields.from_json(orjson.loads(part.data)) if part.data else None
+                state = PartState(part.etag, part.fingerprint, data)
+            due.append(Due(slug, key, values, state))
+        return due
+
+    def _key_values(
+        self, watch: Watch, result: PollResult, stored: Mapping[str, StoredPart]
+    ) -> dict[str, Any]:
+        """What a source's key and version in use are read from: djangopackages' URLs and
+        version (this poll's, else the stored ones), the other parts, the pin."""
+        values: dict[str, Any] = {}
+        for name, kept in stored.items():
+            if kept.data and (name != _PRIMARY or result.snapshot is None):
+                values.update(orjson.loads(kept.data))
+        if result.snapshot is not None:
+            values.update(result.snapshot.values(_KEY_FIELDS))
+        elif result.values is not None:
+            values.update({f: result.values.get(f) for f in _KEY_FIELDS if f in result.values})
+        for part in result.parts.values():
+            if part.values is not None:
+                values.update(part.values)
+        values["pinned"] = watch.pinned
+        return values
 
     def render_baselines(self, outcomes: Sequence[PollResult]) -> None:
         """For ``watch``, which writes its new watch rows and their baselines in one
@@ -252,8 +334,7 @@ class CycleRecorder:
         already. A new watch has no rule state, so which alerts fire is known now."""
         for outcome in outcomes:
             new_watch = Watch(0, outcome.slug, outcome.package_id, None, (), None, 0, None, None)
-            observed = self._observations[outcome.slug] = self._observed(outcome)
-            plan = self._plan(new_watch, outcome, observed, baseline=True)
+            plan = self._plan(new_watch, outcome, baseline=True)
             for rule in self._unrendered(plan, {}):
                 message = rule.render_message(self._context(rule, plan))
                 self._ahead[outcome.slug, rule.id] = message
@@ -268,7 +349,7 @@ class CycleRecorder:
         self, outcomes: Sequence[PollResult], *, baseline: bool = False
     ) -> CycleReport:
         """:meth:`record`, letting the event loop run every few hundredths of a second while
-        it compares snapshots and renders messages (never inside the transaction): a stop
+        it compares values and renders messages (never inside the transaction): a stop
         signal is heard, and cancelling the cycle there stores nothing."""
         paused = time.monotonic()
         for _ in self._recording(outcomes, baseline):
@@ -302,6 +383,7 @@ class CycleRecorder:
             self._mutes = self.store.active_mutes(self.now)
             self._checks: list[tuple[Any, ...]] = []
             self._watch_updates: list[tuple[Any, ...]] = []
+            self._part_rows: list[tuple[Any, ...]] = []
             self._channel_notices = {}
             for outcome in outcomes:
                 plan = view.plans.get(outcome.slug)
@@ -313,6 +395,7 @@ class CycleRecorder:
                 self._record_one(plan, outcome, stored)
             self.store.conn.executemany(_INSERT_CHECK, self._checks)
             self.store.conn.executemany(_UPDATE_WATCH, self._watch_updates)
+            self.store.conn.executemany(_UPSERT_PART, self._part_rows)
             self._queue_groups()
 
     # -- planning, outside the transaction ---------------------------------------------
@@ -327,6 +410,8 @@ class CycleRecorder:
         watches = self._watches
         if watches is None or version != self._read_at:
             watches = self.store.watches([o.slug for o in outcomes])
+            self._parts = self.store.parts(w.id for w in watches.values())
+            earlier = None  # another process wrote: every plan is made again
         self._watches = None  # prepare()'s read serves once
         plans: dict[str, _Plan] = {}
         for outcome in outcomes:
@@ -335,63 +420,35 @@ class CycleRecorder:
                 continue
             plan = earlier.plans.get(outcome.slug) if earlier else None
             if plan is None or plan.watch != watch:
-                observed = plan.observed if plan else self._observed(outcome)
-                plan = self._plan(watch, outcome, observed, baseline)
+                plan = self._plan(watch, outcome, baseline)
                 yield
             plans[outcome.slug] = plan
         states = self._load_states([plan.watch.id for plan in plans.values()])
         self._view = _View(version, plans, states)
 
-    def _observed(self, outcome: PollResult) -> _Observation:
-        return self._observations.pop(outcome.slug, None) or self._observe(outcome)
+    def _plan(self, watch: Watch, outcome: PollResult, baseline: bool) -> _Plan:
+        """What one package's poll means: its djangopackages part, then each other source's
+        (:class:`_Planner`), the change rules fired and the condition rules' verdicts."""
+        planner = _Planner(self, watch, outcome, self._parts.get(watch.id, {}))
+        planner.djangopackages()
+        for source in self.sources:
+            planner.part(source)
+        plan = planner.plan()
+        if not baseline and plan.changes and plan.old is not None:
+            plan.fired = self._fired_change_rules(watch.slug, plan)
+        if plan.status in ("ok", "unchanged") or plan.blocked != {_PRIMARY}:
+            for rule in self._condition_rules:
+                if rule.applies_to(watch.slug) and not (self._reads[rule.id] & plan.blocked):
+                    plan.verdicts.append((rule, self._holds(rule, plan.values, None, watch.slug)))
+        return plan
 
-    def _plan(
-        self, watch: Watch, outcome: PollResult, observed: _Observation, baseline: bool
-    ) -> _Plan:
-        status, error = str(outcome.status), outcome.error
-        snapshot, fingerprint = outcome.snapshot, outcome.fingerprint
-        old: Snapshot | None = None
-        changes: list[Change] = []
-        refingerprint = store_snapshot = False
-        if status == "unchanged" and fingerprint != watch.fingerprint:
-            # Another process stored a newer snapshot while we polled; what we saw is the
-            # content of an earlier one, so compare that with the newest like any record.
-            snapshot = self._earlier_snapshot(watch, outcome)
-            status, error = ("ok", None) if snapshot is not None else ("failed", _RACED)
-        if status == "ok" and snapshot is not None:
-            if watch.snapshot_id is not None and (
-                fingerprint is None or fingerprint != watch.fingerprint
-            ):
-                old = self.store.snapshot(watch.snapshot_id)
-                changes = diff(old, snapshot)
-                # No change: the same content in another form.
-                refingerprint = not changes and fingerprint is not None
-            if watch.snapshot_id is not None and not changes:
-                status, old = "unchanged", None
-            else:
-                store_snapshot = True
-        fired: list[Any] = []
-        if not baseline and old is not None and snapshot is not None and changes:
-            fired = self._fired_change_rules(watch.slug, snapshot, old)
-        return _Plan(
-            watch,
-            status,
-            error,
-            snapshot,
-            old,
-            changes,
-            observed,
-            store_snapshot,
-            refingerprint,
-            fired,
-        )
-
-    def _fired_change_rules(self, slug: str, snapshot: Snapshot, old: Snapshot) -> list[Any]:
-        new_values, old_values = snapshot.values(), old.values()
+    def _fired_change_rules(self, slug: str, plan: _Plan) -> list[Any]:
         fired = [
             rule
             for rule in self._change_rules
-            if rule.applies_to(slug) and self._holds(rule, new_values, old_values, slug) is True
+            if rule.applies_to(slug)
+            and not (self._reads[rule.id] & plan.blocked)
+            and self._holds(rule, plan.values, plan.old, slug) is True
         ]
         # One alert per change: a rule that fires drops the rules it supersedes.
         superseded = {target for rule in fired for target in getattr(rule, "supersedes", ())}
@@ -416,13 +473,12 @@ class CycleRecorder:
     def _unrendered(self, plan: _Plan, states: dict[str, _Stored]) -> Iterator[Any]:
         """The rules with a template whose alert on this package changes in this cycle (as
         the write transaction will decide, given the same states), not rendered yet."""
-        if plan.status in ("ok", "unchanged"):
-            for rule, holds in plan.observed.verdicts:
-                if (holds or rule.id in states) and _templated(rule):
-                    state, alert_id = states.get(rule.id, _NO_STATE)
-                    _, event = self._step(rule, state, holds, lambda: "")
-                    if _transitions(event, alert_id) and rule.id not in plan.summaries:
-                        yield rule
+        for rule, holds in plan.verdicts:
+            if (holds or rule.id in states) and _templated(rule):
+                state, alert_id = states.get(rule.id, _NO_STATE)
+                _, event = self._step(rule, state, holds, lambda: "")
+                if _transitions(event, alert_id) and rule.id not in plan.summaries:
+                    yield rule
         for rule in plan.fired:
             if _templated(rule) and rule.id not in plan.summaries:
                 yield rule
@@ -430,18 +486,18 @@ class CycleRecorder:
     # -- one package, in the transaction -----------------------------------------------
 
     def _record_one(self, plan: _Plan, outcome: PollResult, states: dict[str, _Stored]) -> None:
-        watch, status, snapshot = plan.watch, plan.status, plan.snapshot
+        watch, status = plan.watch, plan.status
         report = self.report
         report.checked += 1
-        new_snapshot_id = self._store_snapshot(plan, outcome)
+        new_snapshot_id = self._store_history(plan)
         if status == "unchanged":
             report.unchanged += 1
-        elif status == "failed":
-            report.failed.append((watch.slug, plan.error or "failed"))
         elif status == "not_found":
             report.not_found.append(watch.slug)
-        stored_fingerprint = plan.store_snapshot or plan.refingerprint
-        observed = plan.observed
+        for source, error in plan.failures:
+            report.failed.append((watch.slug, error, source))
+        for source, until in plan.deferred:
+            report.deferred.append((watch.slug, source, until))
         self._checks.append(
             (
                 watch.id,
@@ -450,8 +506,8 @@ class CycleRecorder:
                 status,
                 plan.error,
                 new_snapshot_id,
-                observed.last_fetched,
-                observed.modified,
+                plan.last_fetched,
+                plan.modified,
             )
         )
         self._watch_updates.append(
@@ -461,44 +517,39 @@ class CycleRecorder:
                 plan.error,
                 watch.failures + 1 if status == "failed" else 0,
                 new_snapshot_id or watch.snapshot_id,
-                snapshot.title if snapshot else watch.title,
+                plan.values.get("title") or watch.title,
                 outcome.package_id or watch.package_id,
                 self._next_due(watch.interval),
-                outcome.fingerprint if stored_fingerprint else watch.fingerprint,
                 watch.id,
             )
         )
+        self._part_rows += [(watch.id, *row) for row in plan.parts]
 
         # A rule that never held and does not hold now has nothing to store or send: the
         # common case, so step() and its arguments are skipped for it.
         for rule, holds in zip(BUILTIN_RULES, _BUILTIN_OBSERVED[status], strict=True):
             if holds or rule.id in states:
                 self._condition(plan, rule, holds, states, new_snapshot_id, outcome)
-        if status not in ("ok", "unchanged"):
-            return
-        for rule, holds in observed.verdicts:
+        for rule, holds in plan.verdicts:
             if holds or rule.id in states:
                 self._condition(plan, rule, holds, states, new_snapshot_id, outcome)
         for rule in plan.fired:
             self._fire_change(plan, rule, new_snapshot_id)
 
-    def _store_snapshot(self, plan: _Plan, outcome: PollResult) -> int | None:
-        """Write what the plan says of the snapshots; the new snapshot's id, if one is."""
-        watch = plan.watch
-        if plan.refingerprint:
-            self.store.update("snapshots", watch.snapshot_id, {"fingerprint": outcome.fingerprint})
-        if not plan.store_snapshot:
+    def _store_history(self, plan: _Plan) -> int | None:
+        """Write the plan's history row (the fields that changed); its id, if one is."""
+        if plan.history is None:
             return None
-        assert plan.snapshot is not None
         if plan.changes:
-            self.report.changed.append((watch.slug, plan.changes))
+            self.report.changed.append((plan.watch.slug, plan.changes))
         return self.store.insert(
             "snapshots",
             {
-                "watch_id": watch.id,
+                "watch_id": plan.watch.id,
                 "taken_at": self._now_iso,
-                "data": plan.snapshot.content_json(),
-                "fingerprint": outcome.fingerprint,
+                "data": _json(plan.history),
+                "fingerprint": plan.dp_fingerprint,
+                "baselines": _json(plan.baselines) if plan.baselines else None,
             },
         )
 
@@ -521,37 +572,8 @@ class CycleRecorder:
             )
 
     def observe(self, result: PollResult) -> None:
-        """Take in one poll result as it arrives, before :meth:`record`: what can be told
-        without the database (the condition rules' verdicts) is worked out now, while the
-        rest of the poll is still on the network."""
-        self._observations[result.slug] = self._observe(result)
-
-    def _observe(self, result: PollResult) -> _Observation:
-        snapshot = result.snapshot
-        if snapshot is not None:
-            values = snapshot.values((*self.condition_fields, *BOOKKEEPING))
-        elif result.values is not None:
-            values = result.values
-        else:
-            return _NOTHING_SEEN
-        verdicts = tuple(
-            (rule, self._holds(rule, values, None, result.slug))
-            for rule in self._condition_rules
-            if rule.applies_to(result.slug)
-        )
-        return _Observation(
-            verdicts, _unix(values.get("last_fetched")), _unix(values.get("modified"))
-        )
-
-    def _earlier_snapshot(self, watch: Watch, outcome: PollResult) -> Snapshot | None:
-        """The stored snapshot an ``unchanged`` poll matched, with the poll's bookkeeping."""
-        earlier = self.store.snapshot_by_fingerprint(watch.id, outcome.fingerprint)
-        if earlier is None or outcome.values is None:
-            return None
-        seen = outcome.values
-        return replace(
-            earlier, last_fetched=seen.get("last_fetched"), modified=seen.get("modified")
-        )
+        """Take in one poll result as it arrives, before :meth:`record` (kept for callers
+        that report progress; the verdicts need every source's part, so they wait)."""
 
     def _next_due(self, interval: str | None) -> str:
         """When the package is due again, as stored: its interval plus a random jitter, in
@@ -610,7 +632,7 @@ class CycleRecorder:
         watch = plan.watch
         state, alert_id = states.get(rule.id, _NO_STATE)
         new_state, event = self._step(rule, state, holds, self.new_id)
-        snapshot = self._shown(plan) if _transitions(event, alert_id) else plan.snapshot
+        snapshot = self._shown(plan) if _transitions(event, alert_id) else plan.values
         if event is Event.FIRING:
             summary = self._summary(rule, plan, outcome)
             alert_id = self._open_alert(watch, rule, new_state.episode, "firing", summary)
@@ -702,7 +724,7 @@ class CycleRecorder:
             self.now,
             None,
             summary,
-            plan.snapshot,
+            plan.values,
             snapshot_id,
             tuple(plan.changes),
         )
@@ -737,7 +759,7 @@ class CycleRecorder:
         if isinstance(rule, BuiltinRule):
             if rule.id == "package-not-found":
                 return f"{slug}: not found on djangopackages (404)"
-            reason = outcome.error if outcome and outcome.error else "polls failing"
+            reason = plan.error or "polls failing"
             return f"{slug}: polling failed {rule.for_polls} times in a row ({reason})"
         summary = plan.summaries.get(rule.id)
         if summary is not None:
@@ -753,31 +775,55 @@ class CycleRecorder:
         only, not on the alert's state: that is why it can be rendered before the state is
         final."""
         if rule.kind == RuleKind.CHANGE:
-            snapshot, old, changes = plan.snapshot, plan.old, plan.changes
+            values, old, changes = plan.values, plan.old or {}, plan.changes
         else:
-            snapshot, old, changes = self._shown(plan), None, []
+            values, old, changes = self._shown(plan), {}, []
         watch = plan.watch
-        title = (snapshot.title if snapshot else None) or watch.title or watch.slug
-        new_values = snapshot.values() if snapshot else {}
+        shown = fields.for_templates(values)
         return {
-            **new_values,
-            "old": old.values() if old else {},
-            "new": new_values,
+            **shown,
+            "old": fields.for_templates(old),
+            "new": shown,
             "slug": watch.slug,
-            "title": title,
+            "title": values.get("title") or watch.title or watch.slug,
             "changes": [c.to_json_dict() for c in changes],
             "rule": rule.id,
             "severity": str(rule.severity),
+            "vulnerabilities": self._vulnerabilities(values),
         }
 
-    def _shown(self, plan: _Plan) -> Snapshot | None:
-        """The content a condition alert shows: what was polled or, for an unchanged, failed
-        or not-found poll, the newest stored snapshot (read once)."""
-        if plan.snapshot is not None:
-            return plan.snapshot
-        if plan.last_seen is None and plan.watch.snapshot_id is not None:
-            plan.last_seen = self.store.snapshot(plan.watch.snapshot_id)
-        return plan.last_seen
+    def _shown(self, plan: _Plan) -> dict[str, Any]:
+        """Every latest value of the package, for a message: what was polled, over what
+        each source gave last (read once)."""
+        if plan.shown is None:
+            shown: dict[str, Any] = {}
+            for source, stored in self._parts.get(plan.watch.id, {}).items():
+                if source == _PRIMARY or source in self.sources:
+                    shown.update(_decoded(stored) or {})
+            shown.update(plan.values)
+            plan.shown = shown
+        return plan.shown
+
+    def _vulnerabilities(self, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """OSV's details of the package's ``vulns`` (id, summary, aliases, first fixed
+        versions for this project, link), as kept in the database."""
+        ids = values.get("vulns") or []
+        missing = [i for i in ids if i not in self._vulns]
+        if missing:
+            self._vulns.update(self.store.vulnerabilities(missing))
+        name = self._keys.get((values.get("slug") or "", "osv"), "").partition("==")[0]
+        out = []
+        for ident in ids:
+            detail = dict(self._vulns.get(ident) or {"id": ident})
+            fixed_for = dict(detail.pop("affected", None) or {})
+            if name and name in fixed_for:
+                detail["fixed"] = fixed_for[name]
+            detail.setdefault("summary", None)
+            detail.setdefault("aliases", [])
+            detail.setdefault("fixed", [])
+            detail["link"] = f"https://osv.dev/vulnerability/{ident}"
+            out.append(detail)
+        return out
 
     def _transition(
         self,
@@ -790,7 +836,7 @@ class CycleRecorder:
         started_at: datetime | None,
         resolved_at: datetime | None,
         summary: str,
-        snapshot: Snapshot | None,
+        values: Mapping[str, Any],
         snapshot_id: int | None,
         changes: tuple[Change, ...],
     ) -> None:
@@ -803,13 +849,13 @@ class CycleRecorder:
             description=rule.description,
             severity=rule.severity,
             package=watch.slug,
-            title=(snapshot.title if snapshot else None) or watch.title or watch.slug,
+            title=values.get("title") or watch.title or watch.slug,
             summary=summary,
             started_at=started_at or self.now,
             resolved_at=resolved_at,
             changes=tuple(c.to_json_dict() for c in changes),
             labels=dict(rule.labels),
-            links=package_links(self.config.djangopackages.url, watch.slug, snapshot),
+            links=package_links(self.config.djangopackages.url, watch.slug, values),
         )
         muted = self._is_muted(watch.slug, rule.id)
         transition_id = self.store.insert(
@@ -879,6 +925,264 @@ class CycleRecorder:
         return out
 
 
+class _Planner:
+    """Works out one package's :class:`_Plan` from its poll result and its stored parts:
+    djangopackages' part first, then each other source's, in the registry's order."""
+
+    def __init__(
+        self,
+        recorder: CycleRecorder,
+        watch: Watch,
+        outcome: PollResult,
+        stored: Mapping[str, StoredPart],
+    ):
+        self.recorder = recorder
+        self.watch = watch
+        self.outcome = outcome
+        self.stored = stored
+        self.status = str(outcome.status)  # djangopackages' part
+        self.error = outcome.error
+        self.new: dict[str, Any] = {}
+        self.old: dict[str, Any] = {}
+        self.changes: list[Change] = []
+        self.history: dict[str, Any] = {}
+        self.baselines: list[str] = []
+        self.rows: list[tuple[Any, ...]] = []
+        self.blocked: set[str] = set()
+        self.failures: list[tuple[str, str]] = []
+        self.deferred: list[tuple[str, datetime]] = []
+        self.dp_fingerprint: bytes | None = None
+        self.last_fetched: int | None = None
+        self.modified: int | None = None
+        self.unloaded: list[str] = []  # sources whose stored values are not in new/old yet
+
+    # -- djangopackages -------------------------------------------------------------------
+
+    def djangopackages(self) -> None:
+        outcome, watch = self.outcome, self.watch
+        stored = self.stored.get(_PRIMARY)
+        snapshot, fingerprint = outcome.snapshot, outcome.fingerprint
+        if self.status == "unchanged" and fingerprint != watch.fingerprint:
+            # Another process stored a newer record while we polled; what we saw is the
+            # content of an earlier one, so compare that with the newest like any record.
+            snapshot = self.recorder.store.snapshot_by_fingerprint(watch.id, fingerprint)
+            if snapshot is None:
+                self.status, self.error = "failed", _RACED
+            else:
+                self.status = "ok"
+                seen = outcome.values or {}
+                snapshot = replace(
+                    snapshot, last_fetched=seen.get("last_fetched"), modified=seen.get("modified")
+                )
+        if self.status in ("failed", "not_found"):
+            self.blocked.add(_PRIMARY)
+            self.unloaded.append(_PRIMARY)
+            if self.status == "failed":
+                self.failures.append((_PRIMARY, self.error or "failed"))
+                self._row(_PRIMARY, stored, failures=(stored.failures if stored else 0) + 1)
+            return
+        if self.status == "unchanged" or snapshot is None:
+            seen = outcome.values or {}
+            self.new.update(seen)
+            self._bookkeeping(seen)
+            self.unloaded.append(_PRIMARY)
+            if stored is not None and stored.failures:
+                self._row(_PRIMARY, stored, failures=0)
+            return
+        new_values = snapshot.values()
+        self._bookkeeping(new_values)
+        content = snapshot.content_json()
+        if stored is None or not stored.data:  # the watch's baseline
+            self.baselines.append(_PRIMARY)
+            self.history.update(orjson.loads(content))
+            self.new.update(new_values)
+            self.old.update(new_values)
+            self.dp_fingerprint = fingerprint
+            self._row(_PRIMARY, stored, key=watch.slug, fingerprint=fingerprint, data=content)
+            return
+        old = Snapshot.from_json_dict(orjson.loads(stored.data))
+        changes = diff(old, snapshot)
+        self.new.update(new_values)
+        self.old.update(old.values())
+        if changes:
+            self.changes += changes
+            self.history.update({c.field: fields.to_json(c.new) for c in changes})
+            self.dp_fingerprint = fingerprint
+            self._row(_PRIMARY, stored, fingerprint=fingerprint, data=content, failures=0)
+        elif (fingerprint is not None and fingerprint != stored.fingerprint) or stored.failures:
+            # The same content in another form: keep the record's fingerprint.
+            self._row(_PRIMARY, stored, fingerprint=fingerprint or stored.fingerprint, failures=0)
+
+    def _bookkeeping(self, values: Mapping[str, Any]) -> None:
+        self.last_fetched = _unix(values.get("last_fetched"))
+        self.modified = _unix(values.get("modified"))
+
+    # -- another source -------------------------------------------------------------------
+
+    def part(self, source: str) -> None:
+        part = self.outcome.parts.get(source)
+        stored = self.stored.get(source)
+        names = _fields_of()[source]
+        if part is None:  # the source does not apply (any more)
+            prior = _decoded(stored)
+            if prior is not None and any(v is not None for v in prior.values()):
+                self._compare(source, prior, dict.fromkeys(names))
+                self._row(source, stored, key=None, etag=None, fingerprint=None, data=None)
+            return
+        status = part.status
+        if status is PartStatus.FAILED:
+            self.blocked.add(source)
+            self.unloaded.append(source)
+            error = part.error or f"{SOURCE_NAMES.get(source, source)} failed"
+            self.failures.append((source, error))
+            self._row(
+                source, stored, failures=(stored.failures if stored else 0) + 1, last_error=error
+            )
+            return
+        if status is PartStatus.DEFERRED:
+            self.blocked.add(source)
+            self.unloaded.append(source)
+            until = part.until or self.recorder.now
+            self.deferred.append((source, until))
+            if stored is None or stored.deferred_until != iso(until):
+                self._row(source, stored, deferred_until=iso(until))
+            return
+        if status is PartStatus.UNCHANGED:
+            prior = _decoded(stored) if source in self.recorder._condition_sources else None
+            if prior is None:
+                self.unloaded.append(source)
+            else:
+                self.new.update(prior)
+                self.old.update(prior)
+            changed_state = stored is None or (part.etag or stored.etag) != stored.etag
+            if changed_state or stored.failures or stored.deferred_until:  # type: ignore[union-attr]
+                self._row(
+                    source,
+                    stored,
+                    etag=part.etag or (stored.etag if stored else None),
+                    failures=0,
+                    deferred_until=None,
+                    last_error=None,
+                )
+            return
+        values = dict.fromkeys(names)
+        if status is PartStatus.OK and part.values is not None:
+            values.update({k: v for k, v in part.values.items() if k in values})
+        prior = _decoded(stored)
+        data = _json({k: fields.to_json(v) for k, v in values.items()})
+        row = {
+            "key": self._key(source),
+            "etag": part.etag,
+            "fingerprint": part.fingerprint,
+            "data": data,
+            "failures": 0,
+            "deferred_until": None,
+            "last_error": None,
+        }
+        if prior is None:  # the source's baseline: its values are not changes
+            self.baselines.append(source)
+            self.history.update({k: fields.to_json(v) for k, v in values.items()})
+            self.new.update(values)
+            self.old.update(values)
+            self._row(source, stored, **row)
+            return
+        self._compare(source, prior, values)
+        if (
+            stored is None
+            or data != stored.data
+            or part.etag != stored.etag
+            or (part.fingerprint != stored.fingerprint or stored.failures or stored.deferred_until)
+        ):
+            self._row(source, stored, **row)
+
+    def _key(self, source: str) -> str | None:
+        return self.recorder._keys.get((self.watch.slug, source))
+
+    def _compare(self, source: str, prior: dict[str, Any], values: dict[str, Any]) -> None:
+        changes = diff_values(prior, values, _fields_of()[source])
+        self.new.update(values)
+        self.old.update(prior)
+        if changes:
+            self.changes += changes
+            self.history.update({c.field: fields.to_json(c.new) for c in changes})
+
+    def _row(self, source: str, stored: StoredPart | None, **values: Any) -> None:
+        """A ``parts`` row: the stored one with ``values`` changed."""
+        row = {
+            "key": stored.key if stored else self._key(source),
+            "etag": stored.etag if stored else None,
+            "fingerprint": stored.fingerprint if stored else None,
+            "data": stored.data if stored else None,
+            "failures": stored.failures if stored else 0,
+            "deferred_until": stored.deferred_until if stored else None,
+            "last_error": stored.last_error if stored else None,
+        }
+        row.update(values)
+        self.rows = [r for r in self.rows if r[0] != source]
+        self.rows.append((source, *row.values()))
+
+    # -- the plan -------------------------------------------------------------------------
+
+    def plan(self) -> _Plan:
+        recorder, watch = self.recorder, self.watch
+        if self.history:  # something is stored: rules and messages see every value
+            for source in self.unloaded:
+                prior = _decoded(self.stored.get(source))
+                if prior is not None:
+                    self.old = {**prior, **self.old}
+                    self.new = {**prior, **self.new}
+        for side in (self.new, self.old):
+            side["pinned"] = watch.pinned
+            side["project.django"] = recorder.config.project_django
+        if self.status in ("failed", "not_found"):
+            status = self.status
+        elif self.failures:
+            status = "failed"
+        else:
+            status = "ok" if self.history else "unchanged"
+        error = self.error if self.status == "not_found" else None
+        if self.failures:
+            error = "; ".join(
+                e if len(self.failures) == 1 else f"{SOURCE_NAMES.get(s, s)}: {e}"
+                for s, e in self.failures
+            )
+        return _Plan(
+            watch,
+            status,
+            error,
+            self.new,
+            self.old if self.changes else None,
+            self.changes,
+            [],
+            frozenset(self.blocked),
+            self.history or None,
+            self.baselines,
+            self.rows,
+            self.dp_fingerprint,
+            self.failures,
+            self.deferred,
+            [],
+            self.last_fetched,
+            self.modified,
+        )
+
+
+def _decoded(stored: StoredPart | None) -> dict[str, Any] | None:
+    """A stored part's values, or None when it has none."""
+    if stored is None or not stored.data:
+        return None
+    return fields.from_json(orjson.loads(stored.data))
+
+
+@cache
+def _fields_of() -> dict[str, tuple[str, ...]]:
+    """Source -> the fields it gives."""
+    out: dict[str, list[str]] = {}
+    for name, source in fields.source_of().items():
+        out.setdefault(source, []).append(name)
+    return {source: tuple(names) for source, names in out.items()}
+
+
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -916,30 +1220,48 @@ async def poll_and_record(
     store: Store,
     config: Config,
     rules: Sequence[Any],
-    source: Any,
+    sources: Any,
     slugs: Sequence[str],
     *,
     now: datetime,
     rng: Callable[[], float] = random.random,
     on_result: Callable[[Any], None] | None = None,
 ) -> CycleReport:
-    """Poll the watched packages ``slugs`` through ``source`` and record the cycle (see the
-    module docstring)."""
+    """Poll the watched packages ``slugs`` through ``sources`` (:class:`Sources`) and
+    record the cycle (see the module docstring)."""
     known = store.get_meta("djangopackages.count")
     recorder = CycleRecorder(store, config, rules, now=now, rng=rng)
+    primary = sources.djangopackages
     with _collector_paused():
-        results = await source.poll(
+        results = await primary.poll(
             list(slugs),
             known_count=int(known) if known else None,
             fingerprints=recorder.prepare(slugs),
             fields=recorder.condition_fields,
             on_result=lambda result: _both(recorder.observe, on_result, result),
         )
+        results = await poll_parts(recorder, results, sources.others)
         report = await recorder.record_async(results)
-    if source.last_count is not None and str(source.last_count) != known:
+    if primary.last_count is not None and str(primary.last_count) != known:
         with store.transaction():
-            store.set_meta("djangopackages.count", str(source.last_count))
+            store.set_meta("djangopackages.count", str(primary.last_count))
     return report
+
+
+async def poll_parts(
+    recorder: CycleRecorder, results: Sequence[PollResult], sources: Sequence[Any]
+) -> list[PollResult]:
+    """Poll the other sources for the watches polled from djangopackages: those that read
+    no other source's answers together, then those that do (OSV reads PyPI's version)."""
+    by_slug = {result.slug: result for result in results}
+    first = [s for s in sources if not getattr(s, "after", ())]
+    for stage in (first, [s for s in sources if s not in first]):
+        answers = await asyncio.gather(*(s.poll(recorder.due(s, by_slug)) for s in stage))
+        for source, parts in zip(stage, answers, strict=True):
+            for part in parts:
+                result = by_slug[part.watch]
+                by_slug[part.watch] = replace(result, parts={**result.parts, source.name: part})
+    return [by_slug[result.slug] for result in results]
 
 
 def _both(first: Callable[[Any], None], then: Callable[[Any], None] | None, arg: Any) -> None:

@@ -217,12 +217,14 @@ class Daemon:
 
 def log_outcomes(report: CycleReport) -> None:
     """A warning per failed poll, and a line per alert transition, of one cycle."""
-    source = "djangopackages"  # the only source today
-    for slug, error in report.failed:
+    for slug, error, source in report.failed:
         failure = {"package": slug, "source": source, "error": error}
         log.warning("poll failed", extra={"fields": failure})
+    for slug, source, until in report.deferred:
+        deferred = {"package": slug, "source": source, "until": until.isoformat()}
+        log.info("poll deferred (rate limited)", extra={"fields": deferred})
     for slug in report.not_found:
-        missing = {"package": slug, "source": source, "error": "not found (404)"}
+        missing = {"package": slug, "source": "djangopackages", "error": "not found (404)"}
         log.warning("package not found", extra={"fields": missing})
     for transition in report.transitions:
         fields: dict[str, Any] = {

@@ -616,6 +616,38 @@ class Store:
             (watch_id,),
         )
 
+    # -- OSV's vulnerability details ----------------------------------------------------
+
+    def vuln_data(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(id, modified) -> the kept details (JSON), for the pairs kept."""
+        out: dict[tuple[str, str], str] = {}
+        for ident, modified in pairs:
+            row = self.conn.execute(
+                "SELECT data FROM vulns WHERE id = ? AND modified = ?", (ident, modified)
+            ).fetchone()
+            if row is not None:
+                out[ident, modified] = row[0]
+        return out
+
+    def keep_vulns(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Keep details (id, modified, JSON); a pair kept already is left as it is."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO vulns (id, modified, data) VALUES (?, ?, ?)"
+                " ON CONFLICT (id, modified) DO NOTHING",
+                list(rows),
+            )
+
+    def vulnerabilities(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """id -> the newest kept details (by ``modified``, compared as times)."""
+        out: dict[str, dict[str, Any]] = {}
+        for ident in ids:
+            rows = self.conn.execute("SELECT modified, data FROM vulns WHERE id = ?", (ident,))
+            newest = max(rows, key=lambda row: _moment(row[0]), default=None)
+            if newest is not None:
+                out[ident] = json.loads(newest[1])
+        return out
+
     # -- mutes --------------------------------------------------------------------------
 
     def active_mutes(self, now: datetime) -> list[dict[str, Any]]:
@@ -671,6 +703,14 @@ class Store:
 
     def watch_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM watches WHERE active = 1").fetchone()[0])
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

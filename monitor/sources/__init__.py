@@ -13,7 +13,8 @@ so the store and the CLI can use it without importing a source.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -160,6 +161,75 @@ def source_classes() -> dict[str, Any]:
         module_name, _, class_name = target.partition(":")
         classes[name] = getattr(import_module(module_name), class_name)
     return classes
+
+
+@dataclass
+class Sources:
+    """The sources one command or cycle polls: djangopackages (which names the watch and
+    gives its record) and the enabled others, in :data:`SOURCES` order."""
+
+    djangopackages: Any
+    others: list[Any]
+
+
+@asynccontextmanager
+async def open_sources(
+    config: Any,
+    store: Any,
+    *,
+    sleep: Callable[[float], Any],
+    rng: Callable[[], float],
+    clock: Callable[[], datetime],
+) -> AsyncIterator[Sources]:
+    """Every enabled source on one aiohttp session, built from its ``[sources.NAME]``
+    table; on leaving, what a source keeps between runs (GitHub's rate-limit reset) is
+    saved in the database's meta table."""
+    import aiohttp
+
+    from monitor.sources.djangopackages import DjangoPackagesSource
+
+    settings = config.djangopackages
+    enabled = {name: s for name, s in config.sources.items() if s.enabled}
+    limit = sum(s.concurrency for s in (settings, *enabled.values())) * 2
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as session:
+        primary = DjangoPackagesSource(
+            settings.url,
+            session=session,
+            timeout=settings.timeout,
+            concurrency=settings.concurrency,
+            sleep=sleep,
+            rng=rng,
+        )
+        classes = source_classes()
+        others = [
+            classes[name].from_config(
+                table, session=session, store=store, sleep=sleep, rng=rng, clock=clock
+            )
+            for name, table in enabled.items()
+        ]
+        try:
+            yield Sources(primary, others)
+        finally:
+            _keep_state(store, others)
+
+
+def _keep_state(store: Any, sources: Sequence[Any]) -> None:
+    for source in sources:
+        until = getattr(source, "limited_until", None)
+        key = f"{source.name}.limited_until"
+        value = until.isoformat() if until is not None else None
+        if store.get_meta(key) != value:
+            with store.transaction():
+                if value is None:
+                    store.conn.execute("DELETE FROM meta WHERE key = ?", (key,))
+                else:
+                    store.set_meta(key, value)
+
+
+def kept_limit(store: Any, name: str) -> datetime | None:
+    """The rate-limit reset a source saved last time, if any."""
+    value = store.get_meta(f"{name}.limited_until")
+    return datetime.fromisoformat(value) if value else None
 
 
 __all__ = [

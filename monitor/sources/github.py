@@ -114,6 +114,34 @@ class GitHubSource:
     name = "github"
     fields: Mapping[str, FieldKind] = FIELDS
 
+    @classmethod
+    def from_config(
+        cls,
+        settings: Any,
+        *,
+        session: aiohttp.ClientSession,
+        store: Any,
+        sleep: Sleep,
+        rng: Callable[[], float],
+        clock: Callable[[], datetime],
+    ) -> GitHubSource:
+        """Built from ``[sources.github]``; the token's variable is needed only now, and the
+        rate-limit reset saved by the last run is honoured."""
+        from monitor.sources import kept_limit
+
+        settings.check_environment()
+        return cls(
+            settings.url,
+            session=session,
+            token=settings.token or None,
+            timeout=settings.timeout,
+            concurrency=settings.concurrency,
+            sleep=sleep,
+            rng=rng,
+            clock=clock,
+            limited_until=kept_limit(store, cls.name),
+        )
+
     def __init__(
         self,
         base_url: str = DEFAULT_URL,

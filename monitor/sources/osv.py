@@ -234,6 +234,26 @@ class MemoryVulnCache:
         return found
 
 
+class StoreVulnCache:
+    """A :class:`VulnCache` in the database's ``vulns`` table (:class:`monitor.store.Store`):
+    details are fetched once per (id, modified) and kept across runs."""
+
+    def __init__(self, store: Any):
+        self.store = store
+
+    def get(self, ids_modified: Iterable[Pair]) -> dict[Pair, Vuln]:
+        rows = self.store.vuln_data(ids_modified)
+        return {pair: Vuln.from_json_dict(orjson.loads(data)) for pair, data in rows.items()}
+
+    def put(self, vulns: Iterable[Vuln]) -> None:
+        self.store.keep_vulns(
+            (v.id, v.modified, orjson.dumps(v.to_json_dict()).decode()) for v in vulns
+        )
+
+    def latest(self, ids: Iterable[str]) -> dict[str, Vuln]:
+        return {i: Vuln.from_json_dict(d) for i, d in self.store.vulnerabilities(ids).items()}
+
+
 # -- the source ---------------------------------------------------------------------------
 
 
@@ -264,6 +284,30 @@ class OSVSource:
 
     name = "osv"
     fields: Mapping[str, FieldKind] = {"vulns": FieldKind.TEXTS}
+
+    after = ("pypi",)  # reads PyPI's version in use from this cycle's answers
+
+    @classmethod
+    def from_config(
+        cls,
+        settings: Any,
+        *,
+        session: aiohttp.ClientSession,
+        store: Any,
+        sleep: Sleep,
+        rng: Callable[[], float],
+        clock: Callable[[], Any],
+    ) -> OSVSource:
+        """Built from ``[sources.osv]``; details are kept in the database."""
+        return cls(
+            settings.url,
+            session=session,
+            cache=StoreVulnCache(store),
+            timeout=settings.timeout,
+            concurrency=settings.concurrency,
+            sleep=sleep,
+            rng=rng,
+        )
 
     def __init__(
         self,

@@ -128,6 +128,27 @@ class PyPISource:
     name = "pypi"
     fields: Mapping[str, FieldKind] = FIELDS
 
+    @classmethod
+    def from_config(
+        cls,
+        settings: Any,
+        *,
+        session: aiohttp.ClientSession,
+        store: Any,
+        sleep: Sleep,
+        rng: Callable[[], float],
+        clock: Callable[[], Any],
+    ) -> PyPISource:
+        """Built from ``[sources.pypi]``."""
+        return cls(
+            settings.url,
+            session=session,
+            timeout=settings.timeout,
+            concurrency=settings.concurrency,
+            sleep=sleep,
+            rng=rng,
+        )
+
     def __init__(
         self,
         base_url: str = DEFAULT_URL,
