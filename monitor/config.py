@@ -22,6 +22,17 @@ from monitor.durations import parse_duration
 from monitor.errors import ConfigError, did_you_mean
 
 DEFAULT_URL = "https://djangopackages.org"
+# The other sources' default base URLs. monitor.sources.pypi and the others define the same
+# constants, but importing them would import aiohttp, which reading the config must not (STYLE 10).
+PYPI_URL = "https://pypi.org"
+GITHUB_URL = "https://api.github.com"
+OSV_URL = "https://api.osv.dev"
+SOURCE_URLS = {
+    "djangopackages": DEFAULT_URL,
+    "pypi": PYPI_URL,
+    "github": GITHUB_URL,
+    "osv": OSV_URL,
+}
 CONSOLE = "console"
 NOTIFIER_TYPES = ("slack", "email", "webhook", "console")
 
@@ -40,9 +51,18 @@ _NOTIFIER_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "webhook": {"url": str, "secret": str},
     "console": {},
 }
+_SOURCE_KEYS: dict[str, type] = {"url": str, "timeout": str, "concurrency": int}
+# Each [sources.NAME] table's keys; djangopackages, the primary source, cannot be turned off.
+_SOURCE_TABLES: dict[str, dict[str, type]] = {
+    "djangopackages": _SOURCE_KEYS,
+    "pypi": {**_SOURCE_KEYS, "enabled": bool},
+    "github": {**_SOURCE_KEYS, "enabled": bool, "token": str},
+    "osv": {**_SOURCE_KEYS, "enabled": bool},
+}
 _SCHEMA: dict[str, Any] = {
     "database": str,
-    "sources": {"djangopackages": {"url": str, "timeout": str, "concurrency": int}},
+    "sources": _SOURCE_TABLES,
+    "project": {"django": str},
     "schedule": {"interval": str, "jitter": str, "digest": str, "timezone": str},
     "rules": {"paths": list},
     "defaults": {"notify": list},
@@ -52,9 +72,21 @@ _SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class SourceConfig:
+    """One ``[sources.NAME]`` table. ``token`` (GitHub only) is kept out of ``repr``. When it
+    uses an unset ``${VAR}`` (``unset``), the config loads anyway: only making that source is
+    the error (SPEC §5), so a disabled source or a command that polls nothing never needs it."""
+
     url: str = DEFAULT_URL
     timeout: float = 30.0
     concurrency: int = 8
+    enabled: bool = True
+    token: str | None = field(default=None, repr=False)
+    unset: UnsetVariable | None = None
+
+    def check_environment(self) -> None:
+        """Raise :class:`ConfigError` naming the variable and the key if one is unset."""
+        if self.unset is not None:
+            raise self.unset.error()
 
 
 @dataclass(frozen=True)
@@ -67,10 +99,11 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class UnsetVariable:
-    """A ``${VAR}`` a notifier's settings use that the environment does not have."""
+    """A ``${VAR}`` a notifier's settings or a source's token use that the environment does not
+    have."""
 
     variable: str
-    key: str  # notifiers.team-slack.token
+    key: str  # notifiers.team-slack.token, sources.github.token
     path: str | None = None
     line: int | None = None
 
@@ -101,11 +134,18 @@ class NotifierConfig:
             raise self.unset.error()
 
 
+def _default_sources() -> dict[str, SourceConfig]:
+    return {name: SourceConfig(SOURCE_URLS[name]) for name in ("pypi", "github", "osv")}
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path | None = None
     database: Path = Path("monitor.db")
     djangopackages: SourceConfig = SourceConfig()
+    # pypi, github and osv, always all three, in that order (djangopackages is above)
+    sources: dict[str, SourceConfig] = field(default_factory=_default_sources)
+    project_django: str | None = None  # [project] django: "5.2"
     schedule: ScheduleConfig = ScheduleConfig()
     rule_paths: tuple[Path, ...] = ()
     default_notify: tuple[str, ...] = (CONSOLE,)
@@ -263,24 +303,8 @@ class _Validator:
             base, self.typed(raw.get("database", "monitor.db"), str, "database")
         )
 
-        sources = raw.get("sources", {})
-        self.typed(sources, dict, "sources")
-        self.check_keys(sources, _SCHEMA["sources"], "sources.")
-        dp = self.typed(sources.get("djangopackages", {}), dict, "sources.djangopackages")
-        self.check_keys(dp, _SCHEMA["sources"]["djangopackages"], "sources.djangopackages.")
-        url = self.typed(dp.get("url", DEFAULT_URL), str, "sources.djangopackages.url")
-        if not re.match(r"https?://", url):
-            raise self.error("sources.djangopackages.url", "expected an http(s) URL")
-        timeout = self.duration(
-            self.typed(dp.get("timeout", "30s"), str, "sources.djangopackages.timeout"),
-            "sources.djangopackages.timeout",
-        )
-        concurrency = self.typed(
-            dp.get("concurrency", 8), int, "sources.djangopackages.concurrency"
-        )
-        if concurrency < 1:
-            raise self.error("sources.djangopackages.concurrency", "must be at least 1")
-        source = SourceConfig(url.rstrip("/"), timeout.total_seconds(), concurrency)
+        sources = self.sources(raw)
+        project_django = self.project(raw)
 
         sched = self.typed(raw.get("schedule", {}), dict, "schedule")
         self.check_keys(sched, _SCHEMA["schedule"], "schedule.")
@@ -335,12 +359,63 @@ class _Validator:
         return Config(
             path=self.path,
             database=database,
-            djangopackages=source,
+            djangopackages=sources.pop("djangopackages"),
+            sources=sources,
+            project_django=project_django,
             schedule=schedule,
             rule_paths=tuple(rule_paths),
             default_notify=tuple(notify) or (CONSOLE,),
             notifiers=notifiers,
         )
+
+    def sources(self, raw: dict[str, Any]) -> dict[str, SourceConfig]:
+        """Every ``[sources.NAME]`` table, djangopackages first, defaults for those absent."""
+        tables = self.typed(raw.get("sources", {}), dict, "sources")
+        self.check_keys(tables, _SOURCE_TABLES, "sources.")
+        return {name: self.source(name, tables.get(name, {})) for name in _SOURCE_TABLES}
+
+    def source(self, name: str, table: Any) -> SourceConfig:
+        prefix = f"sources.{name}"
+        self.typed(table, dict, prefix)
+        self.check_keys(table, _SOURCE_TABLES[name], f"{prefix}.")
+        url = self.typed(table.get("url", SOURCE_URLS[name]), str, f"{prefix}.url")
+        if not re.match(r"https?://[^/\s]", url):
+            raise self.error(f"{prefix}.url", "expected an http(s) URL")
+        timeout = self.duration(
+            self.typed(table.get("timeout", "30s"), str, f"{prefix}.timeout"), f"{prefix}.timeout"
+        )
+        if timeout <= timedelta(0):
+            raise self.error(f"{prefix}.timeout", "must be longer than 0s")
+        concurrency = self.typed(table.get("concurrency", 8), int, f"{prefix}.concurrency")
+        if concurrency < 1:
+            raise self.error(f"{prefix}.concurrency", "must be at least 1")
+        enabled = self.typed(table.get("enabled", True), bool, f"{prefix}.enabled")
+        token: str | None = None
+        unset: UnsetVariable | None = None
+        if "token" in table:
+            try:
+                token = self.typed(table["token"], str, f"{prefix}.token") or None
+            except _Unset as exc:  # needed only when this source is made (SPEC §5)
+                unset = exc.unset
+        return SourceConfig(
+            url.rstrip("/"), timeout.total_seconds(), concurrency, enabled, token, unset
+        )
+
+    def project(self, raw: dict[str, Any]) -> str | None:
+        """``[project] django``: the Django version the team runs, ``"X.Y"``, or None."""
+        table = self.typed(raw.get("project", {}), dict, "project")
+        self.check_keys(table, _SCHEMA["project"], "project.")
+        if "django" not in table:
+            return None
+        value = table["django"]
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            raise self.error("project.django", 'expected a string such as "5.2" (in quotes)')
+        django: str = self.typed(value, str, "project.django")
+        if not re.fullmatch(r"[0-9]+\.[0-9]+", django):
+            raise self.error(
+                "project.django", f'{django!r} is not a Django version such as "5.2" (X.Y)'
+            )
+        return django
 
     def notifier(self, name: str, table: Any) -> NotifierConfig:
         prefix = f"notifiers.{name}"

@@ -162,3 +162,243 @@ def test_a_notifier_with_an_unset_variable_is_still_checked_at_load(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         _load(tmp_path, f'[notifiers.s]\ntype = "slack"\n{table}')
+
+
+# --- more sources and [project] (SPEC §2.1, §5) ---------------------------------------------
+
+
+def test_every_source_has_its_defaults_without_a_file() -> None:
+    config = load_config(None)
+    assert list(config.sources) == ["pypi", "github", "osv"]
+    assert {name: source.url for name, source in config.sources.items()} == {
+        "pypi": "https://pypi.org",
+        "github": "https://api.github.com",
+        "osv": "https://api.osv.dev",
+    }
+    for source in (config.djangopackages, *config.sources.values()):
+        assert (source.timeout, source.concurrency, source.enabled) == (30.0, 8, True)
+        assert source.token is None and source.unset is None
+        source.check_environment()
+    assert config.project_django is None
+
+
+def test_an_empty_file_gives_the_same_sources_as_no_file(tmp_path: Path) -> None:
+    config = _load(tmp_path, "")
+    assert config.sources == load_config(None).sources
+    assert config.djangopackages == load_config(None).djangopackages
+
+
+def test_the_default_urls_are_the_source_modules_own() -> None:
+    from monitor.sources import github, osv, pypi
+
+    config = load_config(None)
+    assert config.sources["pypi"].url == pypi.DEFAULT_URL
+    assert config.sources["github"].url == github.DEFAULT_URL
+    assert config.sources["osv"].url == osv.DEFAULT_URL
+
+
+def test_reading_the_config_imports_no_aiohttp() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, monitor.config as c; c.load_config(None);"
+        " print('aiohttp' in sys.modules or 'monitor.sources.pypi' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["pypi", "github", "osv"])
+@pytest.mark.parametrize(
+    ("key", "value", "attribute", "expected"),
+    [
+        ("url", '"http://127.0.0.1:8080/mirror/"', "url", "http://127.0.0.1:8080/mirror"),
+        ("timeout", '"1m30s"', "timeout", 90.0),
+        ("concurrency", "2", "concurrency", 2),
+        ("enabled", "false", "enabled", False),
+    ],
+    ids=["url", "timeout", "concurrency", "enabled"],
+)
+def test_each_source_key_is_read(
+    tmp_path: Path, name: str, key: str, value: str, attribute: str, expected: object
+) -> None:
+    config = _load(tmp_path, f"[sources.{name}]\n{key} = {value}\n")
+    assert getattr(config.sources[name], attribute) == expected
+    others = {other: source for other, source in config.sources.items() if other != name}
+    assert others == {other: load_config(None).sources[other] for other in others}
+
+
+def test_a_disabled_source_keeps_its_other_settings(tmp_path: Path) -> None:
+    config = _load(tmp_path, '[sources.osv]\nenabled = false\nurl = "https://osv.example"\n')
+    assert config.sources["osv"].enabled is False
+    assert config.sources["osv"].url == "https://osv.example"
+    assert config.sources["pypi"].enabled and config.sources["github"].enabled
+
+
+def test_the_github_token_comes_from_the_environment(tmp_path: Path) -> None:
+    config = _load(
+        tmp_path,
+        '[sources.github]\ntoken = "${GITHUB_TOKEN}"\nurl = "${GH}"\n',
+        {"GITHUB_TOKEN": "ghp_s3cr3t", "GH": "http://127.0.0.1:9"},
+    )
+    github = config.sources["github"]
+    assert github.token == "ghp_s3cr3t"
+    assert github.url == "http://127.0.0.1:9"
+    assert github.unset is None
+    github.check_environment()
+    assert "s3cr3t" not in repr(config)
+
+
+def test_an_empty_github_token_means_none(tmp_path: Path) -> None:
+    config = _load(tmp_path, '[sources.github]\ntoken = "${GITHUB_TOKEN}"\n', {"GITHUB_TOKEN": ""})
+    assert config.sources["github"].token is None
+    assert config.sources["github"].unset is None
+
+
+def test_an_unset_token_variable_is_needed_only_to_make_the_github_source(
+    tmp_path: Path,
+) -> None:
+    config = _load(tmp_path, '[sources.github]\nenabled = true\ntoken = "${GITHUB_TOKEN}"\n')
+    github = config.sources["github"]
+    assert github.token is None
+    assert github.unset is not None and github.unset.variable == "GITHUB_TOKEN"
+    config.sources["pypi"].check_environment()
+    with pytest.raises(ConfigError) as caught:
+        github.check_environment()
+    assert str(caught.value) == (
+        f"{tmp_path / 'monitor.toml'}:3: sources.github.token: "
+        "environment variable GITHUB_TOKEN is not set"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [("", None), ('[project]\ndjango = "5.2"\n', "5.2"), ('[project]\ndjango = "4.10"\n', "4.10")],
+    ids=["unset", "5.2", "4.10"],
+)
+def test_the_project_django_version(tmp_path: Path, text: str, version: str | None) -> None:
+    assert _load(tmp_path, text).project_django == version
+
+
+def test_the_project_django_version_may_come_from_the_environment(tmp_path: Path) -> None:
+    config = _load(tmp_path, '[project]\ndjango = "${DJANGO}"\n', {"DJANGO": "5.1"})
+    assert config.project_django == "5.1"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (
+            "[sources.pypi]\nenabled = true\nenabeld = false\n",
+            3,
+            "sources.pypi.enabeld: unknown key (did you mean 'enabled'?)",
+        ),
+        (
+            '[sources.github]\ntokn = "x"\n',
+            2,
+            "sources.github.tokn: unknown key (did you mean 'token'?)",
+        ),
+        (
+            '[sources.osv]\ntoken = "x"\n',
+            2,
+            "sources.osv.token: unknown key",
+        ),
+        (
+            "[sources.djangopackages]\nenabled = false\n",
+            2,
+            "sources.djangopackages.enabled: unknown key",
+        ),
+        (
+            '[sources.gitlab]\nurl = "https://gitlab.com"\n',
+            1,
+            "sources.gitlab: unknown key (did you mean 'github'?)",
+        ),
+        ('[sources.github]\nenabled = "no"\n', 2, "sources.github.enabled: expected true or false"),
+        ("[sources.github]\ntoken = 5\n", 2, "sources.github.token: expected a string"),
+        ("[sources.osv]\nurl = 5\n", 2, "sources.osv.url: expected a string"),
+        ('[sources.pypi]\nconcurrency = "8"\n', 2, "sources.pypi.concurrency: expected an integer"),
+        ('[sources.pypi]\nurl = "ftp://pypi.org"\n', 2, "sources.pypi.url: expected an http"),
+        ('[sources.osv]\nurl = "api.osv.dev"\n', 2, "sources.osv.url: expected an http(s) URL"),
+        ('[sources.github]\nurl = "https://"\n', 2, "sources.github.url: expected an http(s) URL"),
+        ("[sources.github]\nconcurrency = 0\n", 2, "github.concurrency: must be at least 1"),
+        ('[sources.osv]\ntimeout = "soon"\n', 2, "sources.osv.timeout: 'soon' is not a duration"),
+        ('[sources.pypi]\ntimeout = "0s"\n', 2, "sources.pypi.timeout: must be longer than 0s"),
+        (
+            '[sources.djangopackages]\ntimeout = "0s"\n',
+            2,
+            "sources.djangopackages.timeout: must be longer than 0s",
+        ),
+        (
+            '[sources.pypi]\nurl = "${PYPI_URL}"\n',
+            2,
+            "sources.pypi.url: environment variable PYPI_URL is not set",
+        ),
+        ('[sources]\npypi = "off"\n', 2, "sources.pypi: expected a table"),
+        ('[project]\ndjango = "5"\n', 2, "project.django: '5' is not a Django version"),
+        ('[project]\ndjango = "5.2.1"\n', 2, "project.django: '5.2.1' is not a Django version"),
+        ('[project]\ndjango = "v5.2"\n', 2, "project.django: 'v5.2' is not a Django version"),
+        ("[project]\ndjango = 5.2\n", 2, 'project.django: expected a string such as "5.2"'),
+        ("[project]\ndjango = 5\n", 2, 'project.django: expected a string such as "5.2"'),
+        ("[project]\ndjango = true\n", 2, "project.django: expected a string, got true or false"),
+        ('[project]\ndjngo = "5.2"\n', 2, "project.djngo: unknown key (did you mean 'django'?)"),
+        ('[projects]\ndjango = "5.2"\n', 1, "projects: unknown key (did you mean 'project'?)"),
+    ],
+    ids=[
+        "unknown-key",
+        "github-key",
+        "token-only-on-github",
+        "djangopackages-cannot-be-disabled",
+        "unknown-source",
+        "enabled-type",
+        "token-type",
+        "url-type",
+        "concurrency-type",
+        "url-scheme",
+        "url-without-scheme",
+        "url-without-host",
+        "concurrency-0",
+        "timeout-not-a-duration",
+        "timeout-0",
+        "djangopackages-timeout-0",
+        "url-variable-unset",
+        "source-not-a-table",
+        "django-major-only",
+        "django-patch",
+        "django-prefix",
+        "django-float",
+        "django-int",
+        "django-bool",
+        "project-key",
+        "project-table",
+    ],
+)
+def test_source_and_project_errors_name_key_and_line(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, text)
+    assert caught.value.line == line
+    assert message in str(caught.value)
+    assert str(caught.value).startswith(f"{tmp_path / 'monitor.toml'}:{line}: ")
+
+
+def test_a_wrong_token_type_is_an_error_even_when_unset_would_be_deferred(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sources\.github\.token: expected a string"):
+        _load(tmp_path, "[sources.github]\ntoken = ['${GITHUB_TOKEN}']\n")
+
+
+def test_the_example_config_shows_every_source_and_project_key(tmp_path: Path) -> None:
+    import tomllib
+
+    from monitor.config import _SOURCE_TABLES
+
+    example = tomllib.loads((ROOT / "config.example.toml").read_text(encoding="utf-8"))
+    assert set(example["sources"]) == set(_SOURCE_TABLES)
+    assert set(example["sources"]["github"]) == set(_SOURCE_TABLES["github"])
+    assert set(example["project"]) == {"django"}
+    config = load_config(ROOT / "config.example.toml", {"GITHUB_TOKEN": "ghp_x"})
+    assert config.sources["github"].token == "ghp_x"
+    assert config.project_django == "5.2"
