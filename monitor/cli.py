@@ -292,7 +292,6 @@ async def _watch_new(
             fetched = list(results)  # type: ignore[arg-type]
         rules = runtime.rules()
         recorder = CycleRecorder(store, config, rules, now=runtime.clock(), rng=runtime.rng)
-        recorder.prepare([result.slug for result in fetched])
         fetched = await poll_parts(recorder, fetched, sources.others)
     now = runtime.clock()
     kept: dict[str, str] = {}
@@ -628,28 +627,13 @@ def _transition_line(transition: Any) -> str:
 @click.pass_context
 def history(ctx: click.Context, slug: str, as_json: bool) -> None:
     """Show how a watched package changed over time, oldest first."""
-    from monitor.diff import diff
-    from monitor.snapshot import Snapshot
+    from monitor.history import replay
 
     store = _runtime(ctx).store()
     watch_row = store.watch(slug)
     if watch_row is None:
         raise NotWatchedError(f"{slug!r} is not watched (see: monitor list)")
-    entries: list[dict[str, Any]] = []
-    previous = None
-    for row in store.history(watch_row.id):
-        data = json.loads(row["data"])
-        current = Snapshot.from_json_dict(data)
-        if previous is None:
-            entries.append({"time": row["taken_at"], "changes": [], "snapshot": data})
-        else:
-            entries.append(
-                {
-                    "time": row["taken_at"],
-                    "changes": [c.to_json_dict() for c in diff(previous, current)],
-                }
-            )
-        previous = current
+    entries = [entry.to_json_dict() for entry in replay(store.history(watch_row.id))]
     if as_json:
         _print_json(entries)
         return

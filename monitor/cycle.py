@@ -291,10 +291,8 @@ class CycleRecorder:
         due = []
         watches = self._watches or {}
         for slug, result in results.items():
-            watch = watches.get(slug)
-            if watch is None:
-                continue
-            stored = self._parts.get(watch.id, {})
+            watch = watches.get(slug)  # None: being watched now (its baseline)
+            stored = self._parts.get(watch.id, {}) if watch else {}
             values = self._key_values(watch, result, stored)
             key = source.key(slug, values)
             if key is None:
@@ -309,7 +307,7 @@ class CycleRecorder:
         return due
 
     def _key_values(
-        self, watch: Watch, result: PollResult, stored: Mapping[str, StoredPart]
+        self, watch: Watch | None, result: PollResult, stored: Mapping[str, StoredPart]
     ) -> dict[str, Any]:
         """What a source's key and version in use are read from: djangopackages' URLs and
         version (this poll's, else the stored ones), the other parts, the pin."""
@@ -324,7 +322,7 @@ class CycleRecorder:
         for part in result.parts.values():
             if part.values is not None:
                 values.update(part.values)
-        values["pinned"] = watch.pinned
+        values["pinned"] = watch.pinned if watch else None
         return values
 
     def render_baselines(self, outcomes: Sequence[PollResult]) -> None:
@@ -436,19 +434,21 @@ class CycleRecorder:
         plan = planner.plan()
         if not baseline and plan.changes and plan.old is not None:
             plan.fired = self._fired_change_rules(watch.slug, plan)
-        if plan.status in ("ok", "unchanged") or plan.blocked != {_PRIMARY}:
-            for rule in self._condition_rules:
-                if rule.applies_to(watch.slug) and not (self._reads[rule.id] & plan.blocked):
-                    plan.verdicts.append((rule, self._holds(rule, plan.values, None, watch.slug)))
+        # A rule reading a source that failed or was deferred keeps its state; the others are
+        # evaluated as usual (SPEC §3.1).
+        for rule in self._condition_rules:
+            if rule.applies_to(watch.slug) and not (self._reads[rule.id] & plan.blocked):
+                plan.verdicts.append((rule, self._holds(rule, plan.values, None, watch.slug)))
         return plan
 
     def _fired_change_rules(self, slug: str, plan: _Plan) -> list[Any]:
+        """The change rules the plan's changes fire. A source that failed this poll shows
+        its last values on both sides: no change of its own, but a rule reading it still
+        sees the other sources' changes (a release djangopackages saw while PyPI was down)."""
         fired = [
             rule
             for rule in self._change_rules
-            if rule.applies_to(slug)
-            and not (self._reads[rule.id] & plan.blocked)
-            and self._holds(rule, plan.values, plan.old, slug) is True
+            if rule.applies_to(slug) and self._holds(rule, plan.values, plan.old, slug) is True
         ]
         # One alert per change: a rule that fires drops the rules it supersedes.
         superseded = {target for rule in fired for target in getattr(rule, "supersedes", ())}

@@ -658,7 +658,7 @@ class _Compiler:
                     return value(n, o, now)
                 except LimitExceeded:
                     raise
-                except UnknownValue:
+                except (UnknownValue, *_DATA_ERRORS):  # a null field, or it raised on its data
                     return fallback(n, o, now)
 
             return default

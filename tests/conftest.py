@@ -52,7 +52,22 @@ class Monitor:
     config_path: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def configure(self, extra: str = "", *, timeout: str = "2s", interval: str = "6h") -> None:
+    def configure(
+        self,
+        extra: str = "",
+        *,
+        timeout: str = "2s",
+        interval: str = "6h",
+        sources: tuple[str, ...] = (),
+    ) -> None:
+        """Write the config. The other sources (``pypi``, ``github``, ``osv``) are off unless
+        named in ``sources``: then they are served by the fake upstream too."""
+        tables = "".join(
+            f"\n[sources.{name}]\n"
+            + (f'url = "{self.upstream.url}"\ntimeout = "{timeout}"\n' if name in sources else "")
+            + f"enabled = {'true' if name in sources else 'false'}\n"
+            for name in ("pypi", "github", "osv")
+        )
         self.config_path.write_text(
             textwrap.dedent(f"""\
             database = "monitor.db"
@@ -66,6 +81,7 @@ class Monitor:
             jitter = "0s"
             """)
             + textwrap.dedent(extra)
+            + tables
         )
 
     def run(self, *args: str) -> Result:

@@ -27,17 +27,16 @@ OTP = "django-otp"
 
 
 def _fingerprints(monitor: Monitor) -> dict[str, bytes | None]:
-    """slug -> the fingerprint of its latest snapshot (which its watch row repeats)."""
+    """slug -> the fingerprint of its latest djangopackages record (kept in its part)."""
     store = monitor.store()
     try:
         rows = store.conn.execute(
-            "SELECT w.slug, s.fingerprint, w.fingerprint FROM watches w"
-            " JOIN snapshots s ON s.id = w.snapshot_id"
+            "SELECT w.slug, p.fingerprint FROM watches w JOIN parts p"
+            " ON p.watch_id = w.id AND p.source = 'djangopackages'"
         ).fetchall()
     finally:
         store.close()
-    assert all(snapshot == watch for _, snapshot, watch in rows)
-    return {slug: snapshot for slug, snapshot, _ in rows}
+    return dict(rows)
 
 
 # -- through the CLI ------------------------------------------------------------------------
@@ -96,7 +95,7 @@ def test_snapshots_from_before_fingerprints_are_filled_in(monitor: Monitor) -> N
     store = monitor.store()
     with store.transaction():
         store.conn.execute("UPDATE snapshots SET fingerprint = NULL")
-        store.conn.execute("UPDATE watches SET fingerprint = NULL")
+        store.conn.execute("UPDATE parts SET fingerprint = NULL")
     store.close()
 
     report = monitor.json("check")

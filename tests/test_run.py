@@ -20,6 +20,7 @@ from monitor.config import load_config
 from monitor.cron import cron_trigger
 from monitor.rules import load_rules
 from monitor.scheduler import Daemon
+from monitor.sources import Sources
 from monitor.sources.djangopackages import DjangoPackagesSource
 from monitor.store import Store
 from tests.conftest import Monitor
@@ -122,8 +123,9 @@ async def test_outage_fires_poll_failing_and_run_recovers(tmp_path: Path) -> Non
         @asynccontextmanager
         async def source() -> Any:
             async with aiohttp.ClientSession() as session:
-                yield DjangoPackagesSource(
-                    upstream.url, session=session, timeout=0.5, sleep=no_wait
+                yield Sources(
+                    DjangoPackagesSource(upstream.url, session=session, timeout=0.5, sleep=no_wait),
+                    [],
                 )
 
         def firing(rule: str) -> bool:

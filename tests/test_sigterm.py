@@ -23,6 +23,7 @@ import aiohttp
 from monitor.config import load_config
 from monitor.rules import load_rules
 from monitor.scheduler import Daemon
+from monitor.sources import Sources
 from monitor.sources.djangopackages import DjangoPackagesSource
 from monitor.store import Store
 from tests.conftest import FIVE, Monitor
@@ -204,7 +205,7 @@ async def test_a_cycle_that_ends_within_the_grace_is_recorded(tmp_path: Path) ->
         @asynccontextmanager
         async def held_source() -> AsyncIterator[Any]:
             async with aiohttp.ClientSession() as session:
-                yield HeldSource(upstream.url, session=session, timeout=5)
+                yield Sources(HeldSource(upstream.url, session=session, timeout=5), [])
 
         daemon = Daemon(
             config,
