@@ -393,6 +393,14 @@ MESSAGES = [
         "django-otp: you run 2.0.0; 2.1.0 is out",
     ),
     (
+        "pinned-the-newest",
+        "pinned-behind-major",
+        {**VERSIONS, "pinned": "2.1.0"},
+        None,
+        None,
+        "django-otp: you run 2.1.0, the newest on PyPI",
+    ),
+    (
         "no-release",
         "no-release-in-a-year",
         {"pypi.version": "1.7.0", "pypi.released_at": RELEASED},
