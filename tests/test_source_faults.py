@@ -269,6 +269,7 @@ def test_one_hung_package_costs_its_page_and_one_more_timeout(monitor: Monitor) 
         {
             "slug": "django-otp",
             "error": "django-otp: timed out after 0.2s (4 attempts: 3 for its list page, 1 alone)",
+            "source": "djangopackages",
         }
     ]
     assert report["unchanged"] == 4
