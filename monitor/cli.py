@@ -414,14 +414,17 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     runtime = _runtime(ctx)
     store = runtime.store()
     rows = store.query(
-        "SELECT w.*, s.data FROM watches w LEFT JOIN snapshots s ON s.id = w.snapshot_id"
-        " WHERE w.active = 1 ORDER BY w.slug"
+        "SELECT w.*, p.data FROM watches w LEFT JOIN parts p ON p.watch_id = w.id"
+        " AND p.source = 'djangopackages' WHERE w.active = 1 ORDER BY w.slug"
     )
     mutes = muted_rules(list_mutes(store, now=runtime.clock()))
+    keys = store.part_keys([row["id"] for row in rows])
+    firing = store.firing_counts()
     items = []
     for row in rows:
         data = json.loads(row["data"]) if row["data"] else {}
         muted = mutes.get(row["slug"], [])
+        sources = keys.get(row["id"], {})
         items.append(
             {
                 "slug": row["slug"],
@@ -433,6 +436,10 @@ def list_(ctx: click.Context, as_json: bool) -> None:
                 "last_status": row["last_status"],
                 "notify": json.loads(row["notify"] or "[]"),
                 "interval": row["interval"],
+                "pinned": row["pinned"],
+                "sources": {"pypi": sources.get("pypi"), "github": sources.get("github")},
+                "origin": None,
+                "firing": firing.get(row["id"], {"critical": 0, "warning": 0, "info": 0}),
                 "muted": muted is None,  # every rule of the package
                 "muted_rules": muted or [],  # or only these
             }

@@ -616,6 +616,29 @@ class Store:
             (watch_id,),
         )
 
+    def part_keys(self, watch_ids: Iterable[int]) -> dict[int, dict[str, str]]:
+        """watch id -> source -> the key it is polled under (PyPI name, OWNER/REPO)."""
+        out: dict[int, dict[str, str]] = {}
+        for chunk in _chunks(list(watch_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for watch_id, source, key in self.conn.execute(
+                f"SELECT watch_id, source, key FROM parts WHERE watch_id IN ({marks})"
+                " AND key IS NOT NULL",
+                chunk,
+            ):
+                out.setdefault(watch_id, {})[source] = key
+        return out
+
+    def firing_counts(self) -> dict[int, dict[str, int]]:
+        """watch id -> severity -> condition alerts firing now."""
+        out: dict[int, dict[str, int]] = {}
+        for watch_id, severity, n in self.conn.execute(
+            "SELECT watch_id, severity, COUNT(*) FROM alerts WHERE status = 'firing'"
+            " GROUP BY watch_id, severity"
+        ):
+            out.setdefault(watch_id, {"critical": 0, "warning": 0, "info": 0})[severity] = n
+        return out
+
     # -- OSV's vulnerability details ----------------------------------------------------
 
     def vuln_data(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:

@@ -112,7 +112,14 @@ class Monitor:
 
 @pytest.fixture
 def upstream() -> Any:
-    with FakeUpstream.in_thread() as up:
+    """The fake djangopackages, with PyPI, GitHub and OSV beside it (``up.world``): they
+    answer only for a test that turns those sources on (``monitor.configure(sources=...)``)."""
+    from tests.fakeupstream import load_fixtures
+    from tests.sourceworld import World
+
+    world = World(load_fixtures())
+    with FakeUpstream.in_thread(apis=world.apis) as up:
+        up.world = world  # type: ignore[attr-defined]
         yield up
 
 
