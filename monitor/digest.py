@@ -36,7 +36,6 @@ import it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import uuid
 from collections.abc import Collection
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from monitor.alerts import BUILTIN_RULES, Severity
+from monitor.history import replay
 from monitor.notify.base import safe_url
 from monitor.store import Store, iso
 from monitor.text import one_line, printable
@@ -185,13 +185,9 @@ def _package(
     rules: set[str] | None = None,
 ) -> PackageDigest:
     watch_id, slug = watch["id"], watch["slug"]
-    # Snapshots up to `until`, oldest first, each as (taken_at, content).
-    history = [
-        (_when(row["taken_at"]), json.loads(row["data"]))
-        for row in store.query(
-            "SELECT taken_at, data FROM snapshots WHERE watch_id = ? ORDER BY id", (watch_id,)
-        )
-    ]
+    # The package's values after each stored poll up to `until`, oldest first, as
+    # (taken_at, values): history rows hold only what changed, so they are replayed.
+    history = [(_when(entry.time), entry.values) for entry in replay(store.history(watch_id))]
     history = [(at, data) for at, data in history if at <= until]
     before = [data for at, data in history if at < start]
     inside = [(index, data) for index, (at, data) in enumerate(history) if at >= start]

@@ -1,0 +1,82 @@
+"""A database made by the release before field history (schema 3: a whole snapshot per
+change) migrates in place and reads the same: ``history``, ``alerts`` and the digest print
+what that release printed (tests/fixtures/db, made by make_schema3.py at that release)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.conftest import FIVE, Monitor
+
+DB = Path(__file__).parent / "fixtures" / "db"
+MADE_AT = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # the fixture's clock when it was made
+
+
+def _old_database(monitor: Monitor) -> None:
+    shutil.copy(DB / "schema3.db", monitor.tmp_path / "monitor.db")
+    old_url = re.search(r"http://127\.0\.0\.1:\d+", (DB / "schema3-digest.txt").read_text())
+    assert old_url is not None
+    # nothing is polled here: the links the digest prints use the same base URL as then
+    monitor.config_path.write_text(
+        f'database = "monitor.db"\n[sources.djangopackages]\nurl = "{old_url.group(0)}"\n'
+    )
+    monitor.clock.now = MADE_AT
+
+
+def test_the_schema_3_fixture_is_what_it_says() -> None:
+    conn = sqlite3.connect(DB / "schema3.db")
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0] == 10
+    finally:
+        conn.close()
+
+
+def test_history_reads_the_same_after_the_migration(monitor: Monitor) -> None:
+    _old_database(monitor)
+    expected = json.loads((DB / "schema3-history.json").read_text())
+    for slug in FIVE:
+        assert monitor.json("history", slug) == expected[slug], slug
+    store = monitor.store()
+    try:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        # whole snapshots became the fields that changed: the later rows are small
+        sizes = [len(row[0]) for row in store.conn.execute("SELECT data FROM snapshots")]
+        assert min(sizes) < 200
+        parts = store.conn.execute("SELECT COUNT(*) FROM parts").fetchone()[0]
+        assert parts == 5  # each watch's latest djangopackages values, kept at hand
+    finally:
+        store.close()
+
+
+def test_alerts_and_the_digest_read_the_same_after_the_migration(monitor: Monitor) -> None:
+    _old_database(monitor)
+    expected_alerts = json.loads((DB / "schema3-alerts.json").read_text())
+    assert monitor.json("alerts", "--all") == expected_alerts
+    digest = monitor.run("digest", "--since", "30d")
+    assert digest.exit_code == 0, digest.output
+    assert digest.stdout == (DB / "schema3-digest.txt").read_text()
+
+
+def test_a_migrated_database_goes_on_polling_without_false_changes(monitor: Monitor) -> None:
+    _old_database(monitor)
+    monitor.configure()
+    upstream = monitor.upstream
+    otp = upstream.records["django-otp"]
+    # the upstream as the fixture left it (make_schema3.py's last state)
+    otp["pypi_version"] = "2.0.0"
+    otp["repo_watchers"] += 50
+    otp["commits_over_52"] = [*otp["commits_over_52"][1:], 3]
+    mfa = upstream.records["django-mfa"]
+    mfa["participants"] = [*mfa["participants"][:1], "newcomer"]
+    upstream.records["django-organizations"]["commits_over_52"] = []
+    upstream.records["django-oauth-toolkit"]["title"] = "OAuth Toolkit"
+    monitor.clock.advance(hours=7)
+    report = monitor.json("check")
+    assert report["changed"] == [] and report["unchanged"] == 5
+    assert [t for t in report["transitions"] if t["kind"] == "change"] == []
