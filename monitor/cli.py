@@ -610,7 +610,8 @@ def _deferrals(report: CycleReport) -> list[str]:
     for _slug, source, until in report.deferred:
         by_source.setdefault(source, []).append(until)
     return [
-        f"{source}: rate limited until {max(untils):%H:%M} UTC, {len(untils)} deferred"
+        f"{source}: rate limited until {max(untils).astimezone(UTC):%H:%M} UTC,"
+        f" {len(untils)} deferred"
         for source, untils in by_source.items()
     ]
 
