@@ -335,3 +335,53 @@ def test_compiled_once_evaluated_many_times() -> None:
         for n in range(80, 101)
     ]
     assert results == [n <= 90 for n in range(80, 101)]
+
+
+# -- dotted fields, added/removed, default (more sources) ---------------------------------
+
+AT = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("source", "new", "old", "expected"),
+    [
+        ("github.archived", {"github.archived": True}, None, True),
+        ("pypi.status != 'active'", {"pypi.status": "quarantined"}, None, True),
+        ("old.github.stars - new.github.stars", {"github.stars": 90}, {"github.stars": 100}, 10),
+        (
+            "project.django in pypi.django",
+            {"project.django": "5.2", "pypi.django": ["5.2"]},
+            None,
+            True,
+        ),
+        ('added("vulns")', {"vulns": ["A", "B"]}, {"vulns": ["A"]}, ["B"]),
+        ('removed("pypi.yanked")', {"pypi.yanked": []}, {"pypi.yanked": ["1.0"]}, ["1.0"]),
+        ("default(pypi.version, 'none')", {}, None, "none"),
+        ("default(version(pinned).major, -1)", {"pinned": "not a version"}, None, -1),
+    ],
+    ids=["bool", "text", "old-dotted", "project", "added", "removed", "default", "default-raise"],
+)
+def test_dotted_fields_and_the_list_functions(
+    source: str, new: dict[str, Any], old: dict[str, Any] | None, expected: Any
+) -> None:
+    assert compile_expression(source).evaluate(new, old, AT) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("github.archivd", "unknown field 'github.archivd' (did you mean 'github.archived'?)"),
+        ("pypi", "'pypi' needs a field, e.g. pypi.version"),
+        ('added("repo_watchers")', "added() takes a list field"),
+        ("old.pypi.versoin", "unknown field 'pypi.versoin'"),
+    ],
+)
+def test_dotted_mistakes_are_load_errors(source: str, message: str) -> None:
+    with pytest.raises(ExpressionError) as info:
+        compile_expression(source)
+    assert message in info.value.message
+
+
+def test_a_list_function_on_a_null_side_is_unknown() -> None:
+    with pytest.raises(UnknownValue):
+        compile_expression('added("vulns")').evaluate({"vulns": ["A"]}, {"vulns": None}, AT)
