@@ -807,6 +807,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         exists=config.database.exists(),
         config=str(config.path.resolve()) if config.path else None,
         url=config.djangopackages.url,
+        others={name: table.url for name, table in config.sources.items() if table.enabled},
     )
     if as_json:
         _print_json(report)
@@ -837,8 +838,11 @@ def _status_lines(report: dict[str, Any], config: str) -> list[str]:
     for name, source in report["sources"].items():
         error = source["last_error"]
         health = f"{source['failing']} failing" if source["failing"] else "ok"
-        last = f"; last error {error['at']}: {one_line(error['error'])}" if error else ""
-        lines.append(f"  {name} ({source['url']}): {health}{last}")
+        when = f" {error['at']}" if error and error["at"] else ""
+        last = f"; last error{when}: {one_line(error['error'])}" if error else ""
+        limited = source.get("rate_limited_until")
+        limit = f"; rate limited until {limited}" if limited else ""
+        lines.append(f"  {name} ({source['url']}): {health}{last}{limit}")
     deliveries = report["deliveries"]
     lines.append(f"deliveries: {deliveries['pending']} pending, {deliveries['failed']} failed")
     mutes = report["mutes"]

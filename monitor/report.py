@@ -132,7 +132,14 @@ NEXT_DUE_SHOWN = 5
 
 
 def status_report(
-    store: Store, *, now: datetime, database: str, exists: bool, config: str | None, url: str
+    store: Store,
+    *,
+    now: datetime,
+    database: str,
+    exists: bool,
+    config: str | None,
+    url: str,
+    others: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """What ``monitor status`` shows: paths in use, the daemon's last tick, the last cycle,
     what is due next, source health, deliveries and mutes."""
@@ -152,7 +159,13 @@ def status_report(
         ),
         "due_now": due_now,
         "next_due": next_due,
-        "sources": {"djangopackages": {"url": url, **health}},
+        "sources": {
+            "djangopackages": {"url": url, **health},
+            **{
+                name: {"url": other, **store.part_health(name)}
+                for name, other in (others or {}).items()
+            },
+        },
         "deliveries": {"pending": outbox.get("pending", 0), "failed": outbox.get("failed", 0)},
         "mutes": list_mutes(store, now=now),
     }

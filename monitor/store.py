@@ -629,6 +629,20 @@ class Store:
                 out.setdefault(watch_id, {})[source] = key
         return out
 
+    def part_health(self, source: str) -> dict[str, Any]:
+        """A source's health over the watches: how many fail now, the last error (``at``
+        is not kept per part: None), and the rate-limit reset it keeps, if any."""
+        failing, error = self.conn.execute(
+            "SELECT COUNT(*), MAX(p.last_error) FROM parts p JOIN watches w ON w.id = p.watch_id"
+            " WHERE w.active = 1 AND p.source = ? AND p.failures > 0",
+            (source,),
+        ).fetchone()
+        return {
+            "failing": int(failing),
+            "last_error": {"at": None, "error": error} if error else None,
+            "rate_limited_until": self.get_meta(f"{source}.limited_until"),
+        }
+
     def firing_counts(self) -> dict[int, dict[str, int]]:
         """watch id -> severity -> condition alerts firing now."""
         out: dict[int, dict[str, int]] = {}

@@ -121,6 +121,9 @@ def test_github_rate_limit_defers_without_failing_or_asking(monitor: Monitor) ->
     assert after == before
     assert {d["source"] for d in report["deferred"]} == {"github"}
     assert report["failed"] == [] and report["transitions"] == []
+    status = monitor.json("status")
+    assert status["sources"]["github"]["rate_limited_until"] is not None
+    assert status["sources"]["pypi"]["failing"] == 0
 
 
 def test_an_unchanged_second_check_is_all_304s_and_stores_nothing(monitor: Monitor) -> None:
