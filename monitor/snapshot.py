@@ -319,7 +319,8 @@ def check_texts(package: str, key: str, value: Any) -> list[str] | None:
     return list(_logins(package, key, value) or ())
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """What a decoded JSON value is, for error messages ("an object", "null"...)."""
     return {
         dict: "an object",
         list: "a list",
@@ -327,4 +328,8 @@ def _kind(value: Any) -> str:
         bool: "a boolean",
         int: "an integer",
         float: "a number",
+        type(None): "null",
     }.get(type(value), type(value).__name__)
+
+
+_kind = kind_of

@@ -37,6 +37,7 @@ from packaging.version import InvalidVersion, Version
 
 from monitor.errors import InvalidRecord
 from monitor.snapshot import check_datetime, check_text, check_texts
+from monitor.snapshot import kind_of as _kind
 from monitor.sources import Due, FieldKind, Part, PartStatus
 from monitor.sources.http import MAX_BODY, Fetched, FetchError, JsonClient, Sleep
 
@@ -413,15 +414,3 @@ def _license(package: str, info: dict[str, Any]) -> str | None:
     if not text or len(text) > LICENSE_MAX or "\n" in text or "\r" in text:
         return None
     return text
-
-
-def _kind(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
