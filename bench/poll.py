@@ -353,7 +353,6 @@ def _serve(n: int, conn: Any, sources: bool = False) -> None:
             if command == "stop":
                 break
             if command == "mark":
-                up.max_in_flight = up.in_flight
                 conn.send(len(up.log))
             elif command == "since":
                 conn.send(
@@ -371,8 +370,6 @@ def _serve(n: int, conn: Any, sources: bool = False) -> None:
                         for i, r in enumerate(up.log[arg:], start=arg)
                     ]
                 )
-            elif command == "max_in_flight":
-                conn.send(up.max_in_flight)
             elif command == "shift":
                 conn.send(_shift_commits(up.records))
             else:
@@ -419,10 +416,6 @@ class Server:
         """Every request since ``mark``: method, path, query, the headers a replay sends
         (``REPLAYED_HEADERS``), body (None when empty) and the status answered."""
         return list(self._ask("since", mark))
-
-    def max_in_flight(self) -> int:
-        """The most requests in flight at once since the last ``mark``."""
-        return int(self._ask("max_in_flight"))
 
     def shift(self) -> int:
         """Shift every record's ``commits_over_52`` by a week; how many were shifted."""
@@ -559,6 +552,20 @@ def checkpoint_size(db: Path) -> int:
     return db.stat().st_size
 
 
+def table_bytes(db: Path) -> dict[str, int]:
+    """Bytes of pages per table and index (SQLite's ``dbstat``; empty when not compiled in)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        conn.close()
+    return {str(name): int(size) for name, size in rows}
+
+
 def count_rows(db: Path, table: str) -> int:
     import sqlite3
 
@@ -639,11 +646,17 @@ def check_once(
 ) -> dict[str, Any]:
     """Check #1 / #2: a cold check, with the database growth."""
     size_before = checkpoint_size(db)
+    tables_before = table_bytes(db)
     mark = server.mark()
     run = run_cli(["--config", str(config), "check", "--json"], cwd=workdir, name=name)
     log = server.since(mark)
-    max_in_flight = server.max_in_flight()
     size_after = checkpoint_size(db)
+    tables_after = table_bytes(db)
+    growth = {
+        name: size - tables_before.get(name, 0)
+        for name, size in tables_after.items()
+        if size != tables_before.get(name, 0)
+    }
     require_ok(run, f"monitor check ({name})")
     report = require_checked(run.stdout, n, name)
     return {
@@ -652,7 +665,7 @@ def check_once(
         "peak_rss_mib": run.maxrss_kib / 1024,
         "requests": split_requests(log),
         "by_kind": requests_by_kind(log),
-        "max_in_flight": max_in_flight,
+        "growth_by_table": dict(sorted(growth.items(), key=lambda kv: -kv[1])),
         "unchanged": report.get("unchanged"),
         "changed": len(report.get("changed") or ()),
         "transitions": len(report.get("transitions") or ()),
@@ -684,12 +697,10 @@ class Bench:
 
     def _requests(self, mark: int) -> dict[str, Any]:
         log = self.server.since(mark)
-        max_in_flight = self.server.max_in_flight()
         mine = sorted(spec_key(spec) for spec in request_specs(self.server.url, log))
         return {
             **split_requests(log),
             "by_kind": requests_by_kind(log),
-            "max_in_flight": max_in_flight,
             "same_urls_as_a": mine == self.expected_a,
         }
 
@@ -999,7 +1010,9 @@ def sources_summary(check: dict[str, Any], n: int) -> dict[str, Any]:
         "conditional_requests": sent,
         "conditional_not_modified": not_modified,
         "not_modified_percent": 100.0 * not_modified / sent if sent else 0.0,
-        "osv_batches_per_1000": 1000.0 * by_kind["osv_batch"]["requests"] / n,
+        "osv_batches": by_kind["osv_batch"]["requests"],
+        # per started thousand: 1 means one querybatch per 1,000 watches (the API's limit)
+        "osv_batches_per_1000": by_kind["osv_batch"]["requests"] / -(-n // 1000),
     }
 
 
@@ -1159,8 +1172,13 @@ def report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _growth_text(check: dict[str, Any], n: int) -> str:
+    return ", ".join(f"{name} {size / n:+.0f}" for name, size in check["growth_by_table"].items())
+
+
 def sources_report(r: dict[str, Any]) -> list[str]:
     """--sources: requests per kind (and 304s) of the watch and each check, the shifted check."""
+    n = r["packages"]
     phases = [("watch", r["watch"]), ("check #1", r["check1"]), ("check #2", r["check2"])]
     phases.append(("check #3 shifted", r["check3"]))
     lines = [
@@ -1175,9 +1193,6 @@ def sources_report(r: dict[str, Any]) -> list[str]:
             f"  {kind:<18}" + "".join(f"{c['requests']:>11}/{c['not_modified']:<6}" for c in cells)
         )
     s, c3 = r["sources_summary"], r["check3"]
-    baseline_flight = max(
-        x["warm_baseline_a"]["requests"]["max_in_flight"] for x in r["round_samples"]
-    )
     row = "  {:<40}{}".format
     lines += [
         row(
@@ -1185,10 +1200,10 @@ def sources_report(r: dict[str, Any]) -> list[str]:
             f"{s['conditional_not_modified']}/{s['conditional_requests']} = "
             f"{s['not_modified_percent']:.2f} %",
         ),
-        row("OSV querybatch per 1,000 packages", f"{s['osv_batches_per_1000']:.3f}"),
         row(
-            "most requests in flight (server)",
-            f"check #2 {r['check2']['max_in_flight']}, baselines (a) " + str(baseline_flight),
+            "OSV querybatch per 1,000 packages",
+            f"{s['osv_batches_per_1000']:.3f}   ({s['osv_batches']} for {n} packages; "
+            "per started thousand)",
         ),
         "check #3 (cold; every record's commits_over_52 shifted a week)",
         row("wall time", f"{c3['seconds']:8.3f} s"),
@@ -1203,6 +1218,8 @@ def sources_report(r: dict[str, Any]) -> list[str]:
             f"{c3['db_bytes_before']} -> {c3['db_bytes_after']} bytes "
             f"({c3['growth_bytes_per_package']:.1f} bytes/package)",
         ),
+        row("growth by table/index (dbstat)", _growth_text(c3, n)),
+        row("  same, unchanged check #2", _growth_text(r["check2"], n) or "none"),
         "",
     ]
     return lines
