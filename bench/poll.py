@@ -950,6 +950,9 @@ def bench(
                 third = check_once(server, workdir, config, db, n, "check3")
                 third.pop("_log")
                 third["shifted_records"] = shifted
+                third["growth_without_alert_tables_bytes_per_package"] = (
+                    _growth_without_alerts(third) / n
+                )
                 results["check3"] = third
                 results["sources_summary"] = sources_summary(second, n)
     finally:
@@ -1176,6 +1179,18 @@ def _growth_text(check: dict[str, Any], n: int) -> str:
     return ", ".join(f"{name} {size / n:+.0f}" for name, size in check["growth_by_table"].items())
 
 
+ALERT_TABLES = ("transition", "outbox", "alert", "deliver")
+
+
+def _growth_without_alerts(check: dict[str, Any]) -> int:
+    """dbstat growth of the tables and indexes that hold no alert state."""
+    return sum(
+        size
+        for name, size in check["growth_by_table"].items()
+        if not any(word in name for word in ALERT_TABLES)
+    )
+
+
 def sources_report(r: dict[str, Any]) -> list[str]:
     """--sources: requests per kind (and 304s) of the watch and each check, the shifted check."""
     n = r["packages"]
@@ -1219,6 +1234,11 @@ def sources_report(r: dict[str, Any]) -> list[str]:
             f"({c3['growth_bytes_per_package']:.1f} bytes/package)",
         ),
         row("growth by table/index (dbstat)", _growth_text(c3, n)),
+        row(
+            "  without the alert tables",
+            f"{_growth_without_alerts(c3) / n:+.0f} bytes/package (transitions, outbox, alerts,"
+            " deliveries and their indexes left out)",
+        ),
         row("  same, unchanged check #2", _growth_text(r["check2"], n) or "none"),
         "",
     ]
