@@ -4,6 +4,7 @@
     .venv/bin/python bench/poll.py                    # N=10000, concurrency 8, 5 rounds
     .venv/bin/python bench/poll.py --packages 500     # a quick run
     .venv/bin/python bench/poll.py --json             # one JSON dict on stdout
+    .venv/bin/python bench/poll.py --sources          # PyPI, GitHub and OSV on too (bench/README)
 
 What it does (progress goes to stderr):
 
