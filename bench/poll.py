@@ -4,6 +4,7 @@
     .venv/bin/python bench/poll.py                    # N=10000, concurrency 8, 5 rounds
     .venv/bin/python bench/poll.py --packages 500     # a quick run
     .venv/bin/python bench/poll.py --json             # one JSON dict on stdout
+    .venv/bin/python bench/poll.py --sources          # PyPI, GitHub and OSV on too (bench/README)
 
 What it does (progress goes to stderr):
 
@@ -89,12 +90,18 @@ SERVER_MAX_COMMANDS = 100_000
 TARGET_RATIO = 0.5
 TARGET_GROWTH = 100.0  # bytes per package
 TARGET_RSS_MIB = 200.0
+# --sources (every source on)
+TARGET_GROWTH_SOURCES = 200.0  # bytes per package, unchanged re-check
+TARGET_GROWTH_SHIFTED = 300.0  # bytes per package, every commits_over_52 shifted a week
+TARGET_RSS_MIB_SOURCES = 300.0
+TARGET_NOT_MODIFIED = 100.0  # % of the PyPI + GitHub requests of an unchanged check
+TARGET_OSV_BATCHES = 1.0  # querybatch requests per 1,000 packages
 
 PAGES_PATH = "/api/v4/packages/"
 PLAIN_SCRIPT_IMPORTS = "import asyncio, json, aiohttp"
 
 CHECK_CHILD = "--child-check"  # CONFIG WARMUP_CONFIG OUTPUT
-BASELINE_CHILD = "--child-baseline"  # URLFILE CONCURRENCY warm|cold
+BASELINE_CHILD = "--child-baseline"  # SPECFILE CONCURRENCY warm|cold
 
 KINDS = ("warm_check", "cold_check", "warm_baseline_a", "cold_baseline_a")
 LABELS = {
@@ -172,32 +179,46 @@ def _check_child(config: str, warmup_config: str, output: str) -> int:
     return 0
 
 
-async def _fetch_all(urls: list[str], concurrency: int) -> int:
-    """GET and decode every URL on one session; how many package records came back."""
+async def _fetch_all(specs: list[dict[str, Any]], concurrency: int) -> int:
+    """Send every request (``method``, ``url``, ``headers``, ``body``) on one session and
+    decode every JSON body (a 304 has none); how many package records came back from the
+    djangopackages URLs."""
     import aiohttp
 
     semaphore = asyncio.Semaphore(concurrency)
 
-    async def one(session: aiohttp.ClientSession, url: str) -> int:
-        async with semaphore, session.get(url) as resp:
+    async def one(session: aiohttp.ClientSession, spec: dict[str, Any]) -> int:
+        url = spec["url"]
+        async with (
+            semaphore,
+            session.request(
+                spec["method"], url, headers=spec["headers"], data=spec["body"]
+            ) as resp,
+        ):
             resp.raise_for_status()
-            data = await resp.json()
+            if resp.status == 304:
+                await resp.read()
+                return 0
+            data = await resp.json(content_type=None)
+        if PAGES_PATH not in url:
+            return 0
         if isinstance(data, dict) and isinstance(data.get("results"), list):
             return len(data["results"])
         return 1
 
     async with aiohttp.ClientSession() as session:
-        counts = await asyncio.gather(*(one(session, url) for url in urls))
+        counts = await asyncio.gather(*(one(session, spec) for spec in specs))
     return sum(counts)
 
 
-def _baseline_child(urlfile: str, concurrency: str, mode: str) -> int:
-    """Baseline: a plain aiohttp script's fetch loop. ``warm``: warm up (the loop over no
-    URLs), then time the loop; ``cold``: just run it (the parent times the process)."""
+def _baseline_child(specfile: str, concurrency: str, mode: str) -> int:
+    """Baseline: a plain aiohttp script's fetch loop over the requests in ``specfile`` (a
+    JSON list). ``warm``: warm up (the loop over no requests), then time the loop; ``cold``:
+    just run it (the parent times the process)."""
     import aiohttp  # noqa: F401  (what a plain script imports; the cold child pays for it)
 
     loaded = sorted(sys.modules)
-    urls = Path(urlfile).read_text(encoding="utf-8").split()
+    specs = json.loads(Path(specfile).read_text(encoding="utf-8"))
     limit = int(concurrency)
     modules = set(sys.modules)
     if mode == "warm":
@@ -209,12 +230,12 @@ def _baseline_child(urlfile: str, concurrency: str, mode: str) -> int:
     elif mode != "cold":
         raise SystemExit(f"{BASELINE_CHILD}: mode must be warm or cold, not {mode!r}")
     start = time.perf_counter()
-    records = asyncio.run(_fetch_all(urls, limit))
+    records = asyncio.run(_fetch_all(specs, limit))
     seconds = time.perf_counter() - start
     _child_result(
         {
             "seconds": seconds,
-            "requests": len(urls),
+            "requests": len(specs),
             "records": records,
             "new_modules": sorted(set(sys.modules) - modules),
             "modules": loaded if mode == "cold" else None,
@@ -229,12 +250,98 @@ CHILDREN = {CHECK_CHILD: (_check_child, 3), BASELINE_CHILD: (_baseline_child, 3)
 # -- the server process -----------------------------------------------------------------------
 
 
-def _serve(n: int, conn: Any) -> None:
-    """Child process: serve N cloned packages; answer commands on ``conn`` until "stop",
-    the parent's end closing, or ``SERVER_IDLE_LIMIT`` seconds without a command."""
-    from tests.fakeupstream import FakeUpstream
+SOURCE_APIS = ("pypi", "github", "osv")
+GITHUB_TEMPLATE = "django/deps"
+PYPI_TEMPLATE = "django-minify-html"
+BENCH_VULNS = 3  # packages with a known vulnerability (--sources): OSV details get fetched
+REPLAYED_HEADERS = ("If-None-Match", "Accept", "Authorization", "Content-Type")
 
-    up = FakeUpstream.with_clones(n)
+
+def _source_world(records: dict[str, dict[str, Any]]) -> list[Any]:
+    """Child process, ``--sources``: give every record its own PyPI project (a trimmed copy of
+    a real body, version = its ``pypi_version``, released a week ago) and GitHub repository
+    (a copy of a real body), and OSV a handful of vulnerabilities. Returns the fake APIs."""
+    import copy
+    from datetime import UTC, datetime, timedelta
+
+    from tests.fake_github import FakeGitHub
+    from tests.fake_osv import FakeOSV
+    from tests.fake_pypi import FakePyPI, load_pypi_fixtures
+
+    class IndexedGitHub(FakeGitHub):
+        """FakeGitHub with dict lookups (its own scans every repository per request)."""
+
+        def _lookup(self, table: dict[str, Any], full_name: str) -> Any:  # type: ignore[override]
+            return table.get(full_name) or table.get(full_name.lower())
+
+    template = load_pypi_fixtures()[PYPI_TEMPLATE]
+    template["info"]["description"] = "A benchmark copy."  # 12 KB of README otherwise
+    template["releases"] = dict(list(template["releases"].items())[-3:])
+    pypi = FakePyPI({})
+    github = IndexedGitHub(limit=10**9)
+    template_repo = FakeGitHub().repos[GITHUB_TEMPLATE]
+    github.repos = {GITHUB_TEMPLATE: template_repo}
+    osv = FakeOSV()
+    released = datetime.now(UTC) - timedelta(days=7)
+    for i, (slug, record) in enumerate(records.items()):
+        record["pypi_url"] = f"https://pypi.org/project/{slug}/"
+        record["repo_url"] = f"https://github.com/owner/{slug}"
+        body = copy.deepcopy(template)
+        body["info"]["name"] = slug
+        pypi.projects[slug] = body  # slugs are PEP 503-normal already
+        version = record.get("pypi_version") or "1.0.0"
+        pypi.release(slug, version, released)
+        github.clone(GITHUB_TEMPLATE, f"owner/{slug}")
+        if i < BENCH_VULNS:
+            osv.add_vuln(f"PYSEC-BENCH-{i}", slug, [version], None, f"Bench issue {i}")
+    del github.repos[GITHUB_TEMPLATE]
+    return [pypi, github, osv]
+
+
+def _shift_commits(records: dict[str, dict[str, Any]]) -> int:
+    """A week passed: every record's ``commits_over_52`` drops its oldest week and gains one."""
+    shifted = 0
+    for record in records.values():
+        weeks = record.get("commits_over_52")
+        if isinstance(weeks, list) and weeks:
+            record["commits_over_52"] = [*weeks[1:], 1 + shifted % 3]
+            shifted += 1
+    return shifted
+
+
+def _serve(n: int, conn: Any, sources: bool = False) -> None:
+    """Child process: serve N cloned packages (``sources``: with PyPI, GitHub and OSV);
+    answer commands on ``conn`` until "stop", the parent's end closing, or
+    ``SERVER_IDLE_LIMIT`` seconds without a command."""
+    from aiohttp import web
+
+    from tests.fakeupstream import FakeUpstream, clone_records
+
+    class LoggingUpstream(FakeUpstream):
+        """Also keeps each request's body (POSTs) and answer status, by log index."""
+
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.bodies: dict[int, str] = {}
+            self.statuses: dict[int, int] = {}
+
+        @web.middleware
+        async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+            body = await request.read() if request.can_read_body else b""
+            index = len(self.log)  # the entry the parent's middleware appends, with no await
+            if body:
+                self.bodies[index] = body.decode()
+            try:
+                response = await FakeUpstream._middleware(self, request, handler)
+            except web.HTTPException as exc:
+                self.statuses[index] = exc.status
+                raise
+            self.statuses[index] = response.status
+            return response
+
+    records = clone_records(n)
+    apis = _source_world(records) if sources else []
+    up = LoggingUpstream(records, apis=apis)
     with up.run_in_thread():
         conn.send({"url": up.url, "slugs": list(up.records)})
         for _ in range(SERVER_MAX_COMMANDS):
@@ -249,7 +356,23 @@ def _serve(n: int, conn: Any) -> None:
             if command == "mark":
                 conn.send(len(up.log))
             elif command == "since":
-                conn.send([(r.path, r.query) for r in up.log[arg:]])
+                conn.send(
+                    [
+                        {
+                            "method": r.method,
+                            "path": r.path,
+                            "query": r.query,
+                            "headers": {
+                                k: r.headers[k] for k in REPLAYED_HEADERS if k in r.headers
+                            },
+                            "body": up.bodies.get(i),
+                            "status": up.statuses.get(i),
+                        }
+                        for i, r in enumerate(up.log[arg:], start=arg)
+                    ]
+                )
+            elif command == "shift":
+                conn.send(_shift_commits(up.records))
             else:
                 conn.send(None)
 
@@ -257,12 +380,14 @@ def _serve(n: int, conn: Any) -> None:
 class Server:
     """The fake server in a separate (spawned) process."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, sources: bool = False):
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(n, child), name="fakeupstream", daemon=True)
+        self._proc = ctx.Process(
+            target=_serve, args=(n, child, sources), name="fakeupstream", daemon=True
+        )
         self._proc.start()
         child.close()
         try:
@@ -288,9 +413,14 @@ class Server:
         """A position in the server's request log."""
         return int(self._ask("mark"))
 
-    def since(self, mark: int) -> list[tuple[str, dict[str, str]]]:
-        """(path, query) of every request since ``mark``."""
+    def since(self, mark: int) -> list[dict[str, Any]]:
+        """Every request since ``mark``: method, path, query, the headers a replay sends
+        (``REPLAYED_HEADERS``), body (None when empty) and the status answered."""
         return list(self._ask("since", mark))
+
+    def shift(self) -> int:
+        """Shift every record's ``commits_over_52`` by a week; how many were shifted."""
+        return int(self._ask("shift"))
 
     def stop(self) -> None:
         if self._proc.is_alive():
@@ -307,22 +437,57 @@ class Server:
 
 
 @contextmanager
-def serving(n: int) -> Iterator[Server]:
-    server = Server(n)
+def serving(n: int, sources: bool = False) -> Iterator[Server]:
+    server = Server(n, sources)
     try:
         yield server
     finally:
         server.stop()
 
 
-def split_requests(log: list[tuple[str, dict[str, str]]]) -> dict[str, int]:
-    pages = sum(1 for path, _ in log if path == PAGES_PATH)
-    singles = sum(1 for path, _ in log if path.startswith(PAGES_PATH) and path != PAGES_PATH)
+def split_requests(log: list[dict[str, Any]]) -> dict[str, int]:
+    pages = sum(1 for r in log if r["path"] == PAGES_PATH)
+    singles = sum(1 for r in log if r["path"].startswith(PAGES_PATH) and r["path"] != PAGES_PATH)
     return {"total": len(log), "pages": pages, "singles": singles}
 
 
-def request_urls(base: str, log: list[tuple[str, dict[str, str]]]) -> list[str]:
-    return [f"{base}{path}" + (f"?{urlencode(query)}" if query else "") for path, query in log]
+# Requests by kind (--sources): name -> does this path belong to it.
+KIND_OF_PATH = {
+    "list_pages": lambda p: p == PAGES_PATH,
+    "single_packages": lambda p: p.startswith(PAGES_PATH) and p != PAGES_PATH,
+    "pypi_json": lambda p: p.startswith("/pypi/"),
+    "pypi_simple": lambda p: p.startswith("/simple/"),
+    "github": lambda p: p.startswith("/repos/"),
+    "osv_batch": lambda p: p == "/v1/querybatch",
+    "osv_details": lambda p: p.startswith("/v1/vulns/"),
+}
+
+
+def requests_by_kind(log: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """``{kind: {"requests", "not_modified"}}`` for every kind, plus ``other``."""
+    out = {kind: {"requests": 0, "not_modified": 0} for kind in (*KIND_OF_PATH, "other")}
+    for r in log:
+        kind = next((k for k, is_kind in KIND_OF_PATH.items() if is_kind(r["path"])), "other")
+        out[kind]["requests"] += 1
+        out[kind]["not_modified"] += r["status"] == 304
+    return out
+
+
+def request_urls(base: str, log: list[dict[str, Any]]) -> list[str]:
+    return [f"{base}{r['path']}" + (f"?{urlencode(r['query'])}" if r["query"] else "") for r in log]
+
+
+def request_specs(base: str, log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a replay sends: method, URL, the replayed headers, body."""
+    return [
+        {"method": r["method"], "url": url, "headers": r["headers"], "body": r["body"]}
+        for r, url in zip(log, request_urls(base, log), strict=True)
+    ]
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """A request spec as one comparable string."""
+    return json.dumps(spec, sort_keys=True)
 
 
 # -- running processes --------------------------------------------------------------------------
@@ -388,6 +553,20 @@ def checkpoint_size(db: Path) -> int:
     return db.stat().st_size
 
 
+def table_bytes(db: Path) -> dict[str, int]:
+    """Bytes of pages per table and index (SQLite's ``dbstat``; empty when not compiled in)."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        conn.close()
+    return {str(name): int(size) for name, size in rows}
+
+
 def count_rows(db: Path, table: str) -> int:
     import sqlite3
 
@@ -405,7 +584,18 @@ def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def write_config(workdir: Path, url: str, concurrency: int) -> Path:
+def write_config(workdir: Path, url: str, concurrency: int, sources: bool = False) -> Path:
+    """The bench's ``monitor.toml``: djangopackages at ``url``; PyPI, GitHub and OSV there
+    too with ``sources`` (GitHub with a dummy token: its 304s are free), else turned off."""
+    tables = ""
+    for name in SOURCE_APIS:
+        tables += f"\n[sources.{name}]\n"
+        if not sources:
+            tables += "enabled = false\n"
+            continue
+        tables += f'url = {json.dumps(url)}\nconcurrency = {concurrency}\ntimeout = "30s"\n'
+        if name == "github":
+            tables += 'token = "bench-dummy-token"\n'
     path = workdir / "monitor.toml"
     path.write_text(
         'database = "monitor.db"\n'
@@ -414,6 +604,7 @@ def write_config(workdir: Path, url: str, concurrency: int) -> Path:
         f"url = {json.dumps(url)}\n"
         f"concurrency = {concurrency}\n"
         'timeout = "30s"\n'
+        f"{tables}"
         "\n"
         "[schedule]\n"
         'jitter = "0s"\n',
@@ -422,12 +613,12 @@ def write_config(workdir: Path, url: str, concurrency: int) -> Path:
     return path
 
 
-def fixed_costs(workdir: Path, url: str, concurrency: int) -> dict[str, float]:
+def fixed_costs(workdir: Path, url: str, concurrency: int, sources: bool) -> dict[str, float]:
     """Best of 3 each: ``--version`` (interpreter + CLI import) and ``check --json`` with
     nothing watched (a check's fixed cost: imports, config, rules, database)."""
     empty = workdir / "empty"
     empty.mkdir()
-    config = write_config(empty, url, concurrency)
+    config = write_config(empty, url, concurrency, sources)
     out: dict[str, float] = {}
     for key, args in (("version", ["--version"]), ("empty_check", ["check", "--json"])):
         best = float("inf")
@@ -456,10 +647,17 @@ def check_once(
 ) -> dict[str, Any]:
     """Check #1 / #2: a cold check, with the database growth."""
     size_before = checkpoint_size(db)
+    tables_before = table_bytes(db)
     mark = server.mark()
     run = run_cli(["--config", str(config), "check", "--json"], cwd=workdir, name=name)
     log = server.since(mark)
     size_after = checkpoint_size(db)
+    tables_after = table_bytes(db)
+    growth = {
+        name: size - tables_before.get(name, 0)
+        for name, size in tables_after.items()
+        if size != tables_before.get(name, 0)
+    }
     require_ok(run, f"monitor check ({name})")
     report = require_checked(run.stdout, n, name)
     return {
@@ -467,6 +665,8 @@ def check_once(
         "packages_per_s": n / run.wall,
         "peak_rss_mib": run.maxrss_kib / 1024,
         "requests": split_requests(log),
+        "by_kind": requests_by_kind(log),
+        "growth_by_table": dict(sorted(growth.items(), key=lambda kv: -kv[1])),
         "unchanged": report.get("unchanged"),
         "changed": len(report.get("changed") or ()),
         "transitions": len(report.get("transitions") or ()),
@@ -490,14 +690,20 @@ class Bench:
         concurrency: int,
         urls_a: Path,
     ):
+        """``concurrency``: the baselines'; ``urls_a``: the requests of (a), a JSON list."""
         self.server, self.workdir, self.config, self.warmup = server, workdir, config, warmup
         self.n, self.concurrency, self.urls_a = n, concurrency, urls_a
-        self.expected_a = sorted(urls_a.read_text(encoding="utf-8").split())
+        specs = json.loads(urls_a.read_text(encoding="utf-8"))
+        self.expected_a = sorted(spec_key(spec) for spec in specs)
 
     def _requests(self, mark: int) -> dict[str, Any]:
         log = self.server.since(mark)
-        same = sorted(request_urls(self.server.url, log)) == self.expected_a
-        return {**split_requests(log), "same_urls_as_a": same}
+        mine = sorted(spec_key(spec) for spec in request_specs(self.server.url, log))
+        return {
+            **split_requests(log),
+            "by_kind": requests_by_kind(log),
+            "same_urls_as_a": mine == self.expected_a,
+        }
 
     def warm_check(self, name: str) -> dict[str, Any]:
         output = self.workdir / f"{name}.check.json"
@@ -589,25 +795,35 @@ def summarise(samples: list[dict[str, Any]], n: int) -> dict[str, Any]:
 
 
 def bench(
-    n: int, concurrency: int, rounds: int, keep: bool, profile: Path | None
+    n: int,
+    concurrency: int,
+    rounds: int,
+    keep: bool,
+    profile: Path | None,
+    sources: bool = False,
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="monitor-bench-"))
     started = time.perf_counter()
+    # The baselines' concurrency: the check's per source (one source), or with --sources
+    # the total the check may use across its four sources (a semaphore each).
+    baseline_concurrency = concurrency * (1 + len(SOURCE_APIS)) if sources else concurrency
     try:
-        progress(f"starting the fake server with {n} packages")
-        with serving(n) as server:
+        progress(f"starting the fake server with {n} packages" + (" + sources" if sources else ""))
+        with serving(n, sources) as server:
             slugs = server.slugs
-            config = write_config(workdir, server.url, concurrency)
+            config = write_config(workdir, server.url, concurrency, sources)
             db = workdir / "monitor.db"
             results: dict[str, Any] = {
                 "packages": n,
                 "concurrency": concurrency,
+                "baseline_concurrency": baseline_concurrency,
+                "sources": sources,
                 "rounds": rounds,
                 "server": server.url,
             }
 
             progress("fixed costs (best of 3)")
-            results["fixed_seconds"] = fixed_costs(workdir, server.url, concurrency)
+            results["fixed_seconds"] = fixed_costs(workdir, server.url, concurrency, sources)
 
             batches = [slugs[i : i + WATCH_BATCH] for i in range(0, len(slugs), WATCH_BATCH)]
             progress(f"watching {n} packages ({len(batches)} watch calls)")
@@ -619,10 +835,12 @@ def bench(
                 )
                 require_ok(run, f"monitor watch (batch {i + 1})")
                 watch_seconds += run.wall
+            watch_log = server.since(mark)
             results["watch"] = {
                 "seconds": watch_seconds,
                 "calls": len(batches),
-                "requests": split_requests(server.since(mark)),
+                "requests": split_requests(watch_log),
+                "by_kind": requests_by_kind(watch_log),
                 "db_bytes": checkpoint_size(db),
             }
 
@@ -632,27 +850,42 @@ def bench(
             second = check_once(server, workdir, config, db, n, "check2")
             results["checks_rows"] = count_rows(db, "checks")
 
-            urls = request_urls(server.url, first.pop("_log"))
-            urls_2 = request_urls(server.url, second.pop("_log"))
-            second["same_urls_as_check1"] = sorted(urls_2) == sorted(urls)
+            specs_1 = request_specs(server.url, first.pop("_log"))
+            specs_2 = request_specs(server.url, second.pop("_log"))
+            urls = [spec["url"] for spec in specs_1]
+            second["same_urls_as_check1"] = sorted(urls) == sorted(s["url"] for s in specs_2)
             results["check1"] = first
             results["check2"] = second
-            urls_a = workdir / "urls_a.txt"
-            urls_a.write_text("\n".join(urls) + "\n", encoding="utf-8")
-            urls_b = workdir / "urls_b.txt"
+            # (a): the requests of check #1 (without sources: the same as #2's); with sources,
+            # those of the unchanged check #2, the If-None-Match headers it sent included.
+            specs_a = specs_2 if sources else specs_1
+            urls_a = workdir / "requests_a.json"
+            urls_a.write_text(json.dumps(specs_a), encoding="utf-8")
+            urls_b = workdir / "requests_b.json"
             urls_b.write_text(
-                "".join(f"{server.url}{PAGES_PATH}{slug}/\n" for slug in slugs), encoding="utf-8"
+                json.dumps(
+                    [
+                        {
+                            "method": "GET",
+                            "url": f"{server.url}{PAGES_PATH}{slug}/",
+                            "headers": {},
+                            "body": None,
+                        }
+                        for slug in slugs
+                    ]
+                ),
+                encoding="utf-8",
             )
 
             warmup_dir = workdir / "warmup"
             warmup_dir.mkdir()
-            warmup = write_config(warmup_dir, server.url, concurrency)
-            b = Bench(server, workdir, config, warmup, n, concurrency, urls_a)
+            warmup = write_config(warmup_dir, server.url, concurrency, sources)
+            b = Bench(server, workdir, config, warmup, n, baseline_concurrency, urls_a)
             samples: list[dict[str, Any]] = []
             for k in range(1, rounds + 1):
                 progress(
                     f"round {k}/{rounds}: warm check, cold check, "
-                    f"warm baseline (a), cold baseline (a) ({len(urls)} URLs)"
+                    f"warm baseline (a), cold baseline (a) ({len(specs_a)} requests)"
                 )
                 samples.append(
                     {
@@ -711,6 +944,18 @@ def bench(
                 )
                 require_ok(run, "monitor check (profiled)")
                 results["profile"] = {"path": str(profile), "seconds": run.wall}
+
+            if sources:
+                shifted = server.shift()
+                progress(f"check #3 (cold; {shifted} records' commits_over_52 shifted a week)")
+                third = check_once(server, workdir, config, db, n, "check3")
+                third.pop("_log")
+                third["shifted_records"] = shifted
+                third["growth_without_alert_tables_bytes_per_package"] = (
+                    _growth_without_alerts(third) / n
+                )
+                results["check3"] = third
+                results["sources_summary"] = sources_summary(second, n)
     finally:
         if keep:
             progress(f"kept {workdir}")
@@ -722,19 +967,57 @@ def bench(
         summary["warm_check"]["peak_rss_mib"],
         summary["cold_check"]["peak_rss_mib"],
     )
-    results["targets"] = {
-        "ratio_warm": target(results["ratio_warm"], ">=", TARGET_RATIO),
-        "growth_bytes_per_package": target(second["growth_bytes_per_package"], "<", TARGET_GROWTH),
-        "peak_rss_mib": target(peak_rss, "<", TARGET_RSS_MIB),
-    }
+    if sources:
+        peak_rss = max(peak_rss, results["check3"]["peak_rss_mib"])
+        summary_s = results["sources_summary"]
+        results["targets"] = {
+            "ratio_warm": target(results["ratio_warm"], ">=", TARGET_RATIO),
+            "growth_bytes_per_package": target(
+                second["growth_bytes_per_package"], "<", TARGET_GROWTH_SOURCES
+            ),
+            "growth_shifted_bytes_per_package": target(
+                results["check3"]["growth_bytes_per_package"], "<", TARGET_GROWTH_SHIFTED
+            ),
+            "peak_rss_mib": target(peak_rss, "<", TARGET_RSS_MIB_SOURCES),
+            "not_modified_percent": target(
+                summary_s["not_modified_percent"], ">=", TARGET_NOT_MODIFIED
+            ),
+            "osv_batches_per_1000": target(
+                summary_s["osv_batches_per_1000"], "<=", TARGET_OSV_BATCHES
+            ),
+        }
+    else:
+        results["targets"] = {
+            "ratio_warm": target(results["ratio_warm"], ">=", TARGET_RATIO),
+            "growth_bytes_per_package": target(
+                second["growth_bytes_per_package"], "<", TARGET_GROWTH
+            ),
+            "peak_rss_mib": target(peak_rss, "<", TARGET_RSS_MIB),
+        }
     results["context"] = {"ratio_cold": target(results["ratio_cold"], ">=", TARGET_RATIO)}
     results["total_seconds"] = time.perf_counter() - started
     return results
 
 
 def target(value: float, op: str, limit: float) -> dict[str, Any]:
-    ok = value >= limit if op == ">=" else value < limit
+    ok = {">=": value >= limit, "<=": value <= limit, "<": value < limit}[op]
     return {"value": value, "target": f"{op} {limit:g}", "pass": ok}
+
+
+def sources_summary(check: dict[str, Any], n: int) -> dict[str, Any]:
+    """--sources: an unchanged check's conditional requests and OSV batching."""
+    by_kind = check["by_kind"]
+    conditional = [by_kind[k] for k in ("pypi_json", "pypi_simple", "github")]
+    sent = sum(k["requests"] for k in conditional)
+    not_modified = sum(k["not_modified"] for k in conditional)
+    return {
+        "conditional_requests": sent,
+        "conditional_not_modified": not_modified,
+        "not_modified_percent": 100.0 * not_modified / sent if sent else 0.0,
+        "osv_batches": by_kind["osv_batch"]["requests"],
+        # per started thousand: 1 means one querybatch per 1,000 watches (the API's limit)
+        "osv_batches_per_1000": by_kind["osv_batch"]["requests"] / -(-n // 1000),
+    }
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -795,10 +1078,26 @@ def report(r: dict[str, Any]) -> str:
         row("same URLs as check #1", "yes" if c2["same_urls_as_check1"] else "NO"),
         row("checks rows in the database", str(r["checks_rows"])),
         "",
+    ]
+    if r["sources"]:
+        lines += sources_report(r)
+        baseline_what = [
+            "  checks: unchanged re-checks; baseline (a): plain aiohttp requests + resp.json()",
+            f"  (none for a 304) replaying the {c2['requests']['total']} requests check #2 sent",
+            "  (GET/POST, same URLs, same If-None-Match/Accept/Authorization headers, same OSV",
+            "  bodies), one session, ONE Semaphore("
+            f"{r['baseline_concurrency']}) = the check's total concurrency across its",
+            f"  {1 + len(SOURCE_APIS)} sources ({r['concurrency']} each); each in its own process",
+        ]
+    else:
+        baseline_what = [
+            "  checks: unchanged re-checks; baseline (a): plain aiohttp GET + resp.json() over the",
+            f"  {r['check1']['requests']['total']} URLs check #1 requested, one session, "
+            f"Semaphore({r['baseline_concurrency']}); each in its own process",
+        ]
+    lines += [
         f"{r['rounds']} rounds of: warm check, cold check, warm baseline (a), cold baseline (a)",
-        "  checks: unchanged re-checks; baseline (a): plain aiohttp GET + resp.json() over the",
-        f"  {r['check1']['requests']['total']} URLs check #1 requested, one session, "
-        f"Semaphore({r['concurrency']}); each in its own process",
+        *baseline_what,
         "  warm: timed in-process after a warm-up; cold: the whole process, spawn to exit",
         "",
         f"  {'':<40}{'best':>8}  {'median':>8}  {'pkg/s best':>10}  {'peak RSS':>9}  samples (s)",
@@ -859,6 +1158,12 @@ def report(r: dict[str, Any]) -> str:
         "growth_bytes_per_package": ("db growth, unchanged check", " bytes/package"),
         "peak_rss_mib": ("peak RSS of every check process", " MiB"),
         "ratio_cold": ("throughput ratio (a), cold (context, not used by --strict)", ""),
+        "growth_shifted_bytes_per_package": (
+            "db growth, check with commits_over_52 shifted",
+            " bytes/package",
+        ),
+        "not_modified_percent": ("PyPI+GitHub requests answered 304, unchanged check", " %"),
+        "osv_batches_per_1000": ("OSV querybatch requests per 1,000 packages", ""),
     }
     for key, t in (*r["targets"].items(), *r["context"].items()):
         label, unit = names[key]
@@ -869,6 +1174,76 @@ def report(r: dict[str, Any]) -> str:
         lines += ["", f"profiled check: {p['seconds']:.3f} s under cProfile -> {p['path']}"]
     lines += ["", f"total benchmark time {r['total_seconds']:.1f} s"]
     return "\n".join(lines)
+
+
+def _growth_text(check: dict[str, Any], n: int) -> str:
+    return ", ".join(f"{name} {size / n:+.0f}" for name, size in check["growth_by_table"].items())
+
+
+ALERT_TABLES = ("transition", "outbox", "alert", "deliver")
+
+
+def _growth_without_alerts(check: dict[str, Any]) -> int:
+    """dbstat growth of the tables and indexes that hold no alert state."""
+    return sum(
+        size
+        for name, size in check["growth_by_table"].items()
+        if not any(word in name for word in ALERT_TABLES)
+    )
+
+
+def sources_report(r: dict[str, Any]) -> list[str]:
+    """--sources: requests per kind (and 304s) of the watch and each check, the shifted check."""
+    n = r["packages"]
+    phases = [("watch", r["watch"]), ("check #1", r["check1"]), ("check #2", r["check2"])]
+    phases.append(("check #3 shifted", r["check3"]))
+    lines = [
+        "requests per source: sent/304 (with --sources; check #2 = the unchanged cycle)",
+        f"  {'':<18}" + "".join(f"{name:>18}" for name, _ in phases),
+    ]
+    for kind in (*KIND_OF_PATH, "other"):
+        cells = [p["by_kind"][kind] for _, p in phases]
+        if kind == "other" and not any(c["requests"] for c in cells):
+            continue
+        lines.append(
+            f"  {kind:<18}" + "".join(f"{c['requests']:>11}/{c['not_modified']:<6}" for c in cells)
+        )
+    s, c3 = r["sources_summary"], r["check3"]
+    row = "  {:<40}{}".format
+    lines += [
+        row(
+            "PyPI+GitHub 304s, check #2",
+            f"{s['conditional_not_modified']}/{s['conditional_requests']} = "
+            f"{s['not_modified_percent']:.2f} %",
+        ),
+        row(
+            "OSV querybatch per 1,000 packages",
+            f"{s['osv_batches_per_1000']:.3f}   ({s['osv_batches']} for {n} packages; "
+            "per started thousand)",
+        ),
+        "check #3 (cold; every record's commits_over_52 shifted a week)",
+        row("wall time", f"{c3['seconds']:8.3f} s"),
+        row("peak RSS", f"{c3['peak_rss_mib']:8.1f} MiB"),
+        row(
+            "result",
+            f"{c3['unchanged']} unchanged, {c3['changed']} changed, "
+            f"{c3['transitions']} transitions",
+        ),
+        row(
+            "database",
+            f"{c3['db_bytes_before']} -> {c3['db_bytes_after']} bytes "
+            f"({c3['growth_bytes_per_package']:.1f} bytes/package)",
+        ),
+        row("growth by table/index (dbstat)", _growth_text(c3, n)),
+        row(
+            "  without the alert tables",
+            f"{_growth_without_alerts(c3) / n:+.0f} bytes/package (transitions, outbox, alerts,"
+            " deliveries and their indexes left out)",
+        ),
+        row("  same, unchanged check #2", _growth_text(r["check2"], n) or "none"),
+        "",
+    ]
+    return lines
 
 
 def main() -> int:
@@ -886,6 +1261,11 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=5, metavar="K", help="rounds of the four measurements"
     )
+    parser.add_argument(
+        "--sources",
+        action="store_true",
+        help="also serve and poll PyPI, GitHub and OSV (every source on)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON dict on stdout")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (database, logs)")
@@ -899,7 +1279,7 @@ def main() -> int:
     if args.packages < 2 or args.concurrency < 1 or args.rounds < 1:
         parser.error("--packages must be >= 2, --concurrency >= 1 and --rounds >= 1")
     profile = args.profile.resolve() if args.profile else None
-    results = bench(args.packages, args.concurrency, args.rounds, args.keep, profile)
+    results = bench(args.packages, args.concurrency, args.rounds, args.keep, profile, args.sources)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
