@@ -285,23 +285,32 @@ class CycleRecorder:
         self._parts = self.store.parts(w.id for w in self._watches.values())
         return {slug: w.fingerprint for slug, w in self._watches.items() if w.fingerprint}
 
-    def due(self, source: Any, results: Mapping[str, PollResult]) -> list[Due]:
-        """The watches ``source`` applies to, given what is known of each (stored values,
-        this cycle's answers so far in ``results``), with the source's stored state."""
-        due = []
+    def known_values(self, results: Mapping[str, PollResult]) -> dict[str, dict[str, Any]]:
+        """slug -> what the other sources' keys are read from (:meth:`_key_values`), for
+        one stage of :func:`poll_parts`: worked out once, shared by that stage's sources."""
         watches = self._watches or {}
+        out = {}
         for slug, result in results.items():
             watch = watches.get(slug)  # None: being watched now (its baseline)
             stored = self._parts.get(watch.id, {}) if watch else {}
-            values = self._key_values(watch, result, stored)
+            out[slug] = self._key_values(watch, result, stored)
+        return out
+
+    def due(self, source: Any, known: Mapping[str, dict[str, Any]]) -> list[Due]:
+        """The watches ``source`` applies to, given what is known of each
+        (:meth:`known_values`), with the source's stored state."""
+        due = []
+        watches = self._watches or {}
+        for slug, values in known.items():
             key = source.key(slug, values)
             if key is None:
                 continue
             self._keys[slug, source.name] = key
-            part = stored.get(source.name)
+            watch = watches.get(slug)
+            part = self._parts.get(watch.id, {}).get(source.name) if watch else None
             state = PartState()
             if part is not None and part.key == key:
-                data = fields.from_json(orjson.loads(part.data)) if part.data else None
+                data = _StoredValues(part.data) if part.data else None
                 state = PartState(part.etag, part.fingerprint, data)
             due.append(Due(slug, key, values, state))
         return due
@@ -312,8 +321,12 @@ class CycleRecorder:
         """What a source's key and version in use are read from: djangopackages' URLs and
         version (this poll's, else the stored ones), the other parts, the pin."""
         values: dict[str, Any] = {}
+        fresh = result.snapshot is not None or result.values is not None
         for name, kept in stored.items():
-            if kept.data and (name != _PRIMARY or result.snapshot is None):
+            if not kept.data or (name == _PRIMARY and fresh):
+                continue
+            part = result.parts.get(name)
+            if part is None or part.values is None:  # not polled yet this cycle, or a 304
                 values.update(orjson.loads(kept.data))
         if result.snapshot is not None:
             values.update(result.snapshot.values(_KEY_FIELDS))
@@ -1167,6 +1180,31 @@ class _Planner:
         )
 
 
+class _StoredValues(Mapping[str, Any]):
+    """A part's stored values, decoded only if a source reads them (PyPI does when one of
+    its two answers is a 304 and the other is not): an unchanged cycle decodes none."""
+
+    __slots__ = ("_data", "_values")
+
+    def __init__(self, data: str):
+        self._data = data
+        self._values: dict[str, Any] | None = None
+
+    def _decoded(self) -> dict[str, Any]:
+        if self._values is None:
+            self._values = fields.from_json(orjson.loads(self._data))
+        return self._values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._decoded()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded())
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+
 def _decoded(stored: StoredPart | None) -> dict[str, Any] | None:
     """A stored part's values, or None when it has none."""
     if stored is None or not stored.data:
@@ -1256,7 +1294,10 @@ async def poll_parts(
     by_slug = {result.slug: result for result in results}
     first = [s for s in sources if not getattr(s, "after", ())]
     for stage in (first, [s for s in sources if s not in first]):
-        answers = await asyncio.gather(*(s.poll(recorder.due(s, by_slug)) for s in stage))
+        if not stage:
+            continue
+        known = recorder.known_values(by_slug)
+        answers = await asyncio.gather(*(s.poll(recorder.due(s, known)) for s in stage))
         for source, parts in zip(stage, answers, strict=True):
             for part in parts:
                 result = by_slug[part.watch]
