@@ -1,14 +1,15 @@
-"""One cycle: poll results -> snapshots -> changes -> rules -> transitions -> outbox groups.
+"""One cycle: poll results -> parts -> changes -> rules -> transitions -> outbox groups.
 
 The packages polled by one ``check``, one ``watch`` or one ``run`` tick form a cycle, in
-three steps of :class:`CycleRecorder` (:func:`poll_and_record` runs them):
+steps of :class:`CycleRecorder` (:func:`poll_and_record` runs them):
 
-- ``prepare`` reads the watches and hands the source the fingerprints of their last stored
-  records, so it can report unchanged ones without parsing them;
-- ``observe`` takes each result as it arrives and works out what needs no database (the
-  condition rules' verdicts) while the rest of the poll is on the network;
+- ``prepare`` reads the watches and their sources' stored parts, and hands djangopackages
+  the fingerprints of the last stored records, so it can report unchanged ones unparsed;
+- :func:`poll_parts` polls the other sources for the same watches (``due`` gives each its
+  keys and stored ETags), OSV after PyPI;
 - ``record`` first works out, outside any transaction, what each result means (its
-  :class:`_Plan`: diff, change rules fired) and which alerts will change, and renders their
+  :class:`_Plan`: each source's part diffed against its stored values, change rules fired,
+  condition verdicts) and which alerts will change, and renders their
   messages (users' templates, which may be slow); then it writes everything the cycle learned
   in ONE transaction: check rows, new snapshots, alert state, transitions and their delivery
   groups.
@@ -33,7 +34,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 import orjson
@@ -584,10 +584,6 @@ class CycleRecorder:
                 "DELETE FROM rule_states WHERE rule = ? AND watch_id = ?", (rule_id, watch.id)
             )
 
-    def observe(self, result: PollResult) -> None:
-        """Take in one poll result as it arrives, before :meth:`record` (kept for callers
-        that report progress; the verdicts need every source's part, so they wait)."""
-
     def _next_due(self, interval: str | None) -> str:
         """When the package is due again, as stored: its interval plus a random jitter, in
         whole seconds (so the few thousand distinct values are formatted once each). The
@@ -1035,7 +1031,7 @@ class _Planner:
     def part(self, source: str) -> None:
         part = self.outcome.parts.get(source)
         stored = self.stored.get(source)
-        names = _fields_of()[source]
+        names = fields.of_source(source)
         if part is None:  # the source does not apply (any more)
             prior = _decoded(stored)
             if prior is not None and any(v is not None for v in prior.values()):
@@ -1067,8 +1063,11 @@ class _Planner:
             else:
                 self.new.update(prior)
                 self.old.update(prior)
-            changed_state = stored is None or (part.etag or stored.etag) != stored.etag
-            if changed_state or stored.failures or stored.deferred_until:  # type: ignore[union-attr]
+            if (
+                stored is None
+                or (part.etag or stored.etag) != stored.etag
+                or (stored.failures or stored.deferred_until)
+            ):
                 self._row(
                     source,
                     stored,
@@ -1112,7 +1111,7 @@ class _Planner:
         return self.recorder._keys.get((self.watch.slug, source))
 
     def _compare(self, source: str, prior: dict[str, Any], values: dict[str, Any]) -> None:
-        changes = diff_values(prior, values, _fields_of()[source])
+        changes = diff_values(prior, values, fields.of_source(source))
         self.new.update(values)
         self.old.update(prior)
         if changes:
@@ -1212,15 +1211,6 @@ def _decoded(stored: StoredPart | None) -> dict[str, Any] | None:
     return fields.from_json(orjson.loads(stored.data))
 
 
-@cache
-def _fields_of() -> dict[str, tuple[str, ...]]:
-    """Source -> the fields it gives."""
-    out: dict[str, list[str]] = {}
-    for name, source in fields.source_of().items():
-        out.setdefault(source, []).append(name)
-    return {source: tuple(names) for source, names in out.items()}
-
-
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -1276,7 +1266,7 @@ async def poll_and_record(
             known_count=int(known) if known else None,
             fingerprints=recorder.prepare(slugs),
             fields=recorder.condition_fields,
-            on_result=lambda result: _both(recorder.observe, on_result, result),
+            on_result=on_result,
         )
         results = await poll_parts(recorder, results, sources.others)
         report = await recorder.record_async(results)
@@ -1303,12 +1293,6 @@ async def poll_parts(
                 result = by_slug[part.watch]
                 by_slug[part.watch] = replace(result, parts={**result.parts, source.name: part})
     return [by_slug[result.slug] for result in results]
-
-
-def _both(first: Callable[[Any], None], then: Callable[[Any], None] | None, arg: Any) -> None:
-    first(arg)
-    if then is not None:
-        then(arg)
 
 
 @contextmanager

@@ -69,6 +69,12 @@ def source_of() -> dict[str, str]:
     return {**out, **dict.fromkeys(WATCH, "watch"), **dict.fromkeys(PROJECT, "project")}
 
 
+@cache
+def of_source(source: str) -> tuple[str, ...]:
+    """The fields ``source`` gives, in registry order."""
+    return tuple(name for name, origin in source_of().items() if origin == source)
+
+
 def is_list(name: str) -> bool:
     return known().get(name) in (FieldKind.TEXTS, FieldKind.INTS)
 

@@ -3,12 +3,17 @@
 Each source lives in its own module and is imported by the command that needs it, so
 ``monitor --help`` never imports aiohttp:
 
-- :mod:`monitor.sources.djangopackages` — the djangopackages.org API v4 (the primary source);
-- :mod:`monitor.sources.http` — one polite GET of a JSON document, with retries, a timeout
-  and a size cap, shared by the sources.
+- :mod:`monitor.sources.djangopackages` — the djangopackages.org API v4 (the primary source:
+  it names the watch and gives its record);
+- the plug-ins of :data:`SOURCES` (:mod:`~monitor.sources.pypi`,
+  :mod:`~monitor.sources.github`, :mod:`~monitor.sources.osv`), each a :class:`Source` built
+  from its ``[sources.NAME]`` table, adding its namespaced fields as a :class:`Part`;
+- :mod:`monitor.sources.http` — one polite request for a JSON document (retries, a timeout,
+  a size cap, conditional requests), shared by the sources.
 
-The outcome of polling one package is a :class:`PollResult`, defined here (no aiohttp needed)
-so the store and the CLI can use it without importing a source.
+The outcome of polling one package is a :class:`PollResult` (djangopackages' answer, with the
+other sources' parts), defined here (no aiohttp needed) so the store and the CLI can use it
+without importing a source.
 """
 
 from __future__ import annotations
@@ -163,6 +168,28 @@ def source_classes() -> dict[str, Any]:
     return classes
 
 
+@dataclass(frozen=True)
+class Context:
+    """What a source is built with besides its table (``from_config(table, context)``):
+    the command's session, database, sleep, randomness and clock."""
+
+    session: Any
+    store: Any
+    sleep: Callable[[float], Any]
+    rng: Callable[[], float]
+    clock: Callable[[], datetime]
+
+    def client_options(self, settings: Any) -> dict[str, Any]:
+        """The constructor arguments every source takes from its table and the command."""
+        return {
+            "session": self.session,
+            "timeout": settings.timeout,
+            "concurrency": settings.concurrency,
+            "sleep": self.sleep,
+            "rng": self.rng,
+        }
+
+
 @dataclass
 class Sources:
     """The sources one command or cycle polls: djangopackages (which names the watch and
@@ -201,12 +228,8 @@ async def open_sources(
             rng=rng,
         )
         classes = source_classes()
-        others = [
-            classes[name].from_config(
-                table, session=session, store=store, sleep=sleep, rng=rng, clock=clock
-            )
-            for name, table in enabled.items()
-        ]
+        context = Context(session, store, sleep, rng, clock)
+        others = [classes[name].from_config(table, context) for name, table in enabled.items()]
         try:
             yield Sources(primary, others)
         finally:

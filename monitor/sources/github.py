@@ -35,7 +35,7 @@ import orjson
 from monitor.errors import InvalidRecord
 from monitor.retry import retry_after
 from monitor.snapshot import check_bool, check_count, check_datetime, check_text
-from monitor.sources import Due, FieldKind, Part, PartStatus, Source
+from monitor.sources import Context, Due, FieldKind, Part, PartStatus, Source
 from monitor.sources.djangopackages import _shown
 from monitor.sources.http import MAX_BODY, FetchError, JsonClient, Sleep
 
@@ -115,16 +115,7 @@ class GitHubSource:
     fields: Mapping[str, FieldKind] = FIELDS
 
     @classmethod
-    def from_config(
-        cls,
-        settings: Any,
-        *,
-        session: aiohttp.ClientSession,
-        store: Any,
-        sleep: Sleep,
-        rng: Callable[[], float],
-        clock: Callable[[], datetime],
-    ) -> GitHubSource:
+    def from_config(cls, settings: Any, context: Context) -> GitHubSource:
         """Built from ``[sources.github]``; the token's variable is needed only now, and the
         rate-limit reset saved by the last run is honoured."""
         from monitor.sources import kept_limit
@@ -132,14 +123,10 @@ class GitHubSource:
         settings.check_environment()
         return cls(
             settings.url,
-            session=session,
             token=settings.token or None,
-            timeout=settings.timeout,
-            concurrency=settings.concurrency,
-            sleep=sleep,
-            rng=rng,
-            clock=clock,
-            limited_until=kept_limit(store, cls.name),
+            clock=context.clock,
+            limited_until=kept_limit(context.store, cls.name),
+            **context.client_options(settings),
         )
 
     def __init__(

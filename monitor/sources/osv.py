@@ -38,7 +38,7 @@ from packaging.version import InvalidVersion, Version
 
 from monitor.errors import InvalidRecord, SourceError
 from monitor.snapshot import check_datetime
-from monitor.sources import Due, FieldKind, Part, PartStatus
+from monitor.sources import Context, Due, FieldKind, Part, PartStatus
 from monitor.sources.http import MAX_BODY, JsonClient, Sleep
 from monitor.text import clip
 
@@ -288,25 +288,10 @@ class OSVSource:
     after = ("pypi",)  # reads PyPI's version in use from this cycle's answers
 
     @classmethod
-    def from_config(
-        cls,
-        settings: Any,
-        *,
-        session: aiohttp.ClientSession,
-        store: Any,
-        sleep: Sleep,
-        rng: Callable[[], float],
-        clock: Callable[[], Any],
-    ) -> OSVSource:
+    def from_config(cls, settings: Any, context: Context) -> OSVSource:
         """Built from ``[sources.osv]``; details are kept in the database."""
         return cls(
-            settings.url,
-            session=session,
-            cache=StoreVulnCache(store),
-            timeout=settings.timeout,
-            concurrency=settings.concurrency,
-            sleep=sleep,
-            rng=rng,
+            settings.url, cache=StoreVulnCache(context.store), **context.client_options(settings)
         )
 
     def __init__(

@@ -38,7 +38,7 @@ from packaging.version import InvalidVersion, Version
 from monitor.errors import InvalidRecord
 from monitor.snapshot import check_datetime, check_text, check_texts
 from monitor.snapshot import kind_of as _kind
-from monitor.sources import Due, FieldKind, Part, PartStatus
+from monitor.sources import Context, Due, FieldKind, Part, PartStatus
 from monitor.sources.http import MAX_BODY, Fetched, FetchError, JsonClient, Sleep
 
 log = logging.getLogger(__name__)
@@ -130,25 +130,9 @@ class PyPISource:
     fields: Mapping[str, FieldKind] = FIELDS
 
     @classmethod
-    def from_config(
-        cls,
-        settings: Any,
-        *,
-        session: aiohttp.ClientSession,
-        store: Any,
-        sleep: Sleep,
-        rng: Callable[[], float],
-        clock: Callable[[], Any],
-    ) -> PyPISource:
+    def from_config(cls, settings: Any, context: Context) -> PyPISource:
         """Built from ``[sources.pypi]``."""
-        return cls(
-            settings.url,
-            session=session,
-            timeout=settings.timeout,
-            concurrency=settings.concurrency,
-            sleep=sleep,
-            rng=rng,
-        )
+        return cls(settings.url, **context.client_options(settings))
 
     def __init__(
         self,
