@@ -23,6 +23,7 @@ from monitor import __version__
 from monitor.diff import describe_change
 from monitor.durations import parse_duration
 from monitor.errors import MonitorError, NotWatchedError, PackageNotFound, UsageError
+from monitor.sources import SOURCES
 from monitor.text import json_safe, one_line, printable
 
 if TYPE_CHECKING:
@@ -437,7 +438,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
                 "notify": json.loads(row["notify"] or "[]"),
                 "interval": row["interval"],
                 "pinned": row["pinned"],
-                "sources": {"pypi": sources.get("pypi"), "github": sources.get("github")},
+                "sources": {name: sources.get(name) for name in SOURCES},
                 "origin": None,
                 "firing": firing.get(row["id"], {"critical": 0, "warning": 0, "info": 0}),
                 "muted": muted is None,  # every rule of the package

@@ -20,19 +20,9 @@ from typing import Any
 from monitor.alerts import Severity
 from monitor.durations import parse_duration
 from monitor.errors import ConfigError, did_you_mean
+from monitor.sources import SOURCES
 
 DEFAULT_URL = "https://djangopackages.org"
-# The other sources' default base URLs. monitor.sources.pypi and the others define the same
-# constants, but importing them would import aiohttp, which reading the config must not (STYLE 10).
-PYPI_URL = "https://pypi.org"
-GITHUB_URL = "https://api.github.com"
-OSV_URL = "https://api.osv.dev"
-SOURCE_URLS = {
-    "djangopackages": DEFAULT_URL,
-    "pypi": PYPI_URL,
-    "github": GITHUB_URL,
-    "osv": OSV_URL,
-}
 CONSOLE = "console"
 NOTIFIER_TYPES = ("slack", "email", "webhook", "console")
 
@@ -52,16 +42,21 @@ _NOTIFIER_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "console": {},
 }
 _SOURCE_KEYS: dict[str, type] = {"url": str, "timeout": str, "concurrency": int}
-# Each [sources.NAME] table's keys; djangopackages, the primary source, cannot be turned off.
-_SOURCE_TABLES: dict[str, dict[str, type]] = {
-    "djangopackages": _SOURCE_KEYS,
-    "pypi": {**_SOURCE_KEYS, "enabled": bool},
-    "github": {**_SOURCE_KEYS, "enabled": bool, "token": str},
-    "osv": {**_SOURCE_KEYS, "enabled": bool},
-}
+
+
+def source_tables() -> dict[str, dict[str, type]]:
+    """Each ``[sources.NAME]`` table's keys: djangopackages' (the primary source, which cannot
+    be turned off) and each registered source's, read from the registry (which imports no
+    source module)."""
+    tables = {"djangopackages": _SOURCE_KEYS}
+    for name, registered in SOURCES.items():
+        tables[name] = {**_SOURCE_KEYS, "enabled": bool, **registered.options}
+    return tables
+
+
 _SCHEMA: dict[str, Any] = {
     "database": str,
-    "sources": _SOURCE_TABLES,
+    "sources": dict,  # checked by source_tables()
     "project": {"django": str},
     "schedule": {"interval": str, "jitter": str, "digest": str, "timezone": str},
     "rules": {"paths": list},
@@ -72,16 +67,21 @@ _SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """One ``[sources.NAME]`` table. ``token`` (GitHub only) is kept out of ``repr``. When it
-    uses an unset ``${VAR}`` (``unset``), the config loads anyway: only making that source is
-    the error (SPEC §5), so a disabled source or a command that polls nothing never needs it."""
+    """One ``[sources.NAME]`` table; ``options`` holds the source's own keys (GitHub's
+    ``token``), kept out of ``repr``. When a secret uses an unset ``${VAR}`` (``unset``), the
+    config loads anyway: only making that source is the error (SPEC §5), so a disabled source
+    or a command that polls nothing never needs it."""
 
     url: str = DEFAULT_URL
     timeout: float = 30.0
     concurrency: int = 8
     enabled: bool = True
-    token: str | None = field(default=None, repr=False)
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     unset: UnsetVariable | None = None
+
+    @property
+    def token(self) -> str | None:
+        return self.options.get("token") or None
 
     def check_environment(self) -> None:
         """Raise :class:`ConfigError` naming the variable and the key if one is unset."""
@@ -135,7 +135,7 @@ class NotifierConfig:
 
 
 def _default_sources() -> dict[str, SourceConfig]:
-    return {name: SourceConfig(SOURCE_URLS[name]) for name in ("pypi", "github", "osv")}
+    return {name: SourceConfig(registered.url) for name, registered in SOURCES.items()}
 
 
 @dataclass(frozen=True)
@@ -371,14 +371,16 @@ class _Validator:
     def sources(self, raw: dict[str, Any]) -> dict[str, SourceConfig]:
         """Every ``[sources.NAME]`` table, djangopackages first, defaults for those absent."""
         tables = self.typed(raw.get("sources", {}), dict, "sources")
-        self.check_keys(tables, _SOURCE_TABLES, "sources.")
-        return {name: self.source(name, tables.get(name, {})) for name in _SOURCE_TABLES}
+        known = source_tables()
+        self.check_keys(tables, known, "sources.")
+        return {name: self.source(name, tables.get(name, {}), known[name]) for name in known}
 
-    def source(self, name: str, table: Any) -> SourceConfig:
+    def source(self, name: str, table: Any, keys: dict[str, type]) -> SourceConfig:
         prefix = f"sources.{name}"
         self.typed(table, dict, prefix)
-        self.check_keys(table, _SOURCE_TABLES[name], f"{prefix}.")
-        url = self.typed(table.get("url", SOURCE_URLS[name]), str, f"{prefix}.url")
+        self.check_keys(table, keys, f"{prefix}.")
+        default_url = SOURCES[name].url if name in SOURCES else DEFAULT_URL
+        url = self.typed(table.get("url", default_url), str, f"{prefix}.url")
         if not re.match(r"https?://[^/\s]", url):
             raise self.error(f"{prefix}.url", "expected an http(s) URL")
         timeout = self.duration(
@@ -390,15 +392,19 @@ class _Validator:
         if concurrency < 1:
             raise self.error(f"{prefix}.concurrency", "must be at least 1")
         enabled = self.typed(table.get("enabled", True), bool, f"{prefix}.enabled")
-        token: str | None = None
+        own = keys.keys() - _SOURCE_KEYS.keys() - {"enabled"}
+        secrets = SOURCES[name].secrets if name in SOURCES else frozenset()
+        options: dict[str, Any] = {}
         unset: UnsetVariable | None = None
-        if "token" in table:
+        for key in own & table.keys():
             try:
-                token = self.typed(table["token"], str, f"{prefix}.token") or None
-            except _Unset as exc:  # needed only when this source is made (SPEC §5)
-                unset = exc.unset
+                options[key] = self.typed(table[key], keys[key], f"{prefix}.{key}")
+            except _Unset as exc:  # a secret is needed only when this source is made (SPEC §5)
+                if key not in secrets:
+                    raise
+                unset = unset or exc.unset
         return SourceConfig(
-            url.rstrip("/"), timeout.total_seconds(), concurrency, enabled, token, unset
+            url.rstrip("/"), timeout.total_seconds(), concurrency, enabled, options, unset
         )
 
     def project(self, raw: dict[str, Any]) -> str | None:

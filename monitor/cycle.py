@@ -58,6 +58,7 @@ from monitor.expr import LimitExceeded, UnknownValue
 from monitor.outbox import queue_group
 from monitor.snapshot import Snapshot
 from monitor.sources import Due, PartState, PartStatus, PollResult
+from monitor.sources import title as source_title
 from monitor.store import Store, StoredPart, Watch, from_iso, iso
 
 
@@ -141,8 +142,6 @@ _NO_STATE: _Stored = (RuleState(), None)
 
 _RACED = "changed by another process while polled, and the record seen is not stored"
 _PRIMARY = "djangopackages"
-# What the check summary calls each source.
-SOURCE_NAMES = {_PRIMARY: "djangopackages", "pypi": "PyPI", "github": "GitHub", "osv": "OSV"}
 
 
 @dataclass(slots=True)
@@ -1042,7 +1041,7 @@ class _Planner:
         if status is PartStatus.FAILED:
             self.blocked.add(source)
             self.unloaded.append(source)
-            error = part.error or f"{SOURCE_NAMES.get(source, source)} failed"
+            error = part.error or f"{source_title(source)} failed"
             self.failures.append((source, error))
             self._row(
                 source, stored, failures=(stored.failures if stored else 0) + 1, last_error=error
@@ -1155,7 +1154,7 @@ class _Planner:
         error = self.error if self.status == "not_found" else None
         if self.failures:
             error = "; ".join(
-                e if len(self.failures) == 1 else f"{SOURCE_NAMES.get(s, s)}: {e}"
+                e if len(self.failures) == 1 else f"{source_title(s)}: {e}"
                 for s, e in self.failures
             )
         return _Plan(

@@ -34,7 +34,7 @@ def test_watching_shows_every_source_in_history_and_list(monitor: Monitor) -> No
     assert snapshot["github.stars"] == 401
     assert snapshot["vulns"] == []
     (listed,) = monitor.json("list")
-    assert listed["sources"] == {"pypi": OTP, "github": OTP_REPO}
+    assert listed["sources"] == {"pypi": OTP, "github": OTP_REPO, "osv": f"{OTP}==1.7.0"}
 
 
 def test_an_archived_repository_fires_once_and_resolves(monitor: Monitor) -> None:

@@ -147,13 +147,33 @@ class Source(Protocol):
     ) -> list[Part]: ...
 
 
+@dataclass(frozen=True)
+class Registered:
+    """A source as the registry knows it, before its module is imported (reading the config
+    must not import aiohttp): where its class is, what messages call it, its default base
+    URL, and its own ``[sources.NAME]`` keys beside ``url``, ``timeout``, ``concurrency`` and
+    ``enabled`` (``secrets`` among them may use an unset ``${VAR}`` until the source is made)."""
+
+    target: str  # "module:Class"
+    title: str
+    url: str
+    options: Mapping[str, type] = field(default_factory=dict)
+    secrets: frozenset[str] = frozenset()
+
+
 # The sources besides djangopackages (which names the watch and gives its record), in the
 # order a cycle polls them: a source may read what an earlier one found this cycle (OSV reads
-# PyPI's version). name -> "module:class"; imported only by a command that polls.
-SOURCES: dict[str, str] = {
-    "pypi": "monitor.sources.pypi:PyPISource",
-    "github": "monitor.sources.github:GitHubSource",
-    "osv": "monitor.sources.osv:OSVSource",
+# PyPI's version). A new source is its module plus a line here.
+SOURCES: dict[str, Registered] = {
+    "pypi": Registered("monitor.sources.pypi:PyPISource", "PyPI", "https://pypi.org"),
+    "github": Registered(
+        "monitor.sources.github:GitHubSource",
+        "GitHub",
+        "https://api.github.com",
+        options={"token": str},
+        secrets=frozenset({"token"}),
+    ),
+    "osv": Registered("monitor.sources.osv:OSVSource", "OSV", "https://api.osv.dev"),
 }
 
 
@@ -162,10 +182,16 @@ def source_classes() -> dict[str, Any]:
     from importlib import import_module
 
     classes = {}
-    for name, target in SOURCES.items():
-        module_name, _, class_name = target.partition(":")
+    for name, registered in SOURCES.items():
+        module_name, _, class_name = registered.target.partition(":")
         classes[name] = getattr(import_module(module_name), class_name)
     return classes
+
+
+def title(name: str) -> str:
+    """What messages call a source: ``GitHub`` for ``github``."""
+    registered = SOURCES.get(name)
+    return registered.title if registered is not None else name
 
 
 @dataclass(frozen=True)
@@ -263,5 +289,6 @@ __all__ = [
     "PartStatus",
     "PollResult",
     "PollStatus",
+    "Registered",
     "Source",
 ]
