@@ -56,7 +56,7 @@ from monitor.diff import Change, diff, diff_values
 from monitor.durations import parse_duration
 from monitor.expr import LimitExceeded, UnknownValue
 from monitor.outbox import queue_group
-from monitor.snapshot import Snapshot
+from monitor.snapshot import BOOKKEEPING, Snapshot
 from monitor.sources import Due, PartState, PartStatus, PollResult
 from monitor.sources import title as source_title
 from monitor.store import Store, StoredPart, Watch, from_iso, iso
@@ -535,7 +535,8 @@ class CycleRecorder:
                 watch.id,
             )
         )
-        self._part_rows += [(watch.id, *row) for row in plan.parts]
+        # djangopackages' record is serialised only now (a plan keeps the parsed snapshot).
+        self._part_rows += [(watch.id, *map(_content, row)) for row in plan.parts]
 
         # A rule that never held and does not hold now has nothing to store or send: the
         # common case, so step() and its arguments are skipped for it.
@@ -942,7 +943,7 @@ class _Planner:
         recorder: CycleRecorder,
         watch: Watch,
         outcome: PollResult,
-        stored: Mapping[str, StoredPart],
+        stored: dict[str, StoredPart],
     ):
         self.recorder = recorder
         self.watch = watch
@@ -999,8 +1000,8 @@ class _Planner:
             return
         new_values = snapshot.values()
         self._bookkeeping(new_values)
-        content = snapshot.content_json()
         if stored is None or not stored.data:  # the watch's baseline
+            content = snapshot.content_json()
             self.baselines.append(_PRIMARY)
             self.history.update(orjson.loads(content))
             self.new.update(new_values)
@@ -1011,12 +1012,21 @@ class _Planner:
         old = Snapshot.from_json_dict(orjson.loads(stored.data))
         changes = diff(old, snapshot)
         self.new.update(new_values)
-        self.old.update(old.values())
+        # The old side is the new one with the changed fields' old values (and its own
+        # bookkeeping): the old snapshot itself is not kept, so a cycle where every package
+        # changed does not hold two whole records per package.
+        self.old.update(new_values)
+        self.old.update(old.values(BOOKKEEPING))
+        for change in changes:
+            self.old[change.field] = _as_rules_see(change.old)
+        del old
         if changes:
             self.changes += changes
             self.history.update({c.field: fields.to_json(c.new) for c in changes})
             self.dp_fingerprint = fingerprint
-            self._row(_PRIMARY, stored, fingerprint=fingerprint, data=content, failures=0)
+            self._row(_PRIMARY, stored, fingerprint=fingerprint, data=snapshot, failures=0)
+            # The stored record is superseded (messages read the new one): let it go.
+            self.stored[_PRIMARY] = replace(stored, data=None)
         elif (fingerprint is not None and fingerprint != stored.fingerprint) or stored.failures:
             # The same content in another form: keep the record's fingerprint.
             self._row(_PRIMARY, stored, fingerprint=fingerprint or stored.fingerprint, failures=0)
@@ -1208,6 +1218,16 @@ def _decoded(stored: StoredPart | None) -> dict[str, Any] | None:
     if stored is None or not stored.data:
         return None
     return fields.from_json(orjson.loads(stored.data))
+
+
+def _as_rules_see(value: Any) -> Any:
+    """A snapshot's value as :meth:`Snapshot.values` gives it (lists as lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _content(value: Any) -> Any:
+    """A ``parts`` row's column, with a planned snapshot as its canonical JSON."""
+    return value.content_json() if isinstance(value, Snapshot) else value
 
 
 def _json(value: Any) -> str:

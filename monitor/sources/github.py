@@ -37,7 +37,7 @@ from monitor.retry import retry_after
 from monitor.snapshot import check_bool, check_count, check_datetime, check_text
 from monitor.sources import Context, Due, FieldKind, Part, PartStatus, Source
 from monitor.sources.djangopackages import _shown
-from monitor.sources.http import MAX_BODY, FetchError, JsonClient, Sleep
+from monitor.sources.http import MAX_BODY, FetchError, JsonClient, Sleep, poll_each
 
 log = logging.getLogger(__name__)
 
@@ -197,23 +197,7 @@ class GitHubSource:
         not limited by then."""
         if self.limited_until is not None and not self.limited():
             self.limited_until = None  # over: a new limit will say so
-        parts: list[Part | None] = [None] * len(due)
-        queue = iter(enumerate(due))
-
-        async def worker() -> None:
-            for i, item in queue:  # shared: each due watch is taken by one worker
-                part = await self._poll_one(item)
-                parts[i] = part
-                if on_part is not None:
-                    on_part(part)
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(self.concurrency, len(due))):
-                    group.create_task(worker())
-        except BaseExceptionGroup as errors:  # on_part raised: the caller's own error
-            raise errors.exceptions[0] from None
-        return [part for part in parts if part is not None]
+        return await poll_each(due, self._poll_one, limit=self.concurrency, on_part=on_part)
 
     async def _poll_one(self, due: Due) -> Part:
         if self.limited():

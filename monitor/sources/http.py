@@ -31,7 +31,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -381,3 +381,34 @@ def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
     if isinstance(error, socket.gaierror):
         return f"cannot resolve {exc.host}"
     return f"cannot connect to {exc.host}: {error.strerror or error}"
+
+
+async def poll_each(
+    due: Sequence[Any],
+    poll_one: Callable[[Any], Awaitable[Any]],
+    *,
+    limit: int,
+    on_part: Callable[[Any], None] | None = None,
+) -> list[Any]:
+    """``poll_one`` for each due watch, in order, at most ``limit`` at once; ``on_part`` is
+    called as each part is known. A few workers take the watches in turn, rather than a task
+    per watch waiting on the client's semaphore: a 10,000-watch poll holds ``limit``
+    coroutines, not 10,000 (STYLE: memory is measured). ``poll_one`` must not raise for one
+    watch's failure; an ``on_part`` that raises is the caller's error and stops the poll."""
+    parts: list[Any] = [None] * len(due)
+    queue = iter(enumerate(due))
+
+    async def worker() -> None:
+        for i, item in queue:  # shared: each due watch is taken by one worker
+            part = await poll_one(item)
+            parts[i] = part
+            if on_part is not None:
+                on_part(part)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(limit, len(due))):
+                group.create_task(worker())
+    except BaseExceptionGroup as errors:
+        raise errors.exceptions[0] from None
+    return parts

@@ -39,7 +39,7 @@ from monitor.errors import InvalidRecord
 from monitor.snapshot import check_datetime, check_text, check_texts
 from monitor.snapshot import kind_of as _kind
 from monitor.sources import Context, Due, FieldKind, Part, PartStatus
-from monitor.sources.http import MAX_BODY, Fetched, FetchError, JsonClient, Sleep
+from monitor.sources.http import MAX_BODY, Fetched, FetchError, JsonClient, Sleep, poll_each
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,7 @@ class PyPISource:
         max_body: int = MAX_BODY,
     ):
         self.base_url = base_url.rstrip("/")
+        self.concurrency = concurrency
         self._http = JsonClient(
             session,
             timeout=timeout,
@@ -179,14 +180,7 @@ class PyPISource:
         self, due: Sequence[Due], on_part: Callable[[Part], None] | None = None
     ) -> list[Part]:
         """A part per due watch, in order; ``on_part`` is called as each is known."""
-
-        async def one(item: Due) -> Part:
-            part = await self._poll_one(item)
-            if on_part is not None:
-                on_part(part)
-            return part
-
-        return list(await asyncio.gather(*(one(item) for item in due)))
+        return await poll_each(due, self._poll_one, limit=self.concurrency, on_part=on_part)
 
     async def _poll_one(self, due: Due) -> Part:
         start = time.monotonic()
