@@ -44,6 +44,10 @@ replaces one. A version is pinned when the requirement has exactly one ``==`` sp
 is not a wildcard (``==1.*`` is not a pin); other specifiers may stand beside it
 (``>=4.2,==4.2.7`` pins ``4.2.7``).
 
+``where`` names the file as it was given when that path is relative, else by its base name;
+an included file is named by its path joined to the including file's (``requirements/base.txt:3``,
+``../constraints.txt`` normalised), a TOML file by its table (lock files have no line numbers).
+
 Requirement syntax is parsed by ``packaging`` alone; the only text handling here is the
 requirements-file layer around it (comments, continuations, options), which is pip's, not
 PEP 508's.
