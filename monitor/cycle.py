@@ -140,6 +140,7 @@ _Stored = tuple[RuleState, int | None]  # a rule's state and its firing alert's 
 _NO_STATE: _Stored = (RuleState(), None)
 
 
+_ROWS_AT_ONCE = 500
 _RACED = "changed by another process while polled, and the record seen is not stored"
 _PRIMARY = "djangopackages"
 
@@ -403,10 +404,21 @@ class CycleRecorder:
                 if stored:
                     self._retire_removed_rules(plan.watch, stored)
                 self._record_one(plan, outcome, stored)
-            self.store.conn.executemany(_INSERT_CHECK, self._checks)
-            self.store.conn.executemany(_UPDATE_WATCH, self._watch_updates)
-            self.store.conn.executemany(_UPSERT_PART, self._part_rows)
+                if len(self._part_rows) >= _ROWS_AT_ONCE:
+                    self._flush_rows()
+            self._flush_rows()
             self._queue_groups()
+
+    def _flush_rows(self) -> None:
+        """Write the rows gathered so far (a few hundred at a time: a part row holds a
+        whole record's JSON, and a changed cycle has one per package)."""
+        conn = self.store.conn
+        conn.executemany(_INSERT_CHECK, self._checks)
+        conn.executemany(_UPDATE_WATCH, self._watch_updates)
+        conn.executemany(_UPSERT_PART, self._part_rows)
+        self._checks.clear()
+        self._watch_updates.clear()
+        self._part_rows.clear()
 
     # -- planning, outside the transaction ---------------------------------------------
 
