@@ -299,14 +299,28 @@ def _source_world(records: dict[str, dict[str, Any]]) -> list[Any]:
 
 
 def _shift_commits(records: dict[str, dict[str, Any]]) -> int:
-    """A week passed: every record's ``commits_over_52`` drops its oldest week and gains one."""
+    """A week passed, as djangopackages shows it: every record's ``commits_over_52`` drops
+    its oldest week and gains the newest, 1-3 commits for a package with commits in the
+    last 26 weeks and none for one without (a dead package stays dead: its revival would be
+    a real event, and 2,000 at once is not what a weekly shift is). Every array changes:
+    :func:`_with_old_commits` gave the dead ones commits further back."""
     shifted = 0
     for record in records.values():
         weeks = record.get("commits_over_52")
         if isinstance(weeks, list) and weeks:
-            record["commits_over_52"] = [*weeks[1:], 1 + shifted % 3]
+            active = any(weeks[-26:])
+            record["commits_over_52"] = [*weeks[1:], 1 + shifted % 3 if active else 0]
             shifted += 1
     return shifted
+
+
+def _with_old_commits(records: dict[str, dict[str, Any]]) -> None:
+    """Give each record with no commits in 52 weeks (the clones of django-mfa) a few 40-50
+    weeks ago, so the weekly shift moves them while the package stays dead."""
+    for i, record in enumerate(records.values()):
+        weeks = record.get("commits_over_52")
+        if isinstance(weeks, list) and len(weeks) == 52 and not any(weeks):
+            weeks[2 + i % 10] = 1 + i % 4
 
 
 def _serve(n: int, conn: Any, sources: bool = False) -> None:
@@ -340,6 +354,7 @@ def _serve(n: int, conn: Any, sources: bool = False) -> None:
             return response
 
     records = clone_records(n)
+    _with_old_commits(records)
     apis = _source_world(records) if sources else []
     up = LoggingUpstream(records, apis=apis)
     with up.run_in_thread():
