@@ -851,6 +851,74 @@ def _status_lines(report: dict[str, Any], config: str) -> list[str]:
     return lines
 
 
+# -- readiness ----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("django_version", metavar="DJANGO_VERSION")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def readiness(ctx: click.Context, django_version: str, as_json: bool) -> None:
+    """Can we move to Django X.Y? For each watched package, whether its latest release
+    declares support for DJANGO_VERSION (its "Framework :: Django :: X.Y" classifiers on PyPI),
+    with its latest and pinned versions.
+
+    \b
+      no       it declares other Django versions only (the newest is shown)
+      unknown  it declares none, or PyPI was not read (pypi source off)
+      yes      it declares DJANGO_VERSION
+
+    Listed no, then unknown, then yes. Exit 0: a "no" is an answer, not a failure.
+
+    \b
+    Example:
+      monitor readiness 6.0
+      monitor readiness 5.2 --json
+    """
+    from monitor import readiness as ready
+
+    runtime = _runtime(ctx)
+    version = ready.django_version(django_version)  # exit 2 before anything is read
+    runtime.read_only = True  # reading creates no database
+    pypi = runtime.config().sources["pypi"].enabled
+    answers = ready.readiness(runtime.store(), version, pypi=pypi)
+    if answers and not pypi:
+        echo(
+            "note: the pypi source is off ([sources.pypi] enabled = false), so no package's"
+            " declared Django versions are known",
+            err=True,
+        )
+    if as_json:
+        _print_json([a.to_json_dict() for a in answers])
+        return
+    if not answers:
+        echo(f"no packages watched in {runtime.where()}; add one with: monitor watch SLUG")
+        return
+    header = ("package", "verdict", "declared", "latest", "pinned")
+    _print_table(
+        [header]
+        + [
+            (a.name, str(a.verdict), _declared(a), a.latest or "-", a.pinned or "-")
+            for a in answers
+        ]
+    )
+    counts = {str(verdict): sum(a.verdict == verdict for a in answers) for verdict in ready.Verdict}
+    echo(
+        f"Django {version}: {counts['yes']} yes, {counts['no']} no,"
+        f" {counts['unknown']} unknown of {len(answers)} watched"
+    )
+
+
+def _declared(answer: Any) -> str:
+    """``newest declared: 5.2`` for a no, ``4.2–6.0`` (the range declared) for a yes."""
+    if not answer.declared:
+        return "-"
+    if answer.verdict == "no":
+        return f"newest declared: {answer.newest_declared}"
+    first, last = answer.declared[0], answer.declared[-1]
+    return first if first == last else f"{first}–{last}"
+
+
 # -- rules, notify-test -------------------------------------------------------------------
 
 

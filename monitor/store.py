@@ -741,6 +741,23 @@ class Store:
     def watch_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM watches WHERE active = 1").fetchone()[0])
 
+    def latest_parts(self, sources: Iterable[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """slug -> source -> that source's latest values (the stored JSON: qualified names,
+        datetimes as ISO text), for every watched package, by slug. A package listed has an
+        entry only for the named sources it has values of (``{}`` when it has none)."""
+        names = list(sources)
+        marks = ",".join("?" * len(names))
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for slug, source, data in self.conn.execute(
+            "SELECT w.slug, p.source, p.data FROM watches w LEFT JOIN parts p"
+            f" ON p.watch_id = w.id AND p.source IN ({marks}) WHERE w.active = 1 ORDER BY w.slug",
+            names,
+        ):
+            values = out.setdefault(slug, {})
+            if data:
+                values[source] = json.loads(data)
+        return out
+
 
 def _moment(text: str) -> datetime:
     try:
