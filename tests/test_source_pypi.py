@@ -14,9 +14,17 @@ import aiohttp
 import pytest
 
 from monitor import USER_AGENT
+from monitor.errors import InvalidRecord
 from monitor.sources import Due, FieldKind, Part, PartState, PartStatus, Source
 from monitor.sources import pypi as pypi_module
-from monitor.sources.pypi import FIELDS, PyPISource, pack_etags, project_name, unpack_etags
+from monitor.sources.pypi import (
+    FIELDS,
+    PyPISource,
+    pack_etags,
+    parse_project,
+    project_name,
+    unpack_etags,
+)
 from tests.fake_pypi import FakePyPI, load_pypi_fixtures
 from tests.fakeupstream import FakeUpstream, Fault
 
@@ -83,6 +91,7 @@ EXPECTED = {
         "pypi.python": ["3.8", "3.9", "3.10"],
         "pypi.yanked": [],
         "pypi.license": "MIT",
+        "pypi.repository": "https://github.com/adamchainz/django-minify-html",
         "pypi.status": "active",
     },
     "django-crispy-forms": {
@@ -93,6 +102,7 @@ EXPECTED = {
         "pypi.python": ["3.7", "3.8", "3.9", "3.10"],
         "pypi.yanked": [],
         "pypi.license": "MIT",
+        "pypi.repository": "https://github.com/django-crispy-forms/django-crispy-forms",
         "pypi.status": "active",
     },
     "djangorestframework": {
@@ -103,6 +113,7 @@ EXPECTED = {
         "pypi.python": ["3.6", "3.7", "3.8", "3.9", "3.10"],
         "pypi.yanked": [],  # 2.4.7 has no files: not yanked
         "pypi.license": "BSD",
+        "pypi.repository": "https://github.com/encode/django-rest-framework",
         "pypi.status": "active",
     },
     "wagtail": {
@@ -113,6 +124,7 @@ EXPECTED = {
         "pypi.python": ["3.7", "3.8", "3.9", "3.10"],
         "pypi.yanked": [],
         "pypi.license": "BSD",
+        "pypi.repository": None,
         "pypi.status": "active",
     },
     "django": {
@@ -123,6 +135,7 @@ EXPECTED = {
         "pypi.python": ["3.8", "3.9", "3.10"],
         "pypi.yanked": [],  # 1.0.1-1.1.2 have no files
         "pypi.license": "BSD-3-Clause",
+        "pypi.repository": "https://github.com/django/django",
         "pypi.status": "active",
     },
 }
@@ -143,6 +156,7 @@ def test_the_source_has_the_spec_fields(source):
         "pypi.python": FieldKind.TEXTS,
         "pypi.yanked": FieldKind.TEXTS,
         "pypi.license": FieldKind.TEXT,
+        "pypi.repository": FieldKind.TEXT,
         "pypi.status": FieldKind.TEXT,
     }
 
@@ -605,3 +619,33 @@ def test_key(source, watch, values, key):
 def test_project_name_of_a_url():
     assert project_name("https://pypi.org/project/Django-OTP/") == "django-otp"
     assert project_name(None) is None
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        # a source-like label wins over an earlier other one
+        (
+            {
+                "project_urls": {
+                    "Changelog": "https://github.com/a/changes/blob/main/CHANGES.md",
+                    "Source": "https://github.com/b/real.git",
+                }
+            },
+            "https://github.com/b/real",
+        ),
+        # any GitHub URL before home_page; nothing on GitHub: None
+        ({"project_urls": {"Docs": "https://github.com/c/d/wiki"}}, "https://github.com/c/d"),
+        ({"project_urls": None, "home_page": "https://github.com/e/f/"}, "https://github.com/e/f"),
+        ({"project_urls": {"Homepage": "https://gitlab.com/g/h"}, "home_page": None}, None),
+    ],
+)
+def test_the_repository_is_the_github_url_pypi_names(info, expected):
+    data = {"info": {"version": "1.0", "classifiers": [], **info}, "urls": [], "releases": {}}
+    assert parse_project(data, package="p")["pypi.repository"] == expected
+
+
+def test_project_urls_that_are_not_an_object_are_invalid():
+    data = {"info": {"version": "1.0", "project_urls": ["x"]}, "urls": [], "releases": {}}
+    with pytest.raises(InvalidRecord, match="project_urls"):
+        parse_project(data, package="p")

@@ -178,8 +178,9 @@ class GitHubSource:
         self._http.requests_sent = value
 
     def key(self, watch: str, values: Mapping[str, Any]) -> str | None:
-        """``OWNER/REPO`` of the watch's djangopackages ``repo_url``, when it is GitHub's."""
-        return github_repo(values.get("repo_url"))
+        """``OWNER/REPO`` of the watch's djangopackages ``repo_url`` when it is GitHub's,
+        else of the repository PyPI names (``pypi.repository``: a ``pypi:NAME`` watch)."""
+        return github_repo(values.get("repo_url")) or github_repo(values.get("pypi.repository"))
 
     def repo_url(self, key: str) -> str:
         owner, _, repo = key.partition("/")

@@ -39,6 +39,7 @@ from monitor.errors import InvalidRecord
 from monitor.snapshot import check_datetime, check_text, check_texts
 from monitor.snapshot import kind_of as _kind
 from monitor.sources import Context, Due, FieldKind, Part, PartStatus
+from monitor.sources.github import github_repo
 from monitor.sources.http import MAX_BODY, Fetched, FetchError, JsonClient, Sleep, poll_each
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ FIELDS: dict[str, FieldKind] = {
     "pypi.python": FieldKind.TEXTS,
     "pypi.yanked": FieldKind.TEXTS,
     "pypi.license": FieldKind.TEXT,
+    "pypi.repository": FieldKind.TEXT,
     "pypi.status": FieldKind.TEXT,
 }
 STATUS_FIELD = "pypi.status"  # from the Simple API; the others from the JSON API
@@ -67,6 +69,14 @@ _PROJECT_NAME = re.compile(r"[A-Z0-9](?:[A-Z0-9._-]{0,198}[A-Z0-9])?", re.IGNORE
 _DJANGO = re.compile(r"Framework :: Django :: (\d{1,6})\.(\d{1,6})")
 _PYTHON3 = re.compile(r"Programming Language :: Python :: 3\.(\d{1,6})")
 _PROJECT_SEGMENTS = frozenset({"project", "pypi", "simple"})  # .../project/NAME/[VERSION/]
+_SOURCE_LABELS = (
+    "source",
+    "source code",
+    "repository",
+    "code",
+    "github",
+    "homepage",
+)  # .../project/NAME/[VERSION/]
 
 __all__ = ["DEFAULT_URL", "FIELDS", "PyPISource", "pack_etags", "parse_project", "project_name"]
 
@@ -298,6 +308,7 @@ def parse_project(data: Any, *, package: str) -> dict[str, Any]:
         "pypi.python": _python(classifiers),
         "pypi.yanked": _yanked(package, data.get("releases")),
         "pypi.license": _license(package, info),
+        "pypi.repository": _repository(package, info),
     }
 
 
@@ -328,6 +339,24 @@ def _released_at(package: str, files: Any) -> datetime | None:
         if when is not None and (earliest is None or when < earliest):
             earliest = when
     return earliest
+
+
+def _repository(package: str, info: dict[str, Any]) -> str | None:
+    """The project's GitHub repository, ``https://github.com/OWNER/REPO``, from its
+    ``project_urls`` (a source-like label first: Source, Repository, Code, GitHub,
+    Homepage; then any other) or ``home_page``; None when none is on GitHub. It is how a
+    ``pypi:NAME`` watch finds its repository (SPEC §4)."""
+    urls = info.get("project_urls")
+    if urls is not None and type(urls) is not dict:
+        raise InvalidRecord(package, "info.project_urls", f"expected an object, got {_kind(urls)}")
+    labelled = [(str(label).strip().lower(), url) for label, url in (urls or {}).items()]
+    preferred = [url for label, url in labelled if label in _SOURCE_LABELS]
+    others = [url for label, url in labelled if label not in _SOURCE_LABELS]
+    for url in (*preferred, *others, info.get("home_page")):
+        repo = github_repo(url)
+        if repo is not None:
+            return f"https://github.com/{repo}"
+    return None
 
 
 def _django(classifiers: list[str]) -> list[str]:
