@@ -186,6 +186,17 @@ class PyPISource:
     def simple_url(self, project: str) -> str:
         return f"{self.base_url}/simple/{quote(project, safe='')}/"
 
+    async def exists(self, project: str) -> bool:
+        """Whether PyPI knows ``project`` (its JSON API answers; one request, no Simple API).
+        False on a 404; any other failure raises :class:`~monitor.errors.SourceError`."""
+        try:
+            await self._http.get_json(self.json_url(project), subject=f"{project} (PyPI)")
+        except FetchError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     async def poll(
         self, due: Sequence[Due], on_part: Callable[[Part], None] | None = None
     ) -> list[Part]:
