@@ -55,9 +55,10 @@ from monitor.config import Config
 from monitor.diff import Change, diff, diff_values
 from monitor.durations import parse_duration
 from monitor.expr import LimitExceeded, UnknownValue
+from monitor.names import is_pypi_watch, project_of
 from monitor.outbox import queue_group
 from monitor.snapshot import BOOKKEEPING, Snapshot
-from monitor.sources import Due, PartState, PartStatus, PollResult
+from monitor.sources import Due, PartState, PartStatus, PollResult, PollStatus
 from monitor.sources import title as source_title
 from monitor.store import Store, StoredPart, Watch, from_iso, iso
 
@@ -127,6 +128,12 @@ def package_links(base_url: str, slug: str, values: Mapping[str, Any]) -> dict[s
     """Where a person reads more about the package: its djangopackages page, its repository
     (GitHub's current name when known) and its PyPI page."""
     repo = values.get("github.repo")
+    if is_pypi_watch(slug):  # on PyPI alone: no djangopackages page
+        return {
+            "djangopackages": None,
+            "repo": f"https://github.com/{repo}" if repo else values.get("pypi.repository"),
+            "pypi": f"https://pypi.org/project/{project_of(slug)}/",
+        }
     return {
         "djangopackages": f"{base_url}/packages/p/{slug}/",
         "repo": f"https://github.com/{repo}" if repo else values.get("repo_url"),
@@ -981,6 +988,11 @@ class _Planner:
 
     def djangopackages(self) -> None:
         outcome, watch = self.outcome, self.watch
+        if is_pypi_watch(watch.slug):  # no record: djangopackages' fields stay unknown
+            named = {"slug": watch.slug, "title": watch.title or project_of(watch.slug)}
+            self.new.update(named)
+            self.old.update(named)
+            return
         stored = self.stored.get(_PRIMARY)
         snapshot, fingerprint = outcome.snapshot, outcome.fingerprint
         if self.status == "unchanged" and fingerprint != watch.fingerprint:
@@ -1291,14 +1303,23 @@ async def poll_and_record(
     known = store.get_meta("djangopackages.count")
     recorder = CycleRecorder(store, config, rules, now=now, rng=rng)
     primary = sources.djangopackages
+    listed = [slug for slug in slugs if not is_pypi_watch(slug)]
     with _collector_paused():
-        results = await primary.poll(
-            list(slugs),
-            known_count=int(known) if known else None,
-            fingerprints=recorder.prepare(slugs),
-            fields=recorder.condition_fields,
-            on_result=on_result,
-        )
+        fingerprints = recorder.prepare(slugs)
+        results = []
+        if listed:
+            results = await primary.poll(
+                listed,
+                known_count=int(known) if known else None,
+                fingerprints=fingerprints,
+                fields=recorder.condition_fields,
+                on_result=on_result,
+            )
+        for slug in dict.fromkeys(slugs):
+            if is_pypi_watch(slug):
+                results.append(without_record(slug))
+                if on_result is not None:
+                    on_result(results[-1])
         results = await poll_parts(recorder, results, sources.others)
         report = await recorder.record_async(results)
     if primary.last_count is not None and str(primary.last_count) != known:
@@ -1314,16 +1335,32 @@ async def poll_parts(
     no other source's answers together, then those that do (OSV reads PyPI's version)."""
     by_slug = {result.slug: result for result in results}
     first = [s for s in sources if not getattr(s, "after", ())]
-    for stage in (first, [s for s in sources if s not in first]):
-        if not stage:
+    polled: set[tuple[str, str]] = set()  # (source, watch)
+    for stage in (first, sources):
+        if not stage or not by_slug:
             continue
         known = recorder.known_values(by_slug)
-        answers = await asyncio.gather(*(s.poll(recorder.due(s, known)) for s in stage))
-        for source, parts in zip(stage, answers, strict=True):
+        # The second stage: the sources that read others' answers, and a first-stage one
+        # for the watches whose key only those answers gave (a pypi:NAME watch's GitHub
+        # repository is the one PyPI names).
+        work = []
+        for source in stage:
+            due = [d for d in recorder.due(source, known) if (source.name, d.watch) not in polled]
+            if due:
+                work.append((source, due))
+        answers = await asyncio.gather(*(source.poll(due) for source, due in work))
+        for (source, _), parts in zip(work, answers, strict=True):
             for part in parts:
+                polled.add((source.name, part.watch))
                 result = by_slug[part.watch]
                 by_slug[part.watch] = replace(result, parts={**result.parts, source.name: part})
     return [by_slug[result.slug] for result in results]
+
+
+def without_record(slug: str) -> PollResult:
+    """The djangopackages side of a ``pypi:NAME`` watch's poll: nothing asked, nothing
+    known (its fields stay unknown, its rules do not fire), nothing failed."""
+    return PollResult(slug, PollStatus.UNCHANGED, None, None, None, 0.0, None, {})
 
 
 @contextmanager

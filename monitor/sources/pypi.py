@@ -36,6 +36,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from monitor.errors import InvalidRecord
+from monitor.names import PYPI_PREFIX
 from monitor.snapshot import check_datetime, check_text, check_texts
 from monitor.snapshot import kind_of as _kind
 from monitor.sources import Context, Due, FieldKind, Part, PartStatus
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://pypi.org"
 SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json"
-WATCH_PREFIX = "pypi:"
+WATCH_PREFIX = PYPI_PREFIX
 LICENSE_MAX = 100  # a longer ``info.license`` is the license's text, not its name
 
 FIELDS: dict[str, FieldKind] = {
