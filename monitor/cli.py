@@ -439,7 +439,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
                 "interval": row["interval"],
                 "pinned": row["pinned"],
                 "sources": {name: sources.get(name) for name in SOURCES},
-                "origin": None,
+                "origin": row["origin"],
                 "firing": firing.get(row["id"], {"critical": 0, "warning": 0, "info": 0}),
                 "muted": muted is None,  # every rule of the package
                 "muted_rules": muted or [],  # or only these
@@ -451,11 +451,17 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     if not items:
         echo(f"no packages watched in {runtime.where()}; add one with: monitor watch SLUG")
         return
-    header = ("package", "version", "stars", "forks", "last checked", "status", "muted")
+    latest = store.latest_parts(["pypi"])  # PyPI's version where djangopackages has none
+    header = ("package", "version", "pinned", "stars", "forks", "last checked", "status", "muted")
     table = [header] + [
         (
             i["slug"],
-            str(i["pypi_version"] or "-"),
+            str(
+                i["pypi_version"]
+                or latest.get(i["slug"], {}).get("pypi", {}).get("pypi.version")
+                or "-"
+            ),
+            i["pinned"] or "-",
             _num(i["repo_watchers"]),
             _num(i["repo_forks"]),
             i["last_checked"] or "-",

@@ -289,11 +289,18 @@ def _latest_part(conn: sqlite3.Connection, watch_id: int, content: dict[str, Any
     )
 
 
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    # Dependency files (SPEC §4): the file a watch came from (``watch -r FILE``), so that
+    # importing it again with --prune knows what left it. NULL: watched by name.
+    db.conn.execute("ALTER TABLE watches ADD COLUMN origin TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
     _migrate_2,
     _migrate_3,
     _migrate_4,
+    _migrate_5,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -319,6 +326,13 @@ class Watch:
     snapshot_id: int | None  # the newest history row
     fingerprint: bytes | None  # of the djangopackages record behind the latest values
     pinned: str | None = None
+
+
+class _Keep:
+    """The value of an option that is not given (None is a value: no pin)."""
+
+
+KEEP = _Keep()
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,14 +487,23 @@ class Store:
         notify: list[str] | None,
         interval: str | None,
         now: datetime,
+        pinned: str | None = None,
+        origin: str | None = None,
     ) -> int:
         """Add a watch or reactivate an unwatched one (its history is kept); return its id.
 
         ``notify`` and ``interval`` are the options given (None: not given). A new watch
         takes the defaults for those not given; a reactivated one keeps its earlier ones.
+        ``pinned`` and ``origin`` (the dependency file) are set as given.
         """
         row = self.conn.execute("SELECT id FROM watches WHERE slug = ?", (slug,)).fetchone()
-        values: dict[str, Any] = {"package_id": package_id, "title": title, "active": 1}
+        values: dict[str, Any] = {
+            "package_id": package_id,
+            "title": title,
+            "active": 1,
+            "pinned": pinned,
+            "origin": origin,
+        }
         if notify is not None:
             values["notify"] = json.dumps(notify)
         if interval is not None:
@@ -491,18 +514,33 @@ class Store:
         return self.insert("watches", {"slug": slug, "added_at": iso(now), **values})
 
     def set_watch_options(
-        self, slug: str, *, notify: list[str] | None = None, interval: str | None = None
+        self,
+        slug: str,
+        *,
+        notify: list[str] | None = None,
+        interval: str | None = None,
+        pinned: str | _Keep | None = KEEP,
+        origin: str | _Keep | None = KEEP,
     ) -> dict[str, tuple[Any, Any]]:
-        """Change the options given (None: not given, kept) of a watched package; return
-        those that changed, ``{option: (old, new)}``. The next poll is moved (due now) only
-        when the interval's length changes."""
+        """Change the options given (None: not given, kept; for ``pinned`` and ``origin``,
+        :data:`KEEP`) of a watched package; return those that changed, ``{option: (old,
+        new)}`` (``origin`` is not told). The next poll is moved (due now) only when the
+        interval's length changes, or the pin (OSV asks about the version in use)."""
         row = self.conn.execute(
-            "SELECT id, notify, interval FROM watches WHERE slug = ? AND active = 1", (slug,)
+            "SELECT id, notify, interval, pinned, origin FROM watches"
+            " WHERE slug = ? AND active = 1",
+            (slug,),
         ).fetchone()
         if row is None:
             return {}
         changed: dict[str, tuple[Any, Any]] = {}
         values: dict[str, Any] = {}
+        if not isinstance(pinned, _Keep) and pinned != row["pinned"]:
+            changed["pinned"] = (row["pinned"], pinned)
+            values["pinned"] = pinned
+            values["next_due_at"] = None
+        if not isinstance(origin, _Keep) and origin != row["origin"]:
+            values["origin"] = origin
         old_notify = json.loads(row["notify"] or "[]")
         if notify is not None and notify != old_notify:
             changed["notify"] = (old_notify, notify)
@@ -516,6 +554,14 @@ class Store:
         if values:
             self.update("watches", row["id"], values)
         return changed
+
+    def watches_from(self, origin: str) -> dict[str, str | None]:
+        """The active watches that came from the dependency file ``origin``: name -> pin."""
+        rows = self.conn.execute(
+            "SELECT slug, pinned FROM watches WHERE active = 1 AND origin = ? ORDER BY slug",
+            (origin,),
+        )
+        return {row[0]: row[1] for row in rows}
 
     def unwatch(self, slug: str) -> bool:
         cursor = self.conn.execute(

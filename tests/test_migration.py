@@ -11,6 +11,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+from monitor.store import SCHEMA_VERSION
 from tests.conftest import FIVE, Monitor
 
 DB = Path(__file__).parent / "fixtures" / "db"
@@ -44,7 +45,7 @@ def test_history_reads_the_same_after_the_migration(monitor: Monitor) -> None:
         assert monitor.json("history", slug) == expected[slug], slug
     store = monitor.store()
     try:
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         # whole snapshots became the fields that changed: the later rows are small
         sizes = [len(row[0]) for row in store.conn.execute("SELECT data FROM snapshots")]
         assert min(sizes) < 200
