@@ -13,8 +13,9 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -29,6 +30,7 @@ from monitor.text import json_safe, one_line, printable
 if TYPE_CHECKING:
     from monitor.config import Config
     from monitor.cycle import CycleReport
+    from monitor.names import Asked
     from monitor.store import Store
 
 CHECK_DELIVERY_BUDGET = 30.0  # seconds `check` keeps retrying its deliveries
@@ -123,6 +125,8 @@ class MonitorGroup(click.Group):
         lines = exc.problems if isinstance(exc, RulesError) else [f"error: {exc}"]
         for line in lines:
             echo(line, err=True)
+        if isinstance(exc, PackageNotFound) and exc.hint:
+            echo(f"hint: {exc.hint}", err=True)
         if isinstance(exc, PackageNotFound) and exc.suggestions:
             echo(f"did you mean: {', '.join(exc.suggestions)}?", err=True)
         runtime = ctx.find_object(Runtime)
@@ -198,8 +202,23 @@ def _print_json(data: Any) -> None:
 
 
 @cli.command()
-@click.argument("slugs", nargs=-1)
+@click.argument("names", nargs=-1)
 @click.option("--grid", metavar="GRID", help="Watch every member of this grid (slug or id).")
+@click.option(
+    "-r",
+    "--requirements",
+    "requirements",
+    metavar="FILE",
+    help="Watch what a dependency file requires: requirements*.txt, pyproject.toml, uv.lock"
+    " or poetry.lock.",
+)
+@click.option(
+    "--prune", is_flag=True, help="With -r: unwatch what came from FILE and is no longer in it."
+)
+@click.option(
+    "--pin", metavar="VERSION", help="The version you run (one NAME): the same as NAME==VERSION."
+)
+@click.option("--json", "as_json", is_flag=True, help="With -r: print one JSON document.")
 @click.option(
     "--notify",
     "notify",
@@ -216,30 +235,62 @@ def _print_json(data: Any) -> None:
 @click.pass_context
 def watch(
     ctx: click.Context,
-    slugs: tuple[str, ...],
+    names: tuple[str, ...],
     grid: str | None,
+    requirements: str | None,
+    prune: bool,
+    pin: str | None,
+    as_json: bool,
     notify: tuple[str, ...],
     interval: str | None,
 ) -> None:
     """Subscribe to packages: fetch each once, store it as the baseline, evaluate rules.
 
-    An unknown slug is an error (with suggestions) and then nothing is stored. Watching a
-    package that is already watched (named, or a member of --grid) fetches nothing and
-    changes only the options given: --notify alone keeps the interval, --interval alone
-    keeps the channels. A package watched again after unwatch keeps its earlier options
-    unless given.
+    \b
+    NAME is a djangopackages slug (django-otp), or pypi:NAME for a project on PyPI
+    alone (pypi:requests); NAME==VERSION (or --pin VERSION) says which version you run,
+    so pinned-yanked, vulnerable-version and the like are about that one:
+      monitor watch django-otp==1.7.0 pypi:requests
+      monitor watch -r requirements.txt --prune
+
+    A slug not found as typed is tried lower-cased with '_' as '-'. An unknown name is
+    an error (with suggestions, and the pypi:NAME to use when PyPI knows it) and then
+    nothing is stored. Watching a package that is already watched (named, or a member of
+    --grid) fetches nothing and changes only the options given: --notify alone keeps the
+    interval, --interval alone keeps the channels, a pin replaces the pin. A package
+    watched again after unwatch keeps its earlier options unless given.
+
+    -r FILE maps each requirement to a djangopackages package (by its PyPI name) or to
+    pypi:NAME, skips and lists what is found nowhere, remembers the file, and prints what
+    happened to each requirement; run again, it updates pins and adds new names.
     """
+    from monitor.names import parse_asked
+
     runtime = _runtime(ctx)
-    if bool(slugs) == bool(grid):
-        raise UsageError("give package slugs or --grid GRID (not both)")
+    if sum(map(bool, (names, grid, requirements))) != 1:
+        raise UsageError("give package names, --grid GRID or -r FILE (one of them)")
+    if (prune or as_json) and not requirements:
+        raise UsageError("--prune and --json go with -r FILE")
+    if pin is not None and len(names) != 1:
+        raise UsageError("--pin goes with exactly one NAME (or write NAME==VERSION)")
     config = runtime.config()
     config.check_channels(notify, "--notify")
     runtime.rules()
-    store = runtime.store()
     given = list(notify) or None  # None: not given, so each watch keeps its own
-    names = list(dict.fromkeys(slugs))
-    existing = [s for s in names if store.watch(s)]
-    fresh = [s for s in names if s not in existing]
+    if requirements:
+        _watch_file(runtime, Path(requirements), prune, as_json, given, interval)
+        return
+    store = runtime.store()
+    asked: dict[str, Asked] = {}
+    for text in names:
+        one = parse_asked(text)
+        if pin is not None:
+            if one.pinned not in (None, pin):
+                raise UsageError(f"{text!r} and --pin {pin} name two versions")
+            one = replace(one, pinned=pin)
+        asked.setdefault(one.name, one)
+    existing = [a for a in asked.values() if store.watch(a.name)]
+    fresh = [a for a in asked.values() if a not in existing]
     if not fresh and not grid:
         with store.transaction():
             lines = _update_options(store, existing, given, interval)
@@ -254,78 +305,247 @@ def watch(
 async def _watch_new(
     runtime: Runtime,
     store: Store,
-    slugs: list[str],
+    asked: list[Asked],
     grid: str | None,
-    existing: list[str],
+    existing: list[Asked],
     notify: list[str] | None,
     interval: str | None,
 ) -> CycleReport:
-    """Fetch and baseline the packages not watched yet (``slugs``, or the grid's members
+    """Fetch and baseline the packages not watched yet (``asked``, or the grid's members
     that are not); update the options of the ``existing`` ones (and of the grid's watched
     members) in the same transaction, so a failure changes nothing."""
-    from monitor.cycle import CycleRecorder, poll_parts
-    from monitor.errors import SourceError
+    from monitor.cycle import CycleRecorder, poll_parts, without_record
+    from monitor.names import Asked, is_pypi_watch
 
     config = runtime.config()
     async with _sources(runtime) as sources:
         source = sources.djangopackages
+        pypi = next((s for s in sources.others if s.name == "pypi"), None)
         if grid:
             keys = await source.grid_keys(grid)
             watched = _watched_members(store, keys)
-            existing = [*existing, *watched.values()]
+            existing = [*existing, *(Asked(slug, None, slug) for slug in watched.values())]
             fetched = await source.grid_members(grid, [k for k in keys if k not in watched])
+            asked = [Asked(result.slug, None, result.slug) for result in fetched]
         else:
-            results = await asyncio.gather(
-                *(source.fetch(slug) for slug in slugs), return_exceptions=True
-            )
-            missing = [
-                s for s, r in zip(slugs, results, strict=True) if isinstance(r, PackageNotFound)
-            ]
-            if missing and not await source.lists_answer():
-                # the packages' URLs and the list's alike: the URL is wrong, not the names
-                raise SourceError(source.everything_404())
-            if missing:
-                suggestions = await source.search(missing[0])
-                raise PackageNotFound(missing[0], [s for s in suggestions if s != missing[0]][:5])
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            fetched = list(results)  # type: ignore[arg-type]
+            listed = [a for a in asked if not is_pypi_watch(a.name)]
+            on_pypi = [a for a in asked if is_pypi_watch(a.name)]
+            if on_pypi and pypi is None:
+                raise UsageError(
+                    f"{on_pypi[0].name} is watched through PyPI, which is turned off"
+                    " ([sources.pypi] enabled = false)"
+                )
+            found = await _find_slugs(source, pypi, listed)
+            asked = [a for a, _ in found] + on_pypi
+            fetched = [r for _, r in found] + [without_record(a.name) for a in on_pypi]
         rules = runtime.rules()
         recorder = CycleRecorder(store, config, rules, now=runtime.clock(), rng=runtime.rng)
+        recorder.pins = {a.name: a.pinned for a in asked}
         fetched = await poll_parts(recorder, fetched, sources.others)
+        for result in fetched:
+            if is_pypi_watch(result.slug):
+                _require_on_pypi(result)
     now = runtime.clock()
+    by_name = {a.name: a for a in (*asked, *existing)}
     kept: dict[str, str] = {}
     recorder.render_baselines(fetched)  # user templates run before the write lock is taken
     with store.transaction():
-        # A member whose id was not known to its watch is still watched under its slug.
+        # A member whose id was not known to its watch is still watched under its slug;
+        # a name found under its other spelling may be watched already.
         already = store.watches([result.slug for result in fetched])
         fetched = [result for result in fetched if result.slug not in already]
-        lines = _update_options(store, list(dict.fromkeys([*existing, *already])), notify, interval)
+        updates = list(dict.fromkeys([*(a.name for a in existing), *already]))
+        lines = _update_options(store, [by_name[n] for n in updates], notify, interval)
         for result in fetched:
-            assert result.snapshot is not None  # fetch() parses: an ok result
+            one = by_name[result.slug]
             store.upsert_watch(
                 result.slug,
                 package_id=result.package_id,
-                title=result.snapshot.title,
+                title=result.snapshot.title if result.snapshot else project_title(result.slug),
                 notify=notify,
                 interval=interval,
                 now=now,
+                pinned=one.pinned,
             )
             kept[result.slug] = _kept_options(store, result.slug, notify, interval)
         report = recorder.record(fetched, baseline=True)
     for line in lines:
         echo(line)
     for result in fetched:
-        snapshot = result.snapshot
-        assert snapshot is not None
-        stars = snapshot.repo_watchers if snapshot.repo_watchers is not None else "?"
-        echo(
-            f"watching {result.slug} ({snapshot.pypi_version or 'no release'}, {stars} stars)"
-            + kept[result.slug]
-        )
+        line = _watched_line(result, by_name[result.slug])
+        echo(f"watching {result.slug} ({line}){kept[result.slug]}")
     await _deliver(runtime, store, report, console=sys.stdout)
     return report
+
+
+def project_title(name: str) -> str:
+    """A pypi:NAME watch's title: its project name."""
+    from monitor.names import project_of
+
+    return project_of(name)
+
+
+def _watched_line(result: Any, asked: Asked) -> str:
+    """What ``watch`` says of a new watch: version, stars, pin, the name typed."""
+    if result.snapshot is not None:
+        snapshot = result.snapshot
+        stars = snapshot.repo_watchers if snapshot.repo_watchers is not None else "?"
+        what = f"{snapshot.pypi_version or 'no release'}, {stars} stars"
+    else:
+        part = result.parts.get("pypi")
+        version = (part.values or {}).get("pypi.version") if part else None
+        what = f"{version or 'no release'} on PyPI"
+    if asked.pinned:
+        what += f"; you run {asked.pinned}"
+    typed = asked.typed.split("==")[0].strip()
+    if typed != result.slug:
+        what += f"; asked for {typed}"
+    return what
+
+
+def _require_on_pypi(result: Any) -> None:
+    """A pypi:NAME watch needs PyPI to know the project (404: unknown; failed: say why)."""
+    from monitor.errors import SourceError
+    from monitor.names import project_of
+    from monitor.sources import PartStatus
+
+    part = result.parts.get("pypi")
+    if part is None or part.status is PartStatus.NOT_FOUND:
+        raise PackageNotFound(project_of(result.slug), where="PyPI")
+    if part.status is PartStatus.FAILED:
+        raise SourceError(part.error or f"{result.slug}: PyPI failed")
+
+
+async def _find_slugs(source: Any, pypi: Any, asked: list[Asked]) -> list[tuple[Asked, Any]]:
+    """Each asked slug's record, the slug tried lower-cased with ``_`` as ``-`` when not
+    found as typed (then the watch takes the name found). Raises :class:`PackageNotFound`
+    for the first found nowhere, with suggestions, and the pypi:NAME to use when PyPI
+    knows a project of that name (never watched silently: a typo must not land on a
+    look-alike)."""
+    from monitor.errors import SourceError
+    from monitor.names import pypi_watch, slug_fallback
+
+    results = await asyncio.gather(*(source.fetch(a.name) for a in asked), return_exceptions=True)
+    found: list[tuple[Asked, Any]] = []
+    missing: list[Asked] = []
+    for one, result in zip(asked, results, strict=True):
+        other = slug_fallback(one.name) if isinstance(result, PackageNotFound) else None
+        if other is not None:
+            try:
+                result = await source.fetch(other)
+            except PackageNotFound as exc:
+                result = exc
+            else:
+                one = replace(one, name=result.slug)
+        if isinstance(result, PackageNotFound):
+            missing.append(one)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            found.append((one, result))
+    if missing:
+        if not await source.lists_answer():
+            # the packages' URLs and the list's alike: the URL is wrong, not the names
+            raise SourceError(source.everything_404())
+        name = missing[0].name
+        hint = None
+        if pypi is not None and await pypi.exists(pypi_watch(name).removeprefix("pypi:")):
+            hint = (
+                f"PyPI has a project {pypi_watch(name).removeprefix('pypi:')!r}: to watch it"
+                f" through PyPI alone, run: monitor watch {pypi_watch(name)}"
+            )
+        suggestions = await source.search(name)
+        raise PackageNotFound(name, [s for s in suggestions if s != name][:5], hint=hint)
+    return found
+
+
+def _watch_file(
+    runtime: Runtime,
+    path: Path,
+    prune: bool,
+    as_json: bool,
+    notify: list[str] | None,
+    interval: str | None,
+) -> None:
+    """``watch -r FILE``: see :mod:`monitor.watchfile`. Exit 1 when a name could not be
+    resolved because a request failed, or an alert could not be delivered."""
+    from monitor.deps import read_dependencies
+
+    deps = read_dependencies(path)
+    store = runtime.store()
+    imported = asyncio.run(_import_file(runtime, store, deps, prune, notify, interval, as_json))
+    if as_json:
+        _print_json([row.to_json_dict() for row in imported.rows])
+    else:
+        _print_import(deps, imported)
+    if imported.failed or imported.undelivered:
+        sys.exit(1)
+
+
+async def _import_file(
+    runtime: Runtime,
+    store: Store,
+    deps: Any,
+    prune: bool,
+    notify: list[str] | None,
+    interval: str | None,
+    quiet: bool,
+) -> Any:
+    from monitor.watchfile import import_file
+
+    bar = None
+    if not quiet and sys.stderr.isatty() and len(deps.wanted) > 1:
+        bar = click.progressbar(length=len(deps.wanted), label="resolving", file=sys.stderr)
+        bar.__enter__()
+    try:
+        async with _sources(runtime) as sources:
+            imported = await import_file(
+                store,
+                runtime.config(),
+                runtime.rules(),
+                sources,
+                deps,
+                origin=str(deps.path.resolve()),
+                prune=prune,
+                notify=notify,
+                interval=interval,
+                now=runtime.clock(),
+                rng=runtime.rng,
+                on_progress=(lambda _done, _total: bar.update(1)) if bar else None,
+            )
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    console = sys.stderr if quiet else sys.stdout
+    imported.undelivered = await _deliver(runtime, store, imported.report, console=console)
+    return imported
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _print_import(deps: Any, imported: Any) -> None:
+    from monitor.watchfile import ADDED, LEFT, REMOVED, SKIPPED, UNCHANGED, UPDATED
+
+    header = ("requirement", "watch", "pinned", "what happened")
+    table = [header] + [
+        (
+            _cut(one_line(row.requirement) or "-", 60),
+            row.watch or "-",
+            row.pinned or "-",
+            row.action + (f": {row.reason}" if row.reason else ""),
+        )
+        for row in imported.rows
+    ]
+    _print_table(table)
+    counts = {a: imported.count(a) for a in (ADDED, UPDATED, UNCHANGED, SKIPPED, REMOVED, LEFT)}
+    if not counts[ADDED] and not counts[UPDATED] and not counts[REMOVED]:
+        echo(f"{deps.path}: nothing changed ({counts[UNCHANGED]} already watched as they are)")
+    summary = ", ".join(f"{n} {action}" for action, n in counts.items() if n)
+    echo(f"{deps.path}: {summary or 'no requirements'}")
+    if imported.report is not None and imported.report.transitions:
+        echo(f"{len(imported.report.transitions)} alert(s) raised (see: monitor alerts)")
 
 
 def _watched_members(store: Store, keys: list[str]) -> dict[str, str]:
@@ -337,23 +557,26 @@ def _watched_members(store: Store, keys: list[str]) -> dict[str, str]:
 
 
 def _update_options(
-    store: Store, slugs: list[str], notify: list[str] | None, interval: str | None
+    store: Store, asked: list[Asked], notify: list[str] | None, interval: str | None
 ) -> list[str]:
-    """Set the options given on these watched packages; a line for each saying what
-    changed, or that nothing did."""
+    """Set the options given on these watched packages (a pin given replaces the pin); a
+    line for each saying what changed, or that nothing did."""
+    from monitor.store import KEEP
+
     lines = []
-    for slug in slugs:
-        changed = store.set_watch_options(slug, notify=notify, interval=interval)
+    for one in asked:
+        pinned = one.pinned if one.pinned is not None else KEEP
+        changed = store.set_watch_options(one.name, notify=notify, interval=interval, pinned=pinned)
         if changed:
             what = ", ".join(_option_change(name, *values) for name, values in changed.items())
-            lines.append(f"updated {slug}: {what}")
-        elif notify is None and interval is None:
+            lines.append(f"updated {one.name}: {what}")
+        elif notify is None and interval is None and one.pinned is None:
             lines.append(
-                f"{slug}: already watched, nothing changed"
-                " (--notify and --interval change its options)"
+                f"{one.name}: already watched, nothing changed"
+                " (--notify, --interval and NAME==VERSION change its options)"
             )
         else:
-            lines.append(f"{slug}: already watched with these options, nothing changed")
+            lines.append(f"{one.name}: already watched with these options, nothing changed")
     return lines
 
 
@@ -361,7 +584,7 @@ def _option_change(name: str, old: Any, new: Any) -> str:
     def shown(value: Any) -> str:
         if isinstance(value, list):
             value = ",".join(value)
-        return value or "the default"
+        return value or ("none" if name == "pinned" else "the default")
 
     return f"{name} {shown(new)} (was {shown(old)})"
 

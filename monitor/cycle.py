@@ -268,6 +268,9 @@ class CycleRecorder:
         self._due_from: dict[str | None, datetime] = {}  # interval -> now + interval
         self._due_texts: dict[tuple[str | None, int], str] = {}
         self._ahead: dict[tuple[str, str], str] = {}  # (slug, rule id) -> message, see below
+        # The pins of watches being added (``watch``), before their rows exist: OSV asks
+        # about the version in use, and pinned-* rules read it, from the baseline on.
+        self.pins: dict[str, str | None] = {}
         self._watches: dict[str, Watch] | None = None
         self._parts: dict[int, dict[str, StoredPart]] = {}
         self._read_at = 0
@@ -342,7 +345,7 @@ class CycleRecorder:
         for part in result.parts.values():
             if part.values is not None:
                 values.update(part.values)
-        values["pinned"] = watch.pinned if watch else None
+        values["pinned"] = watch.pinned if watch else self.pins.get(result.slug)
         return values
 
     def render_baselines(self, outcomes: Sequence[PollResult]) -> None:
@@ -351,7 +354,18 @@ class CycleRecorder:
         transaction, the messages the baselines will need, as if each package were watched
         already. A new watch has no rule state, so which alerts fire is known now."""
         for outcome in outcomes:
-            new_watch = Watch(0, outcome.slug, outcome.package_id, None, (), None, 0, None, None)
+            new_watch = Watch(
+                0,
+                outcome.slug,
+                outcome.package_id,
+                None,
+                (),
+                None,
+                0,
+                None,
+                None,
+                self.pins.get(outcome.slug),
+            )
             plan = self._plan(new_watch, outcome, baseline=True)
             for rule in self._unrendered(plan, {}):
                 message = rule.render_message(self._context(rule, plan))

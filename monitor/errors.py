@@ -62,10 +62,20 @@ class NotWatchedError(MonitorError):
 
 
 class PackageNotFound(MonitorError):
-    def __init__(self, slug: str, suggestions: list[str] | None = None):
+    """A name no source knows; ``hint`` says what to type instead (``pypi:NAME``)."""
+
+    def __init__(
+        self,
+        slug: str,
+        suggestions: list[str] | None = None,
+        *,
+        where: str = "djangopackages",
+        hint: str | None = None,
+    ):
         self.slug = slug
         self.suggestions = suggestions or []
-        super().__init__(f"package {slug!r} not found on djangopackages")
+        self.hint = hint
+        super().__init__(f"package {slug!r} not found on {where}")
 
 
 class StoreError(MonitorError):

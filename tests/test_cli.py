@@ -109,7 +109,7 @@ def test_watch_grid_stores_member_slugs(monitor: Monitor) -> None:
         (["check", "nope"], 2, "not watched: nope"),
         (["watch", "django-otp", "--interval", "soon"], 2, "is not a duration"),
         (["watch", "django-otp", "--notify", "team-slak"], 2, "no notifier named 'team-slak'"),
-        (["watch"], 2, "give package slugs or --grid"),
+        (["watch"], 2, "give package names, --grid"),
     ],
     ids=["history", "unwatch", "check", "interval", "notify", "nothing"],
 )
