@@ -58,6 +58,8 @@ def parse_asked(text: str) -> Asked:
     typed = text.strip()
     prefix = PYPI_PREFIX if typed.lower().startswith(PYPI_PREFIX) else ""
     rest = typed[len(prefix) :]
+    if prefix and not _PROJECT.fullmatch(rest.split("==")[0].strip()):
+        raise UsageError(f"{typed!r}: not a PyPI project name")
     name, pinned = rest, None
     if any(c in rest for c in "=<>!~;[@ "):
         try:

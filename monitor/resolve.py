@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeGuard, TypeVar
 
@@ -81,12 +81,15 @@ async def resolve(
     *,
     concurrency: int = 8,
     on_progress: Callable[[int, int], None] | None = None,
+    elsewhere: Mapping[str, str] | None = None,
 ) -> dict[str, Resolved]:
     """A :class:`Resolved` per distinct name (normalised; the keys, in the order first
     given). ``on_progress(done, total)`` is called after each name. Never raises for one
-    name's failure (that is ``failed``)."""
+    name's failure (that is ``failed``). ``elsewhere`` maps slugs already known (watched)
+    to their PyPI project: such a package is never fetched as the answer for another
+    name."""
     wanted = list(dict.fromkeys(canonicalize_name(name) for name in names))
-    resolver = _Resolver(djangopackages, pypi)
+    resolver = _Resolver(djangopackages, pypi, elsewhere or {})
     done = 0
 
     def progress(_: Resolved) -> None:
@@ -107,9 +110,15 @@ async def resolve(
 class _Resolver:
     """One :func:`resolve` call: the attempts for a name, and what is already known."""
 
-    def __init__(self, djangopackages: DjangoPackagesSource, pypi: PyPISource | None):
+    def __init__(
+        self,
+        djangopackages: DjangoPackagesSource,
+        pypi: PyPISource | None,
+        elsewhere: Mapping[str, str],
+    ):
         self.djangopackages = djangopackages
         self.pypi = pypi
+        self.elsewhere = elsewhere
         self.records: _Once[_Record] = _Once()
         self.searches: _Once[list[str]] = _Once()
 
@@ -127,7 +136,7 @@ class _Resolver:
             return Resolved(name, None, None, "failed", f"{name}: unexpected error: {exc!r}")
 
     async def _attempts(self, name: str) -> Resolved:
-        if not name.isdigit():
+        if not name.isdigit() and self._may_be(name, name):
             own = await self.record(name)
             if isinstance(own, SourceError):
                 raise own
@@ -149,6 +158,8 @@ class _Resolver:
         for slug in await self.searches.get(name, lambda: self.djangopackages.search(name)):
             if slug == name or slug.isdigit() or not _PLAIN_SLUG.fullmatch(slug):
                 continue
+            if not self._may_be(slug, name):
+                continue
             record = await self.record(slug)
             if isinstance(record, InvalidRecord):
                 log.info("%s: search candidate passed over: %s", name, record)
@@ -159,6 +170,11 @@ class _Resolver:
         if failure is not None:
             raise failure
         return None
+
+    def _may_be(self, slug: str, name: str) -> bool:
+        """Whether the package ``slug`` may be the one of project ``name`` (not when it is
+        known to be another project's)."""
+        return self.elsewhere.get(slug, name) == name
 
     async def record(self, slug: str) -> _Record:
         return await self.records.get(slug, lambda: self._fetch(slug))

@@ -106,9 +106,14 @@ async def import_file(
         pypi,
         concurrency=config.djangopackages.concurrency,
         on_progress=on_progress,
+        elsewhere={watch: project for project, watch in by_project.items()},
     )
 
     imported = Imported()
+    for skipped in deps.skipped:  # what the file itself says cannot be watched
+        imported.rows.append(
+            Row(skipped.requirement, skipped.where, None, None, SKIPPED, skipped.reason)
+        )
     plan: list[tuple[Any, str, bool]] = []  # (wanted, watch name, new)
     new_results: dict[str, Any] = {}
     pins: dict[str, str | None] = {}
