@@ -102,7 +102,9 @@ async def test_a_name_found_only_by_search_maps_to_the_other_slug(upstream, sour
     assert drf.result is not None and drf.result.slug == DRF_SLUG
     assert upstream.requests[f"/api/v4/packages/{DRF}/"] == 1  # its own slug first: 404
     assert upstream.requests["/api/v4/search/"] == 1
-    assert requested(upstream, "/pypi/") == 0  # PyPI knows it, but djangopackages came first
+    # PyPI knows it too, and is asked alongside the search (one round trip less for the
+    # names on PyPI alone), but djangopackages' answer comes first
+    assert requested(upstream, "/pypi/") <= 1
 
 
 async def test_an_own_slug_naming_another_project_is_not_the_answer(upstream, sources):
@@ -188,8 +190,8 @@ async def test_an_upstream_failure_is_failed_not_nowhere(
     if fault_key == OTP:  # the own slug failed: the answer is unknown, nothing else asked
         assert upstream.requests["/api/v4/search/"] == 1  # wagtail's
         assert upstream.requests[f"/pypi/{OTP}/json"] == 0
-    if fault_key == DRF_SLUG:
-        assert upstream.requests[f"/pypi/{DRF}/json"] == 0
+    if fault_key == DRF_SLUG:  # asked alongside the search, its answer not used
+        assert upstream.requests[f"/pypi/{DRF}/json"] <= 1
     for path in then_asked:
         assert upstream.requests[path] >= 1
 
