@@ -55,7 +55,7 @@ from monitor.config import Config
 from monitor.diff import Change, diff, diff_values
 from monitor.durations import parse_duration
 from monitor.expr import LimitExceeded, UnknownValue
-from monitor.names import is_pypi_watch, project_of
+from monitor.names import is_pypi_watch, package_links, project_of
 from monitor.outbox import queue_group
 from monitor.snapshot import BOOKKEEPING, Snapshot
 from monitor.sources import Due, PartState, PartStatus, PollResult, PollStatus
@@ -122,23 +122,6 @@ class CycleReport:
                 for slug, rule, error in self.rule_errors
             ],
         }
-
-
-def package_links(base_url: str, slug: str, values: Mapping[str, Any]) -> dict[str, str | None]:
-    """Where a person reads more about the package: its djangopackages page, its repository
-    (GitHub's current name when known) and its PyPI page."""
-    repo = values.get("github.repo")
-    if is_pypi_watch(slug):  # on PyPI alone: no djangopackages page
-        return {
-            "djangopackages": None,
-            "repo": f"https://github.com/{repo}" if repo else values.get("pypi.repository"),
-            "pypi": f"https://pypi.org/project/{project_of(slug)}/",
-        }
-    return {
-        "djangopackages": f"{base_url}/packages/p/{slug}/",
-        "repo": f"https://github.com/{repo}" if repo else values.get("repo_url"),
-        "pypi": values.get("pypi_url"),
-    }
 
 
 log = logging.getLogger(__name__)

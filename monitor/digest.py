@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -48,6 +48,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.alerts import BUILTIN_RULES, Severity
 from monitor.history import replay
+from monitor.names import package_links
 from monitor.notify.base import safe_url
 from monitor.store import Store, iso
 from monitor.text import one_line, printable
@@ -85,6 +86,7 @@ class PackageDigest:
     url: str
     repo_url: str | None
     pypi_url: str | None
+    pinned: str | None = None  # the version the team runs
 
     @property
     def severity(self) -> Severity | None:
@@ -243,10 +245,11 @@ def _package(
     last_error = (one_line(failed[-1]["error"]) or None) if failed else None
 
     title = one_line(current.get("title") or watch.get("title") or slug) or slug
+    links = package_links(base_url.rstrip("/"), slug, current)
     return PackageDigest(
         slug=slug,
         title=title,
-        version=one_line(current["pypi_version"]) if current.get("pypi_version") else None,
+        version=one_line(version) if (version := _latest(current)) else None,
         new_versions=new_versions,
         stars=current.get("repo_watchers"),
         stars_change=_change(current.get("repo_watchers"), reference.get("repo_watchers")),
@@ -260,10 +263,16 @@ def _package(
         failures=len(failed),
         last_error=last_error,
         changed=any(index > 0 for index, _ in inside),
-        url=f"{base_url.rstrip('/')}/packages/p/{slug}/",
-        repo_url=safe_url(current.get("repo_url")),
-        pypi_url=safe_url(current.get("pypi_url")),
+        url=links["djangopackages"] or links["pypi"] or "",
+        repo_url=safe_url(links["repo"]),
+        pypi_url=safe_url(links["pypi"]),
+        pinned=one_line(watch["pinned"]) if watch.get("pinned") else None,
     )
+
+
+def _latest(values: Mapping[str, Any]) -> Any:
+    """The latest release: djangopackages' ``pypi_version``, else PyPI's (a pypi: watch)."""
+    return values.get("pypi_version") or values.get("pypi.version")
 
 
 def _when(text: str) -> datetime:
@@ -346,6 +355,7 @@ def digest_data(digest: Digest) -> dict[str, Any]:
                 "slug": p.slug,
                 "title": p.title,
                 "version": p.version,
+                "pinned": p.pinned,
                 "new_versions": list(p.new_versions),
                 "stars": p.stars,
                 "stars_change": p.stars_change,
@@ -426,7 +436,8 @@ def _quiet_context(p: PackageDigest) -> dict[str, Any]:
         "slug": p.slug,
         "name": p.title if p.title == p.slug else f"{p.title} ({p.slug})",
         "title": p.title,
-        "version": p.version or "no PyPI release",
+        "version": (p.version or "no PyPI release")
+        + (f" (you run {p.pinned})" if p.pinned else ""),
         "stars": _count(p.stars),
         "forks": _count(p.forks),
         "url": safe_url(p.url),
@@ -458,6 +469,7 @@ def _package_context(p: PackageDigest, zone: ZoneInfo) -> dict[str, Any]:
         "status": status,
         "severity": str(severity) if severity else None,
         "version": p.version or "no PyPI release",
+        "pinned": p.pinned,
         "new_versions": p.new_versions,
         "stars": _count(p.stars),
         "stars_change": _signed(p.stars_change),

@@ -8,7 +8,9 @@ source share these rules.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -85,3 +87,20 @@ def parse_asked(text: str) -> Asked:
             " a project on PyPI alone is watched as pypi:NAME"
         )
     return Asked(name, pinned, typed)
+
+
+def package_links(base_url: str, slug: str, values: Mapping[str, Any]) -> dict[str, str | None]:
+    """Where a person reads more about the package: its djangopackages page, its repository
+    (GitHub's current name when known) and its PyPI page."""
+    repo = values.get("github.repo")
+    if is_pypi_watch(slug):  # on PyPI alone: no djangopackages page
+        return {
+            "djangopackages": None,
+            "repo": f"https://github.com/{repo}" if repo else values.get("pypi.repository"),
+            "pypi": f"https://pypi.org/project/{project_of(slug)}/",
+        }
+    return {
+        "djangopackages": f"{base_url}/packages/p/{slug}/",
+        "repo": f"https://github.com/{repo}" if repo else values.get("repo_url"),
+        "pypi": values.get("pypi_url"),
+    }

@@ -328,3 +328,17 @@ def test_name_usage_errors(monitor: Monitor, args: list[str], message: str) -> N
     result = monitor.run("watch", *args)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_the_digest_shows_pins_and_pypi_watches(world: Monitor) -> None:
+    assert world.run("watch", "django-otp==1.6.0", "pypi:requests").exit_code == 0
+    world.clock.advance(hours=1)
+    text = world.run("digest").stdout
+    assert "1.7.0 (you run 1.6.0)" in text  # a quiet week: the one-line table
+    assert "requests (pypi:requests)  1.0.0 " in text
+    html_path = world.tmp_path / "digest.html"
+    assert world.run("digest", "--html", str(html_path)).exit_code == 0
+    html = html_path.read_text()
+    assert "(you run 1.6.0)" in html
+    assert 'href="https://pypi.org/project/requests/"' in html
+    assert "/packages/p/pypi:requests/" not in html
