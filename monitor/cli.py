@@ -11,8 +11,8 @@ import json
 import random
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -493,11 +493,7 @@ async def _import_file(
 ) -> Any:
     from monitor.watchfile import import_file
 
-    bar = None
-    if not quiet and sys.stderr.isatty() and len(deps.wanted) > 1:
-        bar = click.progressbar(length=len(deps.wanted), label="resolving", file=sys.stderr)
-        bar.__enter__()
-    try:
+    with _progress("resolving", len(deps.wanted), shown=not quiet) as step:
         async with _sources(runtime) as sources:
             imported = await import_file(
                 store,
@@ -511,11 +507,8 @@ async def _import_file(
                 interval=interval,
                 now=runtime.clock(),
                 rng=runtime.rng,
-                on_progress=(lambda _done, _total: bar.update(1)) if bar else None,
+                on_progress=(lambda _done, _total: step()) if step else None,
             )
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
     console = sys.stderr if quiet else sys.stdout
     imported.undelivered = await _deliver(runtime, store, imported.report, console=console)
     return imported
@@ -746,12 +739,7 @@ async def _check(
 ) -> tuple[CycleReport, list[str]]:
     from monitor.cycle import poll_and_record
 
-    show_bar = not quiet and sys.stderr.isatty() and len(slugs) > 1
-    bar = None
-    if show_bar:
-        bar = click.progressbar(length=len(slugs), label="checking", file=sys.stderr)
-        bar.__enter__()
-    try:
+    with _progress("checking", len(slugs), shown=not quiet) as step:
         async with _sources(runtime) as sources:
             report = await poll_and_record(
                 store,
@@ -761,13 +749,21 @@ async def _check(
                 slugs,
                 now=runtime.clock(),
                 rng=runtime.rng,
-                on_result=(lambda _r: bar.update(1)) if bar else None,
+                on_result=(lambda _r: step()) if step else None,
             )
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
     undelivered = await _deliver(runtime, store, report, console=console)
     return report, undelivered
+
+
+@contextmanager
+def _progress(label: str, length: int, *, shown: bool) -> Iterator[Callable[[], None] | None]:
+    """A progress bar on stderr when it is a terminal (and ``shown``, and there is more than
+    one step): yields the function to call after each step, else None."""
+    if not (shown and sys.stderr.isatty() and length > 1):
+        yield None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield lambda: bar.update(1)
 
 
 async def _deliver(

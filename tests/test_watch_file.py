@@ -91,6 +91,23 @@ def _copy(tmp_path: Path, *names: str) -> Path:
     return tmp_path / names[0]
 
 
+def _alerts_to(monitor: Monitor, hook: FakeWebhookReceiver) -> None:
+    """Every source on, alerts sent to the signed webhook receiver ``hook``."""
+    monitor.env.update({"WEBHOOK_SECRET": SECRET})
+    monitor.configure(
+        f"""
+        [defaults]
+        notify = ["hook"]
+
+        [notifiers.hook]
+        type = "webhook"
+        url = "{hook.hook_url}"
+        secret = "${{WEBHOOK_SECRET}}"
+        """,
+        sources=ALL,
+    )
+
+
 def _rows(monitor: Monitor, *args: str) -> list[dict[str, Any]]:
     result = monitor.run("watch", "-r", *args, "--json")
     assert result.exit_code == 0, result.output
@@ -233,19 +250,7 @@ def test_a_yanked_or_vulnerable_pin_fires_and_upgrading_it_resolves(world: Monit
 def test_the_pin_is_in_list_and_the_vulnerability_message(
     world: Monitor, hook: FakeWebhookReceiver
 ) -> None:
-    world.env.update({"WEBHOOK_SECRET": SECRET})
-    world.configure(
-        f"""
-        [defaults]
-        notify = ["hook"]
-
-        [notifiers.hook]
-        type = "webhook"
-        url = "{hook.hook_url}"
-        secret = "${{WEBHOOK_SECRET}}"
-        """,
-        sources=ALL,
-    )
+    _alerts_to(world, hook)
     world.upstream.world.osv.add_vuln("PYSEC-2026-2", "django-otp", ["1.5.0"], "1.6.0", "Bad")
     assert world.run("watch", "django-otp==1.5.0").exit_code == 0
     (item,) = world.json("list")
@@ -269,19 +274,7 @@ def test_a_name_not_on_djangopackages_hints_its_pypi_watch(world: Monitor) -> No
 
 
 def test_a_pypi_watch_links_to_pypi_and_github(world: Monitor, hook: FakeWebhookReceiver) -> None:
-    world.env.update({"WEBHOOK_SECRET": SECRET})
-    world.configure(
-        f"""
-        [defaults]
-        notify = ["hook"]
-
-        [notifiers.hook]
-        type = "webhook"
-        url = "{hook.hook_url}"
-        secret = "${{WEBHOOK_SECRET}}"
-        """,
-        sources=ALL,
-    )
+    _alerts_to(world, hook)
     result = world.run("watch", "pypi:Requests")
     assert result.exit_code == 0, result.output
     assert "watching pypi:requests (1.0.0 on PyPI; asked for pypi:Requests)" in result.stdout
