@@ -30,7 +30,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -289,12 +289,20 @@ class CycleRecorder:
             out[slug] = self._key_values(watch, result, stored)
         return out
 
-    def due(self, source: Any, known: Mapping[str, dict[str, Any]]) -> list[Due]:
+    def due(
+        self,
+        source: Any,
+        known: Mapping[str, dict[str, Any]],
+        polled: Container[tuple[str, str]] = (),
+    ) -> list[Due]:
         """The watches ``source`` applies to, given what is known of each
-        (:meth:`known_values`), with the source's stored state."""
+        (:meth:`known_values`), with the source's stored state; none it ``polled``
+        already this cycle ((source, watch) pairs)."""
         due = []
         watches = self._watches or {}
         for slug, values in known.items():
+            if (source.name, slug) in polled:
+                continue
             key = source.key(slug, values)
             if key is None:
                 continue
@@ -1342,7 +1350,7 @@ async def poll_parts(
         # repository is the one PyPI names).
         work = []
         for source in stage:
-            due = [d for d in recorder.due(source, known) if (source.name, d.watch) not in polled]
+            due = recorder.due(source, known, polled)
             if due:
                 work.append((source, due))
         answers = await asyncio.gather(*(source.poll(due) for source, due in work))
