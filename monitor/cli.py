@@ -24,7 +24,6 @@ from monitor import __version__
 from monitor.diff import describe_change
 from monitor.durations import parse_duration
 from monitor.errors import MonitorError, NotWatchedError, PackageNotFound, UsageError
-from monitor.sources import SOURCES
 from monitor.text import json_safe, one_line, printable
 
 if TYPE_CHECKING:
@@ -315,7 +314,7 @@ async def _watch_new(
     that are not); update the options of the ``existing`` ones (and of the grid's watched
     members) in the same transaction, so a failure changes nothing."""
     from monitor.cycle import CycleRecorder, poll_parts, without_record
-    from monitor.names import Asked, is_pypi_watch
+    from monitor.names import Asked, is_pypi_watch, project_of
 
     config = runtime.config()
     async with _sources(runtime) as sources:
@@ -361,7 +360,7 @@ async def _watch_new(
             store.upsert_watch(
                 result.slug,
                 package_id=result.package_id,
-                title=result.snapshot.title if result.snapshot else project_title(result.slug),
+                title=result.snapshot.title if result.snapshot else project_of(result.slug),
                 notify=notify,
                 interval=interval,
                 now=now,
@@ -376,13 +375,6 @@ async def _watch_new(
         echo(f"watching {result.slug} ({line}){kept[result.slug]}")
     await _deliver(runtime, store, report, console=sys.stdout)
     return report
-
-
-def project_title(name: str) -> str:
-    """A pypi:NAME watch's title: its project name."""
-    from monitor.names import project_of
-
-    return project_of(name)
 
 
 def _watched_line(result: Any, asked: Asked) -> str:
@@ -423,7 +415,7 @@ async def _find_slugs(source: Any, pypi: Any, asked: list[Asked]) -> list[tuple[
     knows a project of that name (never watched silently: a typo must not land on a
     look-alike)."""
     from monitor.errors import SourceError
-    from monitor.names import pypi_watch, slug_fallback
+    from monitor.names import project_of, pypi_watch, slug_fallback
 
     results = await asyncio.gather(*(source.fetch(a.name) for a in asked), return_exceptions=True)
     found: list[tuple[Asked, Any]] = []
@@ -449,10 +441,11 @@ async def _find_slugs(source: Any, pypi: Any, asked: list[Asked]) -> list[tuple[
             raise SourceError(source.everything_404())
         name = missing[0].name
         hint = None
-        if pypi is not None and await pypi.exists(pypi_watch(name).removeprefix("pypi:")):
+        watch = pypi_watch(name)
+        if pypi is not None and await pypi.exists(project_of(watch)):
             hint = (
-                f"PyPI has a project {pypi_watch(name).removeprefix('pypi:')!r}: to watch it"
-                f" through PyPI alone, run: monitor watch {pypi_watch(name)}"
+                f"PyPI has a project {project_of(watch)!r}: to watch it"
+                f" through PyPI alone, run: monitor watch {watch}"
             )
         suggestions = await source.search(name)
         raise PackageNotFound(name, [s for s in suggestions if s != name][:5], hint=hint)
@@ -554,6 +547,7 @@ def _update_options(
 ) -> list[str]:
     """Set the options given on these watched packages (a pin given replaces the pin); a
     line for each saying what changed, or that nothing did."""
+    from monitor.report import option_change
     from monitor.store import KEEP
 
     lines = []
@@ -561,7 +555,7 @@ def _update_options(
         pinned = one.pinned if one.pinned is not None else KEEP
         changed = store.set_watch_options(one.name, notify=notify, interval=interval, pinned=pinned)
         if changed:
-            what = ", ".join(_option_change(name, *values) for name, values in changed.items())
+            what = ", ".join(option_change(name, *values) for name, values in changed.items())
             lines.append(f"updated {one.name}: {what}")
         elif notify is None and interval is None and one.pinned is None:
             lines.append(
@@ -571,15 +565,6 @@ def _update_options(
         else:
             lines.append(f"{one.name}: already watched with these options, nothing changed")
     return lines
-
-
-def _option_change(name: str, old: Any, new: Any) -> str:
-    def shown(value: Any) -> str:
-        if isinstance(value, list):
-            value = ",".join(value)
-        return value or ("none" if name == "pinned" else "the default")
-
-    return f"{name} {shown(new)} (was {shown(old)})"
 
 
 def _kept_options(store: Store, slug: str, notify: list[str] | None, interval: str | None) -> str:
@@ -627,6 +612,7 @@ def unwatch(ctx: click.Context, slugs: tuple[str, ...]) -> None:
 def list_(ctx: click.Context, as_json: bool) -> None:
     """List watched packages with version, stars, forks, the last check and mutes."""
     from monitor.report import list_mutes, muted_rules
+    from monitor.sources import SOURCES
 
     runtime = _runtime(ctx)
     store = runtime.store()

@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from monitor.errors import UsageError
 
 PYPI_PREFIX = "pypi:"
 _PLAIN_SLUG = re.compile(r"[A-Za-z0-9_-]{1,200}")
-_PROJECT = re.compile(r"[A-Z0-9](?:[A-Z0-9._-]{0,198}[A-Z0-9])?", re.IGNORECASE)
+# PEP 508 project names; a URL segment that is not one names no project.
+PROJECT_NAME = re.compile(r"[A-Z0-9](?:[A-Z0-9._-]{0,198}[A-Z0-9])?", re.IGNORECASE)
 
 
 def is_pypi_watch(name: str) -> bool:
@@ -60,10 +60,12 @@ def parse_asked(text: str) -> Asked:
     typed = text.strip()
     prefix = PYPI_PREFIX if typed.lower().startswith(PYPI_PREFIX) else ""
     rest = typed[len(prefix) :]
-    if prefix and not _PROJECT.fullmatch(rest.split("==")[0].strip()):
+    if prefix and not PROJECT_NAME.fullmatch(rest.split("==")[0].strip()):
         raise UsageError(f"{typed!r}: not a PyPI project name")
     name, pinned = rest, None
     if any(c in rest for c in "=<>!~;[@ "):
+        from packaging.requirements import InvalidRequirement, Requirement
+
         try:
             requirement = Requirement(rest)
         except InvalidRequirement as exc:
@@ -78,7 +80,7 @@ def parse_asked(text: str) -> Asked:
             raise UsageError(f"{typed!r}: give NAME or NAME==VERSION only")
         name, pinned = requirement.name, specs[0].version
     if prefix:
-        if not _PROJECT.fullmatch(name):
+        if not PROJECT_NAME.fullmatch(name):
             raise UsageError(f"{typed!r}: not a PyPI project name")
         return Asked(pypi_watch(name), pinned, typed)
     if not _PLAIN_SLUG.fullmatch(name):

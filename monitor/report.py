@@ -169,3 +169,14 @@ def status_report(
         "deliveries": {"pending": outbox.get("pending", 0), "failed": outbox.get("failed", 0)},
         "mutes": list_mutes(store, now=now),
     }
+
+
+def option_change(name: str, old: Any, new: Any) -> str:
+    """A watch option's change for people: ``interval 1h (was the default)``."""
+
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            value = ",".join(value)
+        return value or ("none" if name == "pinned" else "the default")
+
+    return f"{name} {shown(new)} (was {shown(old)})"

@@ -43,10 +43,11 @@ from typing import Any, Generic, TypeGuard, TypeVar
 from packaging.utils import canonicalize_name
 
 from monitor.errors import InvalidRecord, PackageNotFound, SourceError
+from monitor.names import pypi_watch
 from monitor.sources import PollResult
 from monitor.sources.djangopackages import DjangoPackagesSource
 from monitor.sources.http import poll_each
-from monitor.sources.pypi import WATCH_PREFIX, PyPISource, project_name
+from monitor.sources.pypi import PyPISource, project_name
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class _Resolver:
         if on_pypi is None:
             return Resolved(name, None, None, "nowhere", PYPI_OFF)
         if await on_pypi:
-            return Resolved(name, f"{WATCH_PREFIX}{name}", None, "pypi")
+            return Resolved(name, pypi_watch(name), None, "pypi")
         return Resolved(name, None, None, "nowhere")
 
     async def _search(self, name: str) -> Resolved | None:

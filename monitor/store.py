@@ -555,6 +555,13 @@ class Store:
             self.update("watches", row["id"], values)
         return changed
 
+    def pin_and_origin(self, slug: str) -> tuple[str | None, str | None]:
+        """An active watch's pinned version and dependency file (None, None if neither)."""
+        row = self.conn.execute(
+            "SELECT pinned, origin FROM watches WHERE slug = ? AND active = 1", (slug,)
+        ).fetchone()
+        return (row["pinned"], row["origin"]) if row else (None, None)
+
     def watches_from(self, origin: str) -> dict[str, str | None]:
         """The active watches that came from the dependency file ``origin``: name -> pin."""
         rows = self.conn.execute(

@@ -23,6 +23,7 @@ from typing import Any
 
 from monitor.deps import DependencyFile
 from monitor.names import is_pypi_watch, project_of, pypi_watch
+from monitor.report import option_change
 from monitor.store import KEEP, Store
 
 ADDED, UPDATED, UNCHANGED, SKIPPED, REMOVED, LEFT = (
@@ -202,31 +203,21 @@ def _update(
     interval: str | None,
 ) -> Row:
     """Bring a watched package up to date with its requirement (see the module's pins)."""
-    current = store.conn.execute(
-        "SELECT pinned, origin FROM watches WHERE slug = ? AND active = 1", (target,)
-    ).fetchone()
-    ours = current["origin"] == origin
+    current_pin, current_origin = store.pin_and_origin(target)
+    ours = current_origin == origin
     pinned = wanted.pinned if wanted.pinned is not None else (None if ours else KEEP)
     changed = store.set_watch_options(
         target,
         notify=notify,
         interval=interval,
         pinned=pinned,
-        origin=origin if current["origin"] is None else KEEP,
+        origin=origin if current_origin is None else KEEP,
     )
-    now_pinned = pinned if isinstance(pinned, str) or pinned is None else current["pinned"]
+    now_pinned = pinned if isinstance(pinned, str) or pinned is None else current_pin
     if not changed:
         return Row(wanted.requirement, wanted.where, target, now_pinned, UNCHANGED)
-    what = ", ".join(
-        f"{name} {_shown(new)} (was {_shown(old)})" for name, (old, new) in changed.items()
-    )
+    what = ", ".join(option_change(name, *values) for name, values in changed.items())
     return Row(wanted.requirement, wanted.where, target, now_pinned, UPDATED, what)
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, list):
-        return ",".join(value) or "none"
-    return str(value) if value else "none"
 
 
 def _watched_projects(store: Store, watches: dict[str, Any]) -> dict[str, str]:

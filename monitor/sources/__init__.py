@@ -23,9 +23,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from monitor.snapshot import Snapshot
+if TYPE_CHECKING:
+    from monitor.snapshot import Snapshot
 
 
 class PollStatus(StrEnum):

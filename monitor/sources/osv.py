@@ -37,6 +37,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from monitor.errors import InvalidRecord, SourceError
+from monitor.names import is_pypi_watch, project_of
 from monitor.snapshot import check_datetime
 from monitor.sources import Context, Due, FieldKind, Part, PartStatus
 from monitor.sources.http import MAX_BODY, JsonClient, Sleep
@@ -331,8 +332,8 @@ class OSVSource:
         and the version in use (``pinned``, else ``pypi.version``, else ``pypi_version``);
         None when either is unknown."""
         name = (
-            _project(watch[len("pypi:") :])
-            if watch.startswith("pypi:")
+            _project(project_of(watch))
+            if is_pypi_watch(watch)
             else project_name(values.get("pypi_url"))
         )
         version = version_in_use(values)

@@ -36,7 +36,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from monitor.errors import InvalidRecord
-from monitor.names import PYPI_PREFIX
+from monitor.names import PROJECT_NAME, is_pypi_watch, project_of
 from monitor.snapshot import check_datetime, check_text, check_texts
 from monitor.snapshot import kind_of as _kind
 from monitor.sources import Context, Due, FieldKind, Part, PartStatus
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://pypi.org"
 SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json"
-WATCH_PREFIX = PYPI_PREFIX
 LICENSE_MAX = 100  # a longer ``info.license`` is the license's text, not its name
 
 FIELDS: dict[str, FieldKind] = {
@@ -65,8 +64,6 @@ STATUS_FIELD = "pypi.status"  # from the Simple API; the others from the JSON AP
 JSON_FIELDS = tuple(name for name in FIELDS if name != STATUS_FIELD)
 ACTIVE = "active"
 
-# PEP 508 project names; a URL segment that is not one names no project.
-_PROJECT_NAME = re.compile(r"[A-Z0-9](?:[A-Z0-9._-]{0,198}[A-Z0-9])?", re.IGNORECASE)
 _DJANGO = re.compile(r"Framework :: Django :: (\d{1,6})\.(\d{1,6})")
 _PYTHON3 = re.compile(r"Programming Language :: Python :: 3\.(\d{1,6})")
 _PROJECT_SEGMENTS = frozenset({"project", "pypi", "simple"})  # .../project/NAME/[VERSION/]
@@ -110,7 +107,7 @@ def project_name(url: Any) -> str | None:
 
 
 def _normalised(name: str) -> str | None:
-    return canonicalize_name(name) if _PROJECT_NAME.fullmatch(name) else None
+    return canonicalize_name(name) if PROJECT_NAME.fullmatch(name) else None
 
 
 def pack_etags(json_etag: str | None, simple_etag: str | None) -> str | None:
@@ -177,8 +174,8 @@ class PyPISource:
     def key(self, watch: str, values: Mapping[str, Any]) -> str | None:
         """The project name: ``NAME`` of a ``pypi:NAME`` watch, else the project named by the
         record's ``pypi_url`` (normalised both ways); None when there is none."""
-        if watch.startswith(WATCH_PREFIX):
-            return _normalised(watch[len(WATCH_PREFIX) :])
+        if is_pypi_watch(watch):
+            return _normalised(project_of(watch))
         return project_name(values.get("pypi_url"))
 
     def json_url(self, project: str) -> str:
