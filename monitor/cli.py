@@ -13,7 +13,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -27,12 +27,12 @@ from monitor.errors import MonitorError, NotWatchedError, PackageNotFound, Usage
 from monitor.text import json_safe, one_line, printable
 
 if TYPE_CHECKING:
+    from monitor.app import App
     from monitor.config import Config
     from monitor.cycle import CycleReport
-    from monitor.names import Asked
     from monitor.store import Store
 
-CHECK_DELIVERY_BUDGET = 30.0  # seconds `check` keeps retrying its deliveries
+BUILTIN_MUTABLE = ("package-not-found", "poll-failing")
 
 
 def utcnow() -> datetime:
@@ -81,6 +81,20 @@ class Runtime:
     def rule_ids(self) -> list[str]:
         """The ids of the rules in force (what alerts and the digest show alerts of)."""
         return [rule.id for rule in self.rules()]
+
+    def app(self, console: Any = None) -> App:
+        """The application layer over this command's store (:mod:`monitor.app`)."""
+        from monitor.app import App
+
+        return App(
+            self.config(),
+            self.store(),
+            rules=self.rules,
+            clock=self.clock,
+            sleep=self.sleep,
+            rng=self.rng,
+            console=console,
+        )
 
     def rules(self) -> list[Any]:
         """The loaded rules; a bad rule file raises RulesError (exit 2) before any work."""
@@ -263,8 +277,6 @@ def watch(
     pypi:NAME, skips and lists what is found nowhere, remembers the file, and prints what
     happened to each requirement; run again, it updates pins and adds new names.
     """
-    from monitor.names import parse_asked
-
     runtime = _runtime(ctx)
     if sum(map(bool, (names, grid, requirements))) != 1:
         raise UsageError("give package names, --grid GRID or -r FILE (one of them)")
@@ -279,177 +291,14 @@ def watch(
     if requirements:
         _watch_file(runtime, Path(requirements), prune, as_json, given, interval)
         return
-    store = runtime.store()
-    asked: dict[str, Asked] = {}
-    for text in names:
-        one = parse_asked(text)
-        if pin is not None:
-            if one.pinned not in (None, pin):
-                raise UsageError(f"{text!r} and --pin {pin} name two versions")
-            one = replace(one, pinned=pin)
-        asked.setdefault(one.name, one)
-    existing = [a for a in asked.values() if store.watch(a.name)]
-    fresh = [a for a in asked.values() if a not in existing]
-    if not fresh and not grid:
-        with store.transaction():
-            lines = _update_options(store, existing, given, interval)
-        for line in lines:
-            echo(line)
-        return
-    report = asyncio.run(_watch_new(runtime, store, fresh, grid, existing, given, interval))
-    if report.transitions:
-        echo(f"{len(report.transitions)} alert(s) raised (see: monitor alerts)")
-
-
-async def _watch_new(
-    runtime: Runtime,
-    store: Store,
-    asked: list[Asked],
-    grid: str | None,
-    existing: list[Asked],
-    notify: list[str] | None,
-    interval: str | None,
-) -> CycleReport:
-    """Fetch and baseline the packages not watched yet (``asked``, or the grid's members
-    that are not); update the options of the ``existing`` ones (and of the grid's watched
-    members) in the same transaction, so a failure changes nothing."""
-    from monitor.cycle import CycleRecorder, poll_parts, without_record
-    from monitor.names import Asked, is_pypi_watch, project_of
-
-    config = runtime.config()
-    async with _sources(runtime) as sources:
-        source = sources.djangopackages
-        pypi = next((s for s in sources.others if s.name == "pypi"), None)
-        if grid:
-            keys = await source.grid_keys(grid)
-            watched = _watched_members(store, keys)
-            existing = [*existing, *(Asked(slug, None, slug) for slug in watched.values())]
-            fetched = await source.grid_members(grid, [k for k in keys if k not in watched])
-            asked = [Asked(result.slug, None, result.slug) for result in fetched]
-        else:
-            listed = [a for a in asked if not is_pypi_watch(a.name)]
-            on_pypi = [a for a in asked if is_pypi_watch(a.name)]
-            if on_pypi and pypi is None:
-                raise UsageError(
-                    f"{on_pypi[0].name} is watched through PyPI, which is turned off"
-                    " ([sources.pypi] enabled = false)"
-                )
-            found = await _find_slugs(source, pypi, listed)
-            asked = [a for a, _ in found] + on_pypi
-            fetched = [r for _, r in found] + [without_record(a.name) for a in on_pypi]
-        rules = runtime.rules()
-        recorder = CycleRecorder(store, config, rules, now=runtime.clock(), rng=runtime.rng)
-        recorder.pins = {a.name: a.pinned for a in asked}
-        fetched = await poll_parts(recorder, fetched, sources.others)
-        for result in fetched:
-            if is_pypi_watch(result.slug):
-                _require_on_pypi(result)
-    now = runtime.clock()
-    by_name = {a.name: a for a in (*asked, *existing)}
-    kept: dict[str, str] = {}
-    recorder.render_baselines(fetched)  # user templates run before the write lock is taken
-    with store.transaction():
-        # A member whose id was not known to its watch is still watched under its slug;
-        # a name found under its other spelling may be watched already.
-        already = store.watches([result.slug for result in fetched])
-        fetched = [result for result in fetched if result.slug not in already]
-        updates = list(dict.fromkeys([*(a.name for a in existing), *already]))
-        lines = _update_options(store, [by_name[n] for n in updates], notify, interval)
-        for result in fetched:
-            one = by_name[result.slug]
-            store.upsert_watch(
-                result.slug,
-                package_id=result.package_id,
-                title=result.snapshot.title if result.snapshot else project_of(result.slug),
-                notify=notify,
-                interval=interval,
-                now=now,
-                pinned=one.pinned,
-            )
-            kept[result.slug] = _kept_options(store, result.slug, notify, interval)
-        report = recorder.record(fetched, baseline=True)
-    for line in lines:
+    app = runtime.app(console=sys.stdout)
+    outcome = asyncio.run(
+        app.watch(list(names), grid=grid, pin=pin, notify=given, interval=interval)
+    )
+    for line in outcome.lines:
         echo(line)
-    for result in fetched:
-        line = _watched_line(result, by_name[result.slug])
-        echo(f"watching {result.slug} ({line}){kept[result.slug]}")
-    await _deliver(runtime, store, report, console=sys.stdout)
-    return report
-
-
-def _watched_line(result: Any, asked: Asked) -> str:
-    """What ``watch`` says of a new watch: version, stars, pin, the name typed."""
-    if result.snapshot is not None:
-        snapshot = result.snapshot
-        stars = snapshot.repo_watchers if snapshot.repo_watchers is not None else "?"
-        what = f"{snapshot.pypi_version or 'no release'}, {stars} stars"
-    else:
-        part = result.parts.get("pypi")
-        version = (part.values or {}).get("pypi.version") if part else None
-        what = f"{version or 'no release'} on PyPI"
-    if asked.pinned:
-        what += f"; you run {asked.pinned}"
-    typed = asked.typed.split("==")[0].strip()
-    if typed != result.slug:
-        what += f"; asked for {typed}"
-    return what
-
-
-def _require_on_pypi(result: Any) -> None:
-    """A pypi:NAME watch needs PyPI to know the project (404: unknown; failed: say why)."""
-    from monitor.errors import SourceError
-    from monitor.names import project_of
-    from monitor.sources import PartStatus
-
-    part = result.parts.get("pypi")
-    if part is None or part.status is PartStatus.NOT_FOUND:
-        raise PackageNotFound(project_of(result.slug), where="PyPI")
-    if part.status is PartStatus.FAILED:
-        raise SourceError(part.error or f"{result.slug}: PyPI failed")
-
-
-async def _find_slugs(source: Any, pypi: Any, asked: list[Asked]) -> list[tuple[Asked, Any]]:
-    """Each asked slug's record, the slug tried lower-cased with ``_`` as ``-`` when not
-    found as typed (then the watch takes the name found). Raises :class:`PackageNotFound`
-    for the first found nowhere, with suggestions, and the pypi:NAME to use when PyPI
-    knows a project of that name (never watched silently: a typo must not land on a
-    look-alike)."""
-    from monitor.errors import SourceError
-    from monitor.names import project_of, pypi_watch, slug_fallback
-
-    results = await asyncio.gather(*(source.fetch(a.name) for a in asked), return_exceptions=True)
-    found: list[tuple[Asked, Any]] = []
-    missing: list[Asked] = []
-    for one, result in zip(asked, results, strict=True):
-        other = slug_fallback(one.name) if isinstance(result, PackageNotFound) else None
-        if other is not None:
-            try:
-                result = await source.fetch(other)
-            except PackageNotFound as exc:
-                result = exc
-            else:
-                one = replace(one, name=result.slug)
-        if isinstance(result, PackageNotFound):
-            missing.append(one)
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            found.append((one, result))
-    if missing:
-        if not await source.lists_answer():
-            # the packages' URLs and the list's alike: the URL is wrong, not the names
-            raise SourceError(source.everything_404())
-        name = missing[0].name
-        hint = None
-        watch = pypi_watch(name)
-        if pypi is not None and await pypi.exists(project_of(watch)):
-            hint = (
-                f"PyPI has a project {project_of(watch)!r}: to watch it"
-                f" through PyPI alone, run: monitor watch {watch}"
-            )
-        suggestions = await source.search(name)
-        raise PackageNotFound(name, [s for s in suggestions if s != name][:5], hint=hint)
-    return found
+    if outcome.transitions:
+        echo(f"{outcome.transitions} alert(s) raised (see: monitor alerts)")
 
 
 def _watch_file(
@@ -487,7 +336,7 @@ async def _import_file(
     from monitor.watchfile import import_file
 
     with _progress("resolving", len(deps.wanted), shown=not quiet) as step:
-        async with _sources(runtime) as sources:
+        async with runtime.app().sources() as sources:
             imported = await import_file(
                 store,
                 runtime.config(),
@@ -502,8 +351,9 @@ async def _import_file(
                 rng=runtime.rng,
                 on_progress=(lambda _done, _total: step()) if step else None,
             )
-    console = sys.stderr if quiet else sys.stdout
-    imported.undelivered = await _deliver(runtime, store, imported.report, console=console)
+    if imported.report is not None:
+        app = runtime.app(console=sys.stderr if quiet else sys.stdout)
+        imported.undelivered = await app.deliver(imported.report.groups)
     return imported
 
 
@@ -534,51 +384,6 @@ def _print_import(deps: Any, imported: Any) -> None:
         echo(f"{len(imported.report.transitions)} alert(s) raised (see: monitor alerts)")
 
 
-def _watched_members(store: Store, keys: list[str]) -> dict[str, str]:
-    """Grid member key -> the watched package's slug, for the keys (ids, or slugs) that
-    name a watched package."""
-    watches = store.watches(store.watched_slugs())
-    by_id = {str(w.package_id): w.slug for w in watches.values() if w.package_id is not None}
-    return {key: by_id.get(key, key) for key in keys if key in by_id or key in watches}
-
-
-def _update_options(
-    store: Store, asked: list[Asked], notify: list[str] | None, interval: str | None
-) -> list[str]:
-    """Set the options given on these watched packages (a pin given replaces the pin); a
-    line for each saying what changed, or that nothing did."""
-    from monitor.report import option_change
-    from monitor.store import KEEP
-
-    lines = []
-    for one in asked:
-        pinned = one.pinned if one.pinned is not None else KEEP
-        changed = store.set_watch_options(one.name, notify=notify, interval=interval, pinned=pinned)
-        if changed:
-            what = ", ".join(option_change(name, *values) for name, values in changed.items())
-            lines.append(f"updated {one.name}: {what}")
-        elif notify is None and interval is None and one.pinned is None:
-            lines.append(
-                f"{one.name}: already watched, nothing changed"
-                " (--notify, --interval and NAME==VERSION change its options)"
-            )
-        else:
-            lines.append(f"{one.name}: already watched with these options, nothing changed")
-    return lines
-
-
-def _kept_options(store: Store, slug: str, notify: list[str] | None, interval: str | None) -> str:
-    """What a package watched again after unwatch keeps of its earlier options, for the
-    line that reports it ("" when nothing)."""
-    watch = store.watch(slug)
-    if watch is None:
-        return ""
-    kept = [f"--notify {channel}" for channel in watch.notify if notify is None]
-    if interval is None and watch.interval is not None:
-        kept.append(f"--interval {watch.interval}")
-    return f"; it keeps its earlier {' '.join(kept)}" if kept else ""
-
-
 @asynccontextmanager
 async def _sources(runtime: Runtime) -> AsyncIterator[Any]:
     """Every enabled source on one aiohttp session for the whole command."""
@@ -595,15 +400,8 @@ async def _sources(runtime: Runtime) -> AsyncIterator[Any]:
 @click.pass_context
 def unwatch(ctx: click.Context, slugs: tuple[str, ...]) -> None:
     """Stop watching packages (their history is kept)."""
-    store = _runtime(ctx).store()
-    with store.transaction():
-        missing = [s for s in slugs if store.watch(s) is None]
-        if missing:
-            raise NotWatchedError(f"not watched: {', '.join(missing)}")
-        for slug in slugs:
-            store.unwatch(slug)
-    for slug in slugs:
-        echo(f"unwatched {slug}")
+    for name in _runtime(ctx).app().unwatch(slugs):
+        echo(f"unwatched {name}")
 
 
 @cli.command("list")
@@ -611,64 +409,25 @@ def unwatch(ctx: click.Context, slugs: tuple[str, ...]) -> None:
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
     """List watched packages with version, stars, forks, the last check and mutes."""
-    from monitor.report import list_mutes, muted_rules
-    from monitor.sources import SOURCES
-
     runtime = _runtime(ctx)
-    store = runtime.store()
-    rows = store.query(
-        "SELECT w.*, p.data FROM watches w LEFT JOIN parts p ON p.watch_id = w.id"
-        " AND p.source = 'djangopackages' WHERE w.active = 1 ORDER BY w.slug"
-    )
-    mutes = muted_rules(list_mutes(store, now=runtime.clock()))
-    keys = store.part_keys([row["id"] for row in rows])
-    firing = store.firing_counts()
-    items = []
-    for row in rows:
-        data = json.loads(row["data"]) if row["data"] else {}
-        muted = mutes.get(row["slug"], [])
-        sources = keys.get(row["id"], {})
-        items.append(
-            {
-                "slug": row["slug"],
-                "title": data.get("title", row["title"]),
-                "pypi_version": data.get("pypi_version"),
-                "repo_watchers": data.get("repo_watchers"),
-                "repo_forks": data.get("repo_forks"),
-                "last_checked": row["last_checked_at"],
-                "last_status": row["last_status"],
-                "notify": json.loads(row["notify"] or "[]"),
-                "interval": row["interval"],
-                "pinned": row["pinned"],
-                "sources": {name: sources.get(name) for name in SOURCES},
-                "origin": row["origin"],
-                "firing": firing.get(row["id"], {"critical": 0, "warning": 0, "info": 0}),
-                "muted": muted is None,  # every rule of the package
-                "muted_rules": muted or [],  # or only these
-            }
-        )
+    items = runtime.app().watches()
     if as_json:
-        _print_json(items)
+        _print_json([item.to_json_dict() for item in items])
         return
     if not items:
         echo(f"no packages watched in {runtime.where()}; add one with: monitor watch SLUG")
         return
-    latest = store.latest_parts(["pypi"])  # PyPI's version where djangopackages has none
     header = ("package", "version", "pinned", "stars", "forks", "last checked", "status", "muted")
     table = [header] + [
         (
-            i["slug"],
-            str(
-                i["pypi_version"]
-                or latest.get(i["slug"], {}).get("pypi", {}).get("pypi.version")
-                or "-"
-            ),
-            i["pinned"] or "-",
-            _num(i["repo_watchers"]),
-            _num(i["repo_forks"]),
-            i["last_checked"] or "-",
-            i["last_status"] or "-",
-            "all" if i["muted"] else ",".join(i["muted_rules"]) or "-",
+            i.slug,
+            i.latest or "-",
+            i.pinned or "-",
+            _num(i.repo_watchers),
+            _num(i.repo_forks),
+            i.last_checked or "-",
+            i.last_status or "-",
+            "all" if i.muted else ",".join(i.muted_rules) or "-",
         )
         for i in items
     ]
@@ -701,15 +460,15 @@ def check(ctx: click.Context, slugs: tuple[str, ...], as_json: bool) -> None:
     """
     runtime = _runtime(ctx)
     runtime.rules()
-    store = runtime.store()
-    watched = store.watched_slugs()
-    if slugs:
-        missing = [s for s in slugs if s not in set(watched)]
-        if missing:
-            raise UsageError(f"not watched: {', '.join(missing)} (see: monitor list)")
-        watched = list(dict.fromkeys(slugs))
-    console = sys.stderr if as_json else sys.stdout
-    report, undelivered = asyncio.run(_check(runtime, store, watched, console, as_json))
+    count = len(set(slugs)) or runtime.store().watch_count()
+    app = runtime.app(console=sys.stderr if as_json else sys.stdout)
+
+    async def check_now() -> Any:
+        with _progress("checking", count, shown=not as_json) as step:
+            return await app.check(slugs, on_result=(lambda _r: step()) if step else None)
+
+    outcome = asyncio.run(check_now())
+    report, undelivered = outcome.report, outcome.undelivered
     if as_json:
         data = report.to_json_dict()
         data["undelivered"] = undelivered
@@ -718,27 +477,6 @@ def check(ctx: click.Context, slugs: tuple[str, ...], as_json: bool) -> None:
         _print_summary(report, undelivered)
     if report.failed or undelivered:
         sys.exit(1)
-
-
-async def _check(
-    runtime: Runtime, store: Store, slugs: list[str], console: Any, quiet: bool
-) -> tuple[CycleReport, list[str]]:
-    from monitor.cycle import poll_and_record
-
-    with _progress("checking", len(slugs), shown=not quiet) as step:
-        async with _sources(runtime) as sources:
-            report = await poll_and_record(
-                store,
-                runtime.config(),
-                runtime.rules(),
-                sources,
-                slugs,
-                now=runtime.clock(),
-                rng=runtime.rng,
-                on_result=(lambda _r: step()) if step else None,
-            )
-    undelivered = await _deliver(runtime, store, report, console=console)
-    return report, undelivered
 
 
 @contextmanager
@@ -750,45 +488,6 @@ def _progress(label: str, length: int, *, shown: bool) -> Iterator[Callable[[], 
         return
     with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
         yield lambda: bar.update(1)
-
-
-async def _deliver(
-    runtime: Runtime, store: Store, report: CycleReport, console: Any = None
-) -> list[str]:
-    return await _deliver_groups(runtime, store, report.groups, console=console)
-
-
-async def _deliver_groups(
-    runtime: Runtime, store: Store, groups: list[str], console: Any = None
-) -> list[str]:
-    """Send these groups (and anything else due); return the ones left undelivered."""
-    from monitor.outbox import Outbox
-
-    outbox = Outbox(
-        store,
-        runtime.config(),
-        clock=runtime.clock,
-        sleep=runtime.sleep,
-        rng=runtime.rng,
-        console=console,
-    )
-    try:
-        drained = await outbox.drain(budget=CHECK_DELIVERY_BUDGET, only=groups)
-    finally:
-        await outbox.aclose()
-    stuck = [g for g, _ in drained.failed] + list(drained.pending)
-    if not stuck:
-        return []
-    marks = ",".join("?" * len(stuck))
-    rows = store.query(
-        f"SELECT channel, status, last_error FROM outbox WHERE id IN ({marks})", stuck
-    )
-    lines = []
-    for row in rows:
-        # Errors start with the channel's name, as this line does: name it once.
-        error = (row["last_error"] or "not sent yet").removeprefix(f"{row['channel']}: ")
-        lines.append(f"{row['channel']}: {row['status']}: {error}")
-    return lines
 
 
 def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
@@ -847,13 +546,7 @@ def _transition_line(transition: Any) -> str:
 @click.pass_context
 def history(ctx: click.Context, slug: str, as_json: bool) -> None:
     """Show how a watched package changed over time, oldest first."""
-    from monitor.history import replay
-
-    store = _runtime(ctx).store()
-    watch_row = store.watch(slug)
-    if watch_row is None:
-        raise NotWatchedError(f"{slug!r} is not watched (see: monitor list)")
-    entries = [entry.to_json_dict() for entry in replay(store.history(watch_row.id))]
+    entries = [entry.to_json_dict() for entry in _runtime(ctx).app().history(slug)]
     if as_json:
         _print_json(entries)
         return
@@ -880,12 +573,7 @@ def history(ctx: click.Context, slug: str, as_json: bool) -> None:
 @click.pass_context
 def alerts(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """Show alerts: firing now, changes of the last 7 days, and undelivered ones."""
-    from monitor.report import list_alerts
-
-    runtime = _runtime(ctx)
-    items = list_alerts(
-        runtime.store(), now=runtime.clock(), show_all=show_all, rules=runtime.rule_ids()
-    )
+    items = [a.to_json_dict() for a in _runtime(ctx).app().alerts(show_all=show_all)]
     if as_json:
         _print_json(items)
         return
@@ -925,33 +613,26 @@ def mute(
     ctx: click.Context, slug: str, rule: str | None, for_: str | None, comment: str | None
 ) -> None:
     """Stop delivering a package's alerts (they are still recorded)."""
-    from monitor.store import iso
+    app = _runtime(ctx).app()
+    app.watched(slug)
+    if rule is not None and rule not in {*app.rule_ids(), *BUILTIN_MUTABLE}:
+        from monitor.errors import did_you_mean
 
-    runtime = _runtime(ctx)
-    store = runtime.store()
-    if store.watch(slug) is None:
-        raise NotWatchedError(f"{slug!r} is not watched (see: monitor list)")
-    if rule is not None:
-        known = {r.id for r in runtime.rules()} | {"package-not-found", "poll-failing"}
-        if rule not in known:
-            from monitor.errors import did_you_mean
-
-            raise UsageError(f"--rule: no rule named {rule!r}{did_you_mean(rule, sorted(known))}")
-    now = runtime.clock()
-    until = now + parse_duration(for_) if for_ else None
-    with store.transaction():
-        store.insert(
-            "mutes",
-            {
-                "slug": slug,
-                "rule": rule,
-                "until": iso(until) if until else None,
-                "comment": comment,
-                "created_at": iso(now),
-            },
-        )
+        known = sorted({*app.rule_ids(), *BUILTIN_MUTABLE})
+        raise UsageError(f"--rule: no rule named {rule!r}{did_you_mean(rule, known)}")
+    muted = app.mute(slug, rule=rule, duration=for_, comment=comment, set_by=_user())
     what = f"{slug} ({rule})" if rule else slug
-    echo(f"muted {what}" + (f" until {iso(until)}" if until else ""))
+    echo(f"muted {what}" + (f" until {muted.until}" if muted.until else ""))
+
+
+def _user() -> str | None:
+    """Who runs this command, for ``monitor mutes``."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no name for this uid (a container): say nothing
+        return None
 
 
 @cli.command()
@@ -960,14 +641,7 @@ def mute(
 @click.pass_context
 def unmute(ctx: click.Context, slug: str, rule: str | None) -> None:
     """Deliver a package's alerts again (nothing is sent retroactively)."""
-    store = _runtime(ctx).store()
-    with store.transaction() as conn:
-        if rule is None:
-            cursor = conn.execute("DELETE FROM mutes WHERE slug = ?", (slug,))
-        else:
-            cursor = conn.execute("DELETE FROM mutes WHERE slug = ? AND rule = ?", (slug, rule))
-    if cursor.rowcount == 0:
-        raise NotWatchedError(f"{slug} has no mute" + (f" for {rule}" if rule else ""))
+    _runtime(ctx).app().unmute(slug, rule)
     echo(f"unmuted {slug}" + (f" ({rule})" if rule else ""))
 
 
@@ -976,26 +650,24 @@ def unmute(ctx: click.Context, slug: str, rule: str | None) -> None:
 @click.pass_context
 def mutes(ctx: click.Context, as_json: bool) -> None:
     """List active mutes: package, rule (or all), until (or forever), comment, when set."""
-    from monitor.report import list_mutes
-
-    runtime = _runtime(ctx)
-    items = list_mutes(runtime.store(), now=runtime.clock())
+    items = _runtime(ctx).app().mutes()
     if as_json:
-        _print_json(items)
+        _print_json([m.to_json_dict() for m in items])
         return
     if not items:
         echo("no active mutes")
         return
-    header = ("package", "rule", "until", "set", "comment")
+    header = ("package", "rule", "until", "set", "by", "comment")
     _print_table(
         [header]
         + [
             (
-                m["package"],
-                m["rule"] or "all",
-                m["until"] or "forever",
-                m["created_at"],
-                one_line(m["comment"]) or "-",
+                m.package,
+                m.rule or "all",
+                m.until or "forever",
+                m.created_at,
+                m.set_by or "-",
+                one_line(m.comment) or "-",
             )
             for m in items
         ]
@@ -1008,19 +680,8 @@ def mutes(ctx: click.Context, as_json: bool) -> None:
 def status(ctx: click.Context, as_json: bool) -> None:
     """What the daemon and sources are doing: the last cycle, what is due next, source
     health, pending and failed deliveries, active mutes, the database and config in use."""
-    from monitor.report import status_report
-
     runtime = _runtime(ctx)
-    config = runtime.config()
-    report = status_report(
-        runtime.store(),
-        now=runtime.clock(),
-        database=str(config.database.resolve()),
-        exists=config.database.exists(),
-        config=str(config.path.resolve()) if config.path else None,
-        url=config.djangopackages.url,
-        others={name: table.url for name, table in config.sources.items() if table.enabled},
-    )
+    report = runtime.app().status()
     if as_json:
         _print_json(report)
         return
@@ -1092,7 +753,7 @@ def readiness(ctx: click.Context, django_version: str, as_json: bool) -> None:
     version = ready.django_version(django_version)  # exit 2 before anything is read
     runtime.read_only = True  # reading creates no database
     pypi = runtime.config().sources["pypi"].enabled
-    answers = ready.readiness(runtime.store(), version, pypi=pypi)
+    answers = runtime.app().readiness(version)
     if answers and not pypi:
         echo(
             "note: the pypi source is off ([sources.pypi] enabled = false), so no package's"
@@ -1272,7 +933,7 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
         echo(render_text(built))
     if send:
         groups = queue_digest_groups(store, config, now=now, since=period, rules=rules_in_force)
-        undelivered = asyncio.run(_deliver_groups(runtime, store, groups, console=sys.stderr))
+        undelivered = asyncio.run(runtime.app(console=sys.stderr).deliver(groups))
         for line in undelivered:
             echo(f"undelivered: {line}", err=True)
         if undelivered:

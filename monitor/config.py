@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,17 @@ _SCHEMA: dict[str, Any] = {
     "rules": {"paths": list},
     "defaults": {"notify": list},
     "notifiers": None,  # validated per notifier
+    "http": {"listen": str, "token": str, "github_secret": str},
+    "slack_app": {
+        "app_token": str,
+        "bot_token": str,
+        "signing_secret": str,
+        "api_url": str,
+        "allow_channels": list,
+    },
 }
+_SECRETS = {"token", "github_secret", "app_token", "bot_token", "signing_secret"}
+DEFAULT_SLACK_API = "https://slack.com/api/"
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,62 @@ class NotifierConfig:
             raise self.unset.error()
 
 
+@dataclass(frozen=True)
+class HttpConfig:
+    """``[http]``: what ``monitor run`` serves (SPEC §10). ``listen`` None: nothing. A secret
+    whose ``${VAR}`` is unset (``unset``) is the error only when the server starts."""
+
+    listen: str | None = None
+    token: str | None = field(default=None, repr=False)
+    github_secret: str | None = field(default=None, repr=False)
+    unset: UnsetVariable | None = None
+
+    def check_environment(self) -> None:
+        if self.unset is not None:
+            raise self.unset.error()
+
+
+@dataclass(frozen=True)
+class SlackAppConfig:
+    """``[slack_app]``: the bot side of Slack (SPEC §10). Socket Mode when ``app_token`` is
+    set; the HTTP endpoints when ``signing_secret`` is; buttons and answers use ``bot_token``."""
+
+    app_token: str | None = field(default=None, repr=False)
+    bot_token: str | None = field(default=None, repr=False)
+    signing_secret: str | None = field(default=None, repr=False)
+    api_url: str = DEFAULT_SLACK_API
+    allow_channels: tuple[str, ...] = ()
+    unset: UnsetVariable | None = None
+
+    def check_environment(self) -> None:
+        if self.unset is not None:
+            raise self.unset.error()
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8080`` for IPv6; port 0: any free port) as (host, port);
+    ValueError says what is wrong."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^\s:\[\]]+):(\d+)", text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not an address such as 127.0.0.1:8080")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise ValueError(f"{text!r}: port {port} is over 65535")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _default_sources() -> dict[str, SourceConfig]:
     return {name: SourceConfig(registered.url) for name, registered in SOURCES.items()}
 
@@ -152,6 +218,29 @@ class Config:
     notifiers: dict[str, NotifierConfig] = field(
         default_factory=lambda: {CONSOLE: NotifierConfig(CONSOLE, "console")}
     )
+    http: HttpConfig = HttpConfig()
+    slack_app: SlackAppConfig | None = None
+
+    def serving(self, listen: str | None = None) -> HttpConfig | None:
+        """What ``monitor run`` serves: ``[http]``, its ``listen`` replaced by ``--http``
+        when given; None when nothing. A non-loopback address without a token is a
+        ConfigError (anyone who reaches it could change watches)."""
+        http = self.http if listen is None else replace(self.http, listen=listen)
+        if http.listen is None:
+            return None
+        try:
+            host, _ = listen_address(http.listen)
+        except ValueError as exc:
+            where = "--http" if listen is not None else "http.listen"
+            raise ConfigError(f"{where}: {exc}", path=_text(self.path)) from None
+        http.check_environment()
+        if http.token is None and not is_loopback(host):
+            raise ConfigError(
+                f"http.token: required to listen on {http.listen}, which is not a loopback"
+                " address (set [http] token, or listen on 127.0.0.1)",
+                path=_text(self.path),
+            )
+        return http
 
     def check_channels(self, names: list[str] | tuple[str, ...], where: str) -> None:
         """Raise UsageError (exit 2) when a channel given on the command line (``where``:
@@ -356,6 +445,7 @@ class _Validator:
                 hint = did_you_mean(str(channel), notifiers)
                 raise self.error("defaults.notify", f"no notifier named {channel!r}{hint}")
 
+        http, slack_app = self.http(raw), self.slack_app(raw)
         return Config(
             path=self.path,
             database=database,
@@ -366,6 +456,71 @@ class _Validator:
             rule_paths=tuple(rule_paths),
             default_notify=tuple(notify) or (CONSOLE,),
             notifiers=notifiers,
+            http=http,
+            slack_app=slack_app,
+        )
+
+    def secrets(self, name: str, table: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        """A table's values expanded; an unset ``${VAR}`` in a secret is kept aside (the
+        error only when that part is used, SPEC §5), elsewhere it is the load error."""
+        values: dict[str, Any] = {}
+        unset: UnsetVariable | None = None
+        for key, expected in _SCHEMA[name].items():
+            if key not in table:
+                continue
+            try:
+                values[key] = self.typed(table[key], expected, f"{name}.{key}")
+            except _Unset as exc:
+                if key not in _SECRETS:
+                    raise
+                unset = unset or exc.unset
+        return values, unset
+
+    def http(self, raw: dict[str, Any]) -> HttpConfig:
+        table = self.typed(raw.get("http", {}), dict, "http")
+        self.check_keys(table, _SCHEMA["http"], "http.")
+        values, unset = self.secrets("http", table)
+        listen = values.get("listen")
+        if listen is not None:
+            try:
+                host, _ = listen_address(listen)
+            except ValueError as exc:
+                raise self.error("http.listen", str(exc)) from None
+            if "token" not in table and not is_loopback(host):
+                raise self.error(
+                    "http.token",
+                    f"required to listen on {listen}, which is not a loopback address"
+                    " (set [http] token, or listen on 127.0.0.1)",
+                )
+        for key in ("token", "github_secret"):
+            if key in values and not values[key]:
+                raise self.error(f"http.{key}", "is empty")
+        return HttpConfig(listen, values.get("token"), values.get("github_secret"), unset)
+
+    def slack_app(self, raw: dict[str, Any]) -> SlackAppConfig | None:
+        if "slack_app" not in raw:
+            return None
+        table = self.typed(raw["slack_app"], dict, "slack_app")
+        self.check_keys(table, _SCHEMA["slack_app"], "slack_app.")
+        values, unset = self.secrets("slack_app", table)
+        if not {"app_token", "signing_secret"} & table.keys():
+            raise self.error(
+                "slack_app",
+                "needs app_token (Socket Mode) or signing_secret (HTTP mode) to receive commands",
+            )
+        api_url = values.get("api_url", DEFAULT_SLACK_API)
+        if not re.match(r"https?://[^/\s]", api_url):
+            raise self.error("slack_app.api_url", "expected an http(s) URL")
+        channels = values.get("allow_channels", [])
+        if not all(isinstance(c, str) and c for c in channels):
+            raise self.error("slack_app.allow_channels", "expected a list of channel ids")
+        return SlackAppConfig(
+            values.get("app_token"),
+            values.get("bot_token"),
+            values.get("signing_secret"),
+            api_url if api_url.endswith("/") else api_url + "/",
+            tuple(channels),
+            unset,
         )
 
     def sources(self, raw: dict[str, Any]) -> dict[str, SourceConfig]:
@@ -469,6 +624,10 @@ class _Validator:
         return NotifierConfig(
             name, kind, Severity(severity), digest, timeout.total_seconds(), settings, unset
         )
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 def _database_problem(path: Path) -> str | None:

@@ -108,6 +108,7 @@ def list_mutes(store: Store, *, now: datetime) -> list[dict[str, Any]]:
             "until": m["until"],
             "comment": m["comment"],
             "created_at": m["created_at"],
+            "set_by": m.get("set_by"),
         }
         for m in rows
     ]

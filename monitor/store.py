@@ -295,12 +295,18 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
     db.conn.execute("ALTER TABLE watches ADD COLUMN origin TEXT")
 
 
+def _migrate_6(db: sqlite_utils.Database) -> None:
+    # The bot (SPEC §10): who set a mute (a Slack user, the CLI's user); NULL before.
+    db.conn.execute("ALTER TABLE mutes ADD COLUMN set_by TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
     _migrate_2,
     _migrate_3,
     _migrate_4,
     _migrate_5,
+    _migrate_6,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -744,6 +750,55 @@ class Store:
         return self.query(
             "SELECT * FROM mutes WHERE until IS NULL OR until > ? ORDER BY id", (iso(now),)
         )
+
+    def add_mute(
+        self,
+        slug: str,
+        rule: str | None,
+        *,
+        until: datetime | None,
+        comment: str | None,
+        set_by: str | None,
+        now: datetime,
+    ) -> None:
+        with self.transaction():
+            self.insert(
+                "mutes",
+                {
+                    "slug": slug,
+                    "rule": rule,
+                    "until": iso(until) if until else None,
+                    "comment": comment,
+                    "created_at": iso(now),
+                    "set_by": set_by,
+                },
+            )
+
+    def remove_mutes(self, slug: str, rule: str | None) -> int:
+        """Delete the package's mutes (of ``rule`` only, when given); how many there were."""
+        with self.transaction() as conn:
+            if rule is None:
+                cursor = conn.execute("DELETE FROM mutes WHERE slug = ?", (slug,))
+            else:
+                cursor = conn.execute("DELETE FROM mutes WHERE slug = ? AND rule = ?", (slug, rule))
+        return cursor.rowcount
+
+    def watch_rows(self) -> list[dict[str, Any]]:
+        """Every active watch row with its djangopackages values (``data``, JSON), by slug."""
+        return self.query(
+            "SELECT w.*, p.data FROM watches w LEFT JOIN parts p ON p.watch_id = w.id"
+            " AND p.source = 'djangopackages' WHERE w.active = 1 ORDER BY w.slug"
+        )
+
+    def group_statuses(self, group_ids: list[str]) -> list[dict[str, Any]]:
+        """``channel``, ``status``, ``last_error`` of these outbox groups."""
+        rows: list[dict[str, Any]] = []
+        for chunk in _chunks(group_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows += self.query(
+                f"SELECT channel, status, last_error FROM outbox WHERE id IN ({marks})", chunk
+            )
+        return rows
 
     # -- status (read only) -------------------------------------------------------------
 

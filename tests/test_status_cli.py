@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def test_mutes_lists_active_mutes(monitor: Monitor) -> None:
     monitor.run("mute", "django-mfa", "--rule", "pypi-version-changed", "--for", "1h")
     monitor.clock.advance(hours=2)  # the 1h mute is over
 
+    user = getpass.getuser()  # who set a mute from the command line
     assert monitor.json("mutes") == [
         {
             "package": "django-mfa",
@@ -52,6 +54,7 @@ def test_mutes_lists_active_mutes(monitor: Monitor) -> None:
             "until": "2026-11-24T10:00:00Z",
             "comment": None,
             "created_at": "2026-11-22T10:00:00Z",
+            "set_by": user,
         },
         {
             "package": "django-otp",
@@ -59,18 +62,27 @@ def test_mutes_lists_active_mutes(monitor: Monitor) -> None:
             "until": None,
             "comment": "known\x1b[31m",
             "created_at": "2026-11-22T10:00:00Z",
+            "set_by": user,
         },
     ]
     lines = monitor.run("mutes").stdout.splitlines()
-    assert lines[0].split() == ["package", "rule", "until", "set", "comment"]
+    assert lines[0].split() == ["package", "rule", "until", "set", "by", "comment"]
     assert lines[1].split() == [
         "django-mfa",
         "no-commits-26-weeks",
         "2026-11-24T10:00:00Z",
         "2026-11-22T10:00:00Z",
+        user,
         "-",
     ]
-    assert lines[2].split()[:5] == ["django-otp", "all", "forever", "2026-11-22T10:00:00Z", "known"]
+    assert lines[2].split()[:6] == [
+        "django-otp",
+        "all",
+        "forever",
+        "2026-11-22T10:00:00Z",
+        user,
+        "known",
+    ]
     assert "\x1b" not in monitor.run("mutes").stdout  # control characters stripped
 
     listed = {i["slug"]: i for i in monitor.json("list")}
