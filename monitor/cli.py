@@ -943,6 +943,13 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
 
 @cli.command()
 @click.option(
+    "--http",
+    "listen",
+    metavar="ADDRESS",
+    help="Also serve the status pages, JSON API, /metrics, /healthz and the Slack and GitHub"
+    " endpoints on ADDRESS, e.g. 127.0.0.1:8080 (default: [http] listen; none).",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
     default="text",
@@ -950,10 +957,13 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     help="Log lines for people, or one JSON object per line.",
 )
 @click.pass_context
-def run(ctx: click.Context, log_format: str) -> None:
+def run(ctx: click.Context, listen: str | None, log_format: str) -> None:
     """The daemon: poll packages when due, deliver notifications, send the digest on its cron.
 
-    Stops within 5 s on SIGINT/SIGTERM with exit 0.
+    With --http (or [http] listen) it also serves the status pages, the JSON API, /metrics,
+    /healthz and GitHub's webhooks; with [slack_app] it answers /monitor commands in Slack.
+    An address other than loopback needs [http] token. Stops within 5 s on SIGINT/SIGTERM
+    with exit 0.
     """
     import logging
 
@@ -963,7 +973,7 @@ def run(ctx: click.Context, log_format: str) -> None:
     log = logging.getLogger("monitor")
     try:
         try:
-            _run_daemon(_runtime(ctx))
+            _run_daemon(_runtime(ctx), listen)
         except Exception as exc:  # e.g. a full disk at start: the user's error, not a crash
             error = _store_error(ctx, exc)
             if error is None:
@@ -980,10 +990,13 @@ def run(ctx: click.Context, log_format: str) -> None:
         ctx.exit(1)
 
 
-def _run_daemon(runtime: Runtime) -> None:
+def _run_daemon(runtime: Runtime, listen: str | None) -> None:
     from monitor.scheduler import Daemon, install_signal_handlers
 
     config = runtime.config()
+    http = config.serving(listen)  # a bad address or a missing token: exit 2 before anything
+    if config.slack_app is not None:
+        config.slack_app.check_environment()
     store = runtime.store()
     rules_loaded = runtime.rules()
     rules_in_force = runtime.rule_ids()
@@ -996,7 +1009,7 @@ def _run_daemon(runtime: Runtime) -> None:
     async def daemon() -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-        await Daemon(
+        scheduler = Daemon(
             config,
             store,
             rules_loaded,
@@ -1004,7 +1017,25 @@ def _run_daemon(runtime: Runtime) -> None:
             clock=runtime.clock,
             queue_digest=queue_digest,
             console=sys.stdout,
-        ).run(stop)
+        )
+        if http is None and config.slack_app is None:
+            await scheduler.run(stop)
+            return
+        from monitor.server import Server, ServerContext
+
+        server = Server(ServerContext(config, rules_loaded, scheduler, runtime.clock, http))
+        await asyncio.to_thread(server.start)
+
+        async def stop_server() -> None:
+            await stop.wait()
+            await asyncio.to_thread(server.stop)  # beside the scheduler's own stop
+
+        stopping = asyncio.ensure_future(stop_server())
+        try:
+            await scheduler.run(stop)
+        finally:
+            stop.set()
+            await stopping
 
     asyncio.run(daemon())
 

@@ -83,14 +83,57 @@ class Daemon:
         self._stopping = False
         self.stop_grace = stop_grace
         self.cycles = 0
+        self.tick = tick_seconds(config, store)
+        self._scheduler: Any = None
+        self._beat: float | None = None  # time.monotonic() of the scheduler's last heartbeat
+
+    # -- what the server beside it asks (from its own thread) -----------------------------
+
+    def poll_now(self, slugs: list[str] | None) -> None:
+        """Poll these watched packages (None: every one) in a cycle of their own, now."""
+        scheduler = self._scheduler
+        if scheduler is None or self._stopping:
+            return
+        job = self._tracked(lambda: self.poll_slugs(slugs), "poll-now")
+        scheduler.add_job(job, "date", misfire_grace_time=None)
+
+    def send_soon(self) -> None:
+        """Run the outbox job now rather than at its next tick."""
+        scheduler = self._scheduler
+        if scheduler is not None and not self._stopping:
+            scheduler.modify_job("outbox", next_run_time=datetime.now(scheduler.timezone))
+
+    def health(self) -> tuple[bool, str]:
+        """(healthy, why not): the scheduler runs and ticked within two tick lengths."""
+        from apscheduler.schedulers.base import STATE_RUNNING
+
+        scheduler = self._scheduler
+        if scheduler is None or self._stopping or scheduler.state != STATE_RUNNING:
+            return False, "the scheduler is not running"
+        beat = self._beat
+        if beat is None or time.monotonic() - beat > 2 * self.tick:
+            return False, "the scheduler has not ticked within two tick lengths"
+        return True, ""
+
+    async def heartbeat(self) -> None:
+        self._beat = time.monotonic()
+
+    # -- jobs -----------------------------------------------------------------------------
 
     async def poll_due(self) -> None:
         """One cycle: every watch whose due time has come."""
-        started = time.monotonic()
         with self.store.transaction():  # for `monitor status`: is the daemon ticking?
             tick = {"at": iso(self.clock()), "pid": os.getpid()}
             self.store.set_meta(DAEMON_TICK, json.dumps(tick))
         slugs = self.store.due_slugs(self.clock())
+        if slugs:
+            await self.poll_slugs(slugs)
+
+    async def poll_slugs(self, slugs: list[str] | None) -> None:
+        """One cycle of these watched packages (None: every one), then send what it queued."""
+        started = time.monotonic()
+        if slugs is None:
+            slugs = self.store.watched_slugs()
         if not slugs:
             return
         async with self.open_source() as source:
@@ -165,7 +208,7 @@ class Daemon:
 
         from monitor.cron import cron_trigger
 
-        tick = tick_seconds(self.config, self.store)
+        tick = self.tick = tick_seconds(self.config, self.store)
         scheduler = AsyncIOScheduler(timezone=self.config.schedule.timezone)
         options = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         now = datetime.now(scheduler.timezone)
@@ -186,12 +229,21 @@ class Daemon:
             **options,
         )
         scheduler.add_job(
+            self.heartbeat,
+            "interval",
+            seconds=tick,
+            next_run_time=now,
+            id="heartbeat",
+            **options,
+        )
+        scheduler.add_job(
             self._tracked(self.digest, "digest"),
             cron_trigger(self.config.schedule.digest, self.config.schedule.timezone),
             id="digest",
             **options,
         )
         scheduler.start()
+        self._scheduler = scheduler
         log.info("started", extra={"fields": {"tick": tick, "database": str(self.store.path)}})
         try:
             await stop.wait()
@@ -306,6 +358,7 @@ def setup_logging(as_json: bool, stream: TextIO | None = None) -> None:
     scheduler_log = logging.getLogger("apscheduler.scheduler")
     if not any(isinstance(f, _SkippedTick) for f in scheduler_log.filters):
         scheduler_log.addFilter(_SkippedTick())
+    logging.captureWarnings(False)  # then again: installed anew even if someone replaced it
     logging.captureWarnings(True)
     sys.unraisablehook = _log_unraisable
     threading.excepthook = _log_thread_exception

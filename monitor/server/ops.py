@@ -1,0 +1,41 @@
+"""Operators' routes (SPEC §10): ``GET /healthz``.
+
+``/healthz`` needs no token (load balancers and container health checks call it) and says
+nothing but the status: 200 when the scheduler ticked within two tick lengths and the
+database answers, else 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from monitor.app import App
+    from monitor.server import ServerContext
+
+log = logging.getLogger("monitor")
+
+
+def add_routes(app: web.Application, ctx: ServerContext) -> None:
+    app.router.add_get("/healthz", healthz)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ctx: ServerContext = request.app["ctx"]
+    healthy, why = ctx.control.health()
+    if healthy:
+        try:
+            await ctx.call(_database_answers)
+        except Exception as exc:
+            healthy, why = False, f"database: {type(exc).__name__}"
+    if not healthy:
+        log.warning("unhealthy", extra={"fields": {"reason": why}})
+        return web.Response(status=503, text="unavailable\n")
+    return web.Response(text="ok\n")
+
+
+def _database_answers(app: App) -> None:
+    app.store.watch_count()
