@@ -586,5 +586,5 @@ def test_the_unit_is_hardened(tmp_path: Path) -> None:
     )
     level = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert level, result.stdout + result.stderr
-    # 0 is locked down, 10 is unprotected; the unit scores 1.4 on systemd 252
+    # 0 is locked down, 10 is unprotected; the unit scores 1.3 on systemd 252
     assert float(level.group(1)) <= 2.0, result.stdout
