@@ -46,7 +46,7 @@ from monitor.errors import (
     StoreError,
     UsageError,
 )
-from monitor.server.openapi import MAX_NAMES, MAX_TEXT
+from monitor.server.openapi import MAX_NAME, MAX_NAMES, MAX_TEXT
 
 if TYPE_CHECKING:
     from monitor.app import App, WatchOutcome
@@ -273,19 +273,8 @@ def _keys(required: tuple[str, ...], optional: tuple[str, ...]) -> str:
     return ", ".join([*required, *(f"{key} (optional)" for key in optional)])
 
 
-def _text(body: dict[str, Any], key: str, limit: int = MAX_TEXT) -> str:
-    value = body[key]
-    if not isinstance(value, str):
-        raise ApiError(400, f"{key}: must be a string, not {_type(value)}")
-    if not value:
-        raise ApiError(400, f"{key}: must not be empty")
-    if len(value) > limit:
-        raise ApiError(400, f"{key}: longer than {limit} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate escape ("\\ud800"): no text to store
-        raise ApiError(400, f"{key}: not valid Unicode text") from None
-    return value
+def _text(body: dict[str, Any], key: str) -> str:
+    return _string(key, body[key], MAX_TEXT)
 
 
 def _optional_text(body: dict[str, Any], key: str) -> str | None:
@@ -303,7 +292,21 @@ def _names(body: dict[str, Any], key: str, *, empty: bool = False) -> list[str]:
         raise ApiError(400, f"{key}: give at least one")
     if len(value) > MAX_NAMES:
         raise ApiError(400, f"{key}: at most {MAX_NAMES} in one request")
-    return [_text({f"{key}[{i}]": item}, f"{key}[{i}]", 300) for i, item in enumerate(value)]
+    return [_string(f"{key}[{i}]", item, MAX_NAME) for i, item in enumerate(value)]
+
+
+def _string(key: str, value: Any, limit: int) -> str:
+    if not isinstance(value, str):
+        raise ApiError(400, f"{key}: must be a string, not {_type(value)}")
+    if not value:
+        raise ApiError(400, f"{key}: must not be empty")
+    if len(value) > limit:
+        raise ApiError(400, f"{key}: longer than {limit} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape ("\ud800"): no text to store
+        raise ApiError(400, f"{key}: not valid Unicode text") from None
+    return value
 
 
 def _flag(request: web.Request, key: str) -> bool:

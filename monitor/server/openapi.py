@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 MAX_NAMES = 100  # names in one request body
+MAX_NAME = 300  # characters of one of them
 MAX_TEXT = 1000  # characters of one string in a request body
 
 NAME_PATTERN = r"^\S+$"  # a watch name: a slug or pypi:NAME (what else is checked: 400)
@@ -46,7 +47,7 @@ OPTIONAL_COUNT = _nullable(COUNT)
 GIVEN_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}
 GIVEN_NAMES = {
     "type": "array",
-    "items": {"type": "string", "minLength": 1, "maxLength": 300},
+    "items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
     "minItems": 1,
     "maxItems": MAX_NAMES,
 }
