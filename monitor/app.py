@@ -534,6 +534,20 @@ class App:
             lines.append(f"{row['channel']}: {row['status']}: {error}")
         return lines
 
+    # -- the HTTP API (issue 13, h-api) -------------------------------------------------
+
+    def to_check(self, names: Sequence[str] = ()) -> list[str]:
+        """The watched packages ``check`` would poll: the named ones, each once, or every one
+        when none is named; a UsageError naming those not watched, as ``check`` says."""
+        watched = self.store.watched_slugs()
+        if not names:
+            return watched
+        known = set(watched)
+        missing = [name for name in names if name not in known]
+        if missing:
+            raise UsageError(f"not watched: {', '.join(missing)} (see: monitor list)")
+        return list(dict.fromkeys(names))
+
 
 def _watched_line(result: Any, asked: Asked) -> str:
     """What ``watch`` says of a new watch: version, stars, pin, the name typed."""
