@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -222,13 +223,37 @@ def test_http_mode_needs_a_fresh_valid_signature(monitor: Monitor, slack: FakeSl
         assert watched(monitor) == []
 
         body = form("watch django-otp", "good")
+        started = time.monotonic()
         status, _, raw = daemon.request("POST", "/slack/commands", body=body, headers=signed(body))
-        assert status == 200
+        assert status == 200 and time.monotonic() - started < ACK_LIMIT
         assert "Working on watching django-otp" in texts(json.loads(raw))
         answer = slack.wait_response("good")
         assert "django-otp" in texts(answer)
         assert set(slack.responses) == {"good"}  # the refused ones got no answer either
     assert watched(monitor) == ["django-otp"]
+
+
+def test_a_command_held_up_by_a_long_write_is_acknowledged_and_answered_later(
+    monitor: Monitor, slack: FakeSlackApp
+) -> None:
+    monitor.configure(slack_app_toml(slack))
+    assert monitor.run("watch", "django-otp").exit_code == 0
+    with RunningMonitor(monitor.config_path, "--http", "127.0.0.1:0"):
+        slack.wait_connected()
+        writer = sqlite3.connect(monitor.tmp_path / "monitor.db", isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # a cycle's long write holds the lock
+            envelope = slack.send_command("mute django-otp 7d")
+            ack = slack.wait_ack(envelope)
+            assert ack.payload is not None and "Working on `mute`" in texts(ack.payload)
+            assert slack.responses == {}
+        finally:
+            writer.execute("COMMIT")
+            writer.close()
+        answer = slack.wait_response(envelope)
+    assert ack.seconds < ACK_LIMIT
+    assert "every rule muted until" in texts(answer)
+    assert [m["package"] for m in monitor.json("mutes")] == ["django-otp"]
 
 
 # -- Done-when 2: "Mute 7d" mutes the alert, says so, and the next change is not delivered -------
@@ -290,17 +315,17 @@ def test_mute_forever_and_buttons_in_a_refused_channel(
     monitor: Monitor, slack: FakeSlackApp
 ) -> None:
     monitor.configure(slack_app_toml(slack, team_slack=True, allow=("C0ALLOWED1",)))
-    assert cli(monitor, "watch", "django-mfa").returncode == 0
+    assert monitor.run("watch", "django-mfa").exit_code == 0
     [message] = slack.posted
     with RunningMonitor(monitor.config_path, "--http", "127.0.0.1:0"):
         slack.wait_connected()
         refused = slack.click(message, "monitor_mute_forever", channel=CHANNEL_ID)
         assert "not allowed here" in texts(slack.wait_response(refused))
-        assert cli_json(monitor, "mutes") == []
+        assert monitor.json("mutes") == []
         envelope = slack.click(message, "monitor_mute_forever", channel="C0ALLOWED1")
         note = slack.wait_response(envelope)["blocks"][-1]["elements"][0]["text"]
     assert note == ":no_bell: Muted by @bob until unmuted"
-    [mute] = cli_json(monitor, "mutes")
+    [mute] = monitor.json("mutes")
     assert mute["until"] is None and mute["set_by"] == "slack:@bob (U0BBBBBBB)"
 
 
@@ -352,7 +377,7 @@ def test_answers_escape_upstream_text_and_help_lists_the_commands(
     assert texts(unknown).startswith("*unknown command 'frobnicate'*")
     assert "not watched" in texts(missing) and "&lt;!everyone&gt;" in texts(missing)
     assert "every rule muted until" in texts(muted) and "slack:@alice (U0AAAAAAA)" in texts(muted)
-    assert "No alerts firing" in texts(alerts) or "alert(s)" in texts(alerts)
+    assert "No alerts firing" in texts(alerts)
     assert "django-otp" in texts(ready)
 
 
@@ -383,6 +408,6 @@ def test_a_watch_made_from_slack_alerts_its_channel(monitor: Monitor, slack: Fak
     with RunningMonitor(monitor.config_path, "--http", "127.0.0.1:0") as daemon:
         slack.wait_connected()
         slack.wait_response(slack.send_command("watch django-mfa", channel="C0TEAM0001"))
-        daemon.wait_for(lambda: slack.posted, timeout=4)
+        daemon.wait_for(lambda: slack.posted, timeout=3)
     [message] = slack.posted
     assert message["channel"] == "C0TEAM0001" and "no-commits-26-weeks" in json.dumps(message)
