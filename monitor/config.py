@@ -73,6 +73,9 @@ _SCHEMA: dict[str, Any] = {
 }
 _SECRETS = {"token", "github_secret", "app_token", "bot_token", "signing_secret"}
 DEFAULT_SLACK_API = "https://slack.com/api/"
+# ``slack:C0123456789``: a Slack channel by id, reached with ``[slack_app] bot_token``.
+SLACK_CHANNEL = "slack"
+_SLACK_CHANNEL_ID = re.compile(r"[A-Z][A-Z0-9]{5,30}")
 
 
 @dataclass(frozen=True)
@@ -242,18 +245,39 @@ class Config:
             )
         return http
 
+    def notifier(self, name: str) -> NotifierConfig:
+        """The channel called ``name``: a ``[notifiers.NAME]`` table, or ``slack:CHANNEL_ID``
+        (a Slack channel the bot posts to with ``[slack_app] bot_token``: where a watch made
+        from Slack alerts, SPEC §10). KeyError when there is none."""
+        if name in self.notifiers:
+            return self.notifiers[name]
+        kind, _, channel = name.partition(":")
+        app = self.slack_app
+        if (
+            kind == SLACK_CHANNEL
+            and _SLACK_CHANNEL_ID.fullmatch(channel)
+            and app is not None
+            and (app.bot_token or app.unset)
+        ):
+            settings = {"token": app.bot_token, "channel": channel, "api_url": app.api_url}
+            unset = None if app.bot_token else app.unset  # the bot token's own ${VAR}
+            return NotifierConfig(name, "slack", settings=settings, unset=unset)
+        raise KeyError(name)
+
     def check_channels(self, names: list[str] | tuple[str, ...], where: str) -> None:
         """Raise UsageError (exit 2) when a channel given on the command line (``where``:
         the option or command) names no notifier: the config is fine, the argument is not."""
         for name in names:
-            if name not in self.notifiers:
+            try:
+                self.notifier(name)
+            except KeyError:
                 from monitor.errors import UsageError
 
                 hint = did_you_mean(name, self.notifiers)
                 raise UsageError(
                     f"{where}: no notifier named {name!r}{hint};"
                     f" channels: {', '.join(sorted(self.notifiers))}"
-                )
+                ) from None
 
 
 def find_config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path | None:

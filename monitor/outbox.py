@@ -102,7 +102,7 @@ def decide(
 def make_notifier(config: Config, channel: str, **kwargs: Any) -> Any:
     from monitor.notify import notifier_class
 
-    settings = config.notifiers[channel]
+    settings = config.notifier(channel)
     settings.check_environment()  # ConfigError naming an unset ${VAR} and its key
     cls = notifier_class(settings.type)
     return cls(channel, settings.settings, timeout=settings.timeout, **kwargs)
@@ -205,7 +205,7 @@ class Outbox:
     def notifier(self, channel: str) -> Any:
         if channel not in self._notifiers:
             extra: dict[str, Any] = {}
-            if self.config.notifiers[channel].type == "console" and self.console is not None:
+            if self.config.notifier(channel).type == "console" and self.console is not None:
                 extra["stream"] = self.console
             self._notifiers[channel] = make_notifier(self.config, channel, **extra)
         return self._notifiers[channel]
@@ -266,11 +266,12 @@ class Outbox:
             await self._send_one(row, report)
 
     def _lease(self, row: dict[str, Any], now: datetime, report: DrainReport) -> bool:
-        if row["channel"] not in self.config.notifiers:
+        try:
+            timeout = self.config.notifier(row["channel"]).timeout
+        except KeyError:
             error = f"{row['channel']}: no such notifier in the config"
             self._finish(row, Decision(Outcome.FAILED, error=error), now, report)
             return False
-        timeout = self.config.notifiers[row["channel"]].timeout
         until = now + timedelta(seconds=timeout + LEASE_MARGIN)
         with self.store.transaction() as conn:
             cursor = conn.execute(

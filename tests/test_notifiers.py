@@ -847,6 +847,30 @@ def test_slack_links_only_to_http_urls_and_escapes_them() -> None:
     assert "PyPI" not in payload["blocks"][2]["elements"][0]["text"]
 
 
+def test_slack_mute_buttons_only_on_firing_condition_alerts_sent_with_a_bot_token() -> None:
+    bot = SlackNotifier("s", {"token": TOKEN, "channel": "#deps"})
+    hook = SlackNotifier("s", {"webhook_url": "https://hooks.example/x"})
+    resolved = condition_notice("django-otp", status=Status.RESOLVED, resolved_at=CREATED)
+    notices = [condition_notice(), make_notice(), resolved]
+    blocks = bot.render_alerts(notices, group_id=GROUP, created_at=CREATED)["blocks"]
+    kinds = [b["type"] for b in blocks]
+    assert kinds == ["header", "section", "context", "actions", *["section", "context"] * 2]
+    mute_7d, forever = blocks[3]["elements"]
+    assert (mute_7d["type"], mute_7d["text"]["text"], mute_7d["action_id"]) == (
+        "button",
+        "Mute 7d",
+        "monitor_mute_7d",
+    )
+    assert (forever["text"]["text"], forever["action_id"]) == (
+        "Mute forever",
+        "monitor_mute_forever",
+    )
+    value = {"package": "django-mfa", "rule": "no-commits-26-weeks"}
+    assert json.loads(mute_7d["value"]) == json.loads(forever["value"]) == value
+    sent_by_webhook = hook.render_alerts(notices, group_id=GROUP, created_at=CREATED)["blocks"]
+    assert "actions" not in [b["type"] for b in sent_by_webhook]  # no bot hears its clicks
+
+
 @pytest.mark.parametrize("channel", ["slack-token"], indirect=True)
 async def test_slack_caps_blocks_at_50_with_a_more_summary(channel: Channel) -> None:
     notices = [condition_notice(f"pkg-{i:02}") for i in range(30)]  # 61 blocks' worth

@@ -4,11 +4,17 @@ A group becomes one message: Block Kit ``blocks`` plus a plain ``text`` fallback
 is escaped for mrkdwn (``&``, ``<``, ``>``), so a package titled ``<!channel>`` can never ping
 anyone; ``link_names`` is never set. At most 50 blocks; the rest is summarised as "+N more".
 Messages to one Slack channel are paced to about one a second (Slack's posting limit).
+
+Sent with a bot token, each firing condition alert carries two buttons, "Mute 7d" and "Mute
+forever" (``action_id`` in :data:`MUTE_ACTIONS`, ``value`` the JSON ``{"package", "rule"}``),
+which the bot answers (:mod:`monitor.server.slack`). A webhook's message has none: no bot
+receives its clicks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import re
@@ -19,7 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from monitor import USER_AGENT
-from monitor.alerts import Notice, Severity, Status
+from monitor.alerts import Notice, RuleKind, Severity, Status
 from monitor.errors import DeliveryError, PermanentError, RetryableError
 from monitor.notify.base import (
     Notifier,
@@ -58,6 +64,10 @@ URL_LIMIT = 1000
 METADATA_TYPE = "monitor_alert_group"
 LOOKUP_PAGES = 3
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+# The alert buttons: action_id -> how long the mute lasts (None: until unmuted). A button's
+# value is at most 2,000 characters (Block Kit); a longer one is not offered.
+MUTE_ACTIONS = {"monitor_mute_7d": "7d", "monitor_mute_forever": None}
+BUTTON_VALUE_LIMIT = 2000
 
 _EMOJI = {
     Severity.CRITICAL: ":red_circle:",
@@ -106,8 +116,9 @@ def _quiet_logger() -> logging.Logger:
 # -- rendering ---------------------------------------------------------------------------
 
 
-def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
-    """Two blocks per notice: what happened (section) and where to look (context)."""
+def notice_blocks(notice: Notice, *, buttons: bool = False) -> list[dict[str, Any]]:
+    """Two blocks per notice: what happened (section) and where to look (context); with
+    ``buttons``, a firing condition alert gets a third: its mute buttons."""
     lines = notice_lines(notice)
     lines += fit_changes(notice, room=SECTION_LIMIT - len("\n".join(lines)))
     context = [f"rule `{mrkdwn(one_line(notice.rule), 100)}`"]
@@ -115,10 +126,37 @@ def notice_blocks(notice: Notice) -> list[dict[str, Any]]:
         context.append(link(notice.links["repo"], "Repository"))
     if safe_url(notice.links.get("pypi")):
         context.append(link(notice.links["pypi"], "PyPI"))
-    return [
+    blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]},
     ]
+    actions = mute_buttons(notice) if buttons else None
+    if actions is not None:
+        blocks.append(actions)
+    return blocks
+
+
+def mute_buttons(notice: Notice) -> dict[str, Any] | None:
+    """The "Mute 7d" and "Mute forever" buttons of a firing condition alert (None for any
+    other notice): each carries the alert's package and rule as its value."""
+    if notice.kind != RuleKind.CONDITION or notice.status != Status.FIRING:
+        return None
+    value = json.dumps({"package": notice.package, "rule": notice.rule}, separators=(",", ":"))
+    if len(value) > BUTTON_VALUE_LIMIT:
+        return None
+    labels = {"monitor_mute_7d": "Mute 7d", "monitor_mute_forever": "Mute forever"}
+    return {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": action,
+                "text": {"type": "plain_text", "text": labels[action]},
+                "value": value,
+            }
+            for action in MUTE_ACTIONS
+        ],
+    }
 
 
 def notice_lines(notice: Notice) -> list[str]:
@@ -173,10 +211,10 @@ def alerts_headline(notices: list[Notice]) -> str:
     return severity_counts(notices)
 
 
-def fit_blocks(notices: list[Notice]) -> tuple[list[dict[str, Any]], int]:
+def fit_blocks(notices: list[Notice], *, buttons: bool = False) -> tuple[list[dict[str, Any]], int]:
     """The blocks of the notices (already ordered) that fit in one message, and how many
-    notices that is: two blocks each, after the header, keeping room for "+N more"."""
-    per_notice = [notice_blocks(notice) for notice in notices]
+    notices that is: two or three blocks each, after the header, keeping room for "+N more"."""
+    per_notice = [notice_blocks(notice, buttons=buttons) for notice in notices]
     if 1 + sum(len(b) for b in per_notice) <= MAX_BLOCKS:
         return [block for group in per_notice for block in group], len(notices)
     blocks: list[dict[str, Any]] = []
@@ -206,12 +244,15 @@ def notice_text(notice: Notice) -> str:
     )
 
 
-def render_alerts_message(notices: list[Notice]) -> tuple[str, list[dict[str, Any]]]:
+def render_alerts_message(
+    notices: list[Notice], *, buttons: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
     """The fallback ``text`` and the ``blocks`` of a group, most severe first; both show the
-    same alerts and leave out the same "+N more" (SPEC §7)."""
+    same alerts and leave out the same "+N more" (SPEC §7). ``buttons``: mute buttons on
+    firing condition alerts (a bot token's message)."""
     notices = ordered(notices)
     headline = alerts_headline(notices)
-    shown, count = fit_blocks(notices)
+    shown, count = fit_blocks(notices, buttons=buttons)
     blocks = [header_block(headline), *shown]
     lines = [escape(headline), *(notice_text(n) for n in notices[:count])]
     rest = notices[count:]
@@ -320,7 +361,7 @@ class SlackNotifier(Notifier):
     def render_alerts(
         self, notices: list[Notice], *, group_id: str, created_at: datetime
     ) -> dict[str, Any]:
-        return self._message(*render_alerts_message(notices))
+        return self._message(*render_alerts_message(notices, buttons=self._token is not None))
 
     def render_digest(
         self,
