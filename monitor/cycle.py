@@ -913,8 +913,11 @@ class CycleRecorder:
         channels = list(watch.notify or self.config.default_notify)
         channels += [c for c in rule.notify if c not in channels]
         for channel in channels:
-            notifier = self.config.notifiers.get(channel)
-            if notifier is None or not severity_at_least(rule.severity, notifier.min_severity):
+            try:
+                notifier = self.config.notifier(channel)  # slack:CHANNEL_ID channels too
+            except KeyError:
+                continue
+            if not severity_at_least(rule.severity, notifier.min_severity):
                 continue
             self._channel_notices.setdefault(channel, []).append((transition_id, notice))
 

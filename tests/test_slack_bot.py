@@ -398,11 +398,6 @@ def test_a_slack_channel_id_is_a_channel_with_the_bot_token(
     assert monitor.run("notify-test", "slack:C0SOMEWHERE").exit_code == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="monitor/cycle.py routes alerts by config.notifiers.get(channel); it needs "
-    "config.notifier(channel) for slack:CHANNEL_ID channels",
-)
 def test_a_watch_made_from_slack_alerts_its_channel(monitor: Monitor, slack: FakeSlackApp) -> None:
     monitor.configure(slack_app_toml(slack))
     with RunningMonitor(monitor.config_path, "--http", "127.0.0.1:0") as daemon:
