@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monitor.text import BIDI
-from tests.conftest import FIVE, Monitor
+from tests.conftest import FIVE, FakeClock, Monitor
 from tests.daemon import RunningMonitor
 from tests.test_digest_html import DESKTOP, PHONE, chromium, needs_chromium
 
@@ -67,11 +67,19 @@ def watched(monitor: Monitor, extra: str = "") -> None:
     assert not {package for package, _, _ in firing} - {"pypi:django-otp", "django-mfa"}
 
 
-@pytest.fixture
-def served(monitor: Monitor) -> Iterator[RunningMonitor]:
-    watched(monitor)
-    with RunningMonitor(monitor.config_path, "--http", "127.0.0.1:0") as daemon:
-        yield daemon
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMonitor]:
+    """One daemon for the tests that only read (the ``monitor`` fixture's setup, once)."""
+    from tests.fakeupstream import FakeUpstream, load_fixtures
+    from tests.sourceworld import World
+
+    world = World(load_fixtures())
+    with FakeUpstream.in_thread(apis=world.apis) as upstream:
+        tmp_path = tmp_path_factory.mktemp("pages")
+        monitor = Monitor(tmp_path, upstream, FakeClock(), tmp_path / "monitor.toml")
+        watched(monitor)
+        with RunningMonitor(monitor.config_path, "--http", "127.0.0.1:0") as daemon:
+            yield daemon
 
 
 def get(daemon: RunningMonitor, path: str, **kwargs: Any) -> tuple[int, dict[str, str], str]:
