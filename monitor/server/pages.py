@@ -66,7 +66,7 @@ def add_routes(app: web.Application, ctx: ServerContext) -> None:
         try:
             html = await ctx.call(lambda a: render_package(a, name, _zone(ctx)))
         except NotWatchedError:
-            return _page(request, await ctx.call(lambda a: render_missing(name)), status=404)
+            return _page(request, render_missing(name), status=404)
         return _page(request, html)
 
     app.router.add_get("/", index)
