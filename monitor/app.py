@@ -489,12 +489,7 @@ class App:
         from monitor.cycle import poll_and_record
 
         self.rules()
-        watched = self.store.watched_slugs()
-        if names:
-            missing = [s for s in names if s not in set(watched)]
-            if missing:
-                raise UsageError(f"not watched: {', '.join(missing)} (see: monitor list)")
-            watched = list(dict.fromkeys(names))
+        watched = self.to_check(names)
         async with self.sources() as sources:
             report = await poll_and_record(
                 self.store,
@@ -547,6 +542,68 @@ class App:
         if missing:
             raise UsageError(f"not watched: {', '.join(missing)} (see: monitor list)")
         return list(dict.fromkeys(names))
+
+    # -- the status pages (SPEC §10: monitor/server/pages.py) ---------------------------
+
+    def commit_series(self) -> dict[str, list[int]]:
+        """slug -> the 52 weekly commit counts djangopackages gives, oldest first (only the
+        watched packages that have them)."""
+        return self.store.commit_counts()
+
+    def last_cycle(self) -> dict[str, Any] | None:
+        """The newest poll time among the watches (``at``) and how its polls went (status
+        -> count), as ``status`` shows it; None before any poll."""
+        rows = self.store.last_poll()
+        if not rows:
+            return None
+        return {"at": rows[0]["at"], **{row["status"]: row["n"] for row in rows}}
+
+    def watch_row(self, name: str) -> WatchRow:
+        """One watched package as :meth:`watches` shows it; NotWatchedError when not watched."""
+        self.watched(name)
+        return next(row for row in self.watches() if row.slug == name)
+
+    def last_error(self, name: str) -> str | None:
+        """Why the package's last poll failed; None when it did not."""
+        return self.store.last_error(self.watched(name).id)
+
+    def package_sources(self, name: str) -> list[dict[str, Any]]:
+        """What each source gave the package last, in the sources' order: ``source``,
+        ``key`` (what it is polled under), ``values`` (its fields' JSON values),
+        ``failures`` (consecutive), ``last_error``, ``deferred_until``."""
+        from monitor.sources import SOURCES
+
+        watch = self.watched(name)
+        parts = self.store.parts([watch.id]).get(watch.id, {})
+        known = ["djangopackages", *SOURCES]
+        order = [*known, *sorted(set(parts) - set(known))]
+        return [
+            {
+                "source": source,
+                "key": part.key,
+                "values": json.loads(part.data) if part.data else {},
+                "failures": part.failures,
+                "last_error": part.last_error,
+                "deferred_until": part.deferred_until,
+            }
+            for source in order
+            if (part := parts.get(source)) is not None
+        ]
+
+    def package_alerts(self, name: str, *, limit: int = 30) -> list[Alert]:
+        """The package's alerts newest first: all those firing, then the ``limit`` newest
+        others. Their ``deliveries`` are not read (empty)."""
+        watch = self.watched(name)
+        mutes = [m for m in self.mutes() if m.package == name]
+        return [
+            Alert(
+                **row,
+                package=name,
+                muted=any(m.rule in (None, row["rule"]) for m in mutes),
+                deliveries=[],
+            )
+            for row in self.store.package_alerts(watch.id, limit)
+        ]
 
 
 def _watched_line(result: Any, asked: Asked) -> str:

@@ -866,6 +866,45 @@ class Store:
                 values[source] = json.loads(data)
         return out
 
+    # -- the status pages (monitor/server/pages.py) -------------------------------------
+
+    def commit_counts(self) -> dict[str, list[int]]:
+        """slug -> djangopackages' weekly commit counts (JSON read by SQLite, not the whole
+        record), for the watched packages that have any."""
+        out: dict[str, list[int]] = {}
+        for slug, counts in self.conn.execute(
+            "SELECT w.slug, json_extract(p.data, '$.commits_over_52') FROM watches w"
+            " JOIN parts p ON p.watch_id = w.id AND p.source = 'djangopackages'"
+            " WHERE w.active = 1 AND json_valid(p.data)"
+        ):
+            series = json.loads(counts) if isinstance(counts, str) else None
+            if isinstance(series, list) and series:
+                out[slug] = [n for n in series if isinstance(n, int)]
+        return out
+
+    def last_error(self, watch_id: int) -> str | None:
+        """Why the watch's last poll failed (None when it did not)."""
+        row = self.conn.execute(
+            "SELECT last_error FROM watches WHERE id = ?", (watch_id,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def package_alerts(self, watch_id: int, limit: int) -> list[dict[str, Any]]:
+        """The watch's alerts newest first: every one firing, then the ``limit`` newest
+        others."""
+        columns = "rule, kind, status, severity, started_at, resolved_at, summary"
+        firing = self.query(
+            f"SELECT {columns} FROM alerts WHERE watch_id = ? AND status = 'firing'"
+            " ORDER BY started_at DESC, id DESC",
+            (watch_id,),
+        )
+        others = self.query(
+            f"SELECT {columns} FROM alerts WHERE watch_id = ? AND status != 'firing'"
+            " ORDER BY started_at DESC, id DESC LIMIT ?",
+            (watch_id, limit),
+        )
+        return firing + others
+
 
 def _moment(text: str) -> datetime:
     try:
