@@ -24,8 +24,8 @@ from tests.fakes import FakeWebhookReceiver
 from tests.sourceworld import World
 
 SECRET = "gh-webhook-secret"
-SLUG = "django-otp"
-REPO = "django-otp/django-otp"
+SLUG = "django-two-factor-auth"
+REPO = "Bouke/django-two-factor-auth"
 
 
 def signature(body: bytes, secret: str = SECRET) -> str:
@@ -35,7 +35,7 @@ def signature(body: bytes, secret: str = SECRET) -> str:
 def release(full_name: str = REPO) -> dict[str, Any]:
     return {
         "action": "published",
-        "release": {"tag_name": "v1.8.0", "name": "1.8.0"},
+        "release": {"tag_name": "1.18.2", "name": "1.18.2"},
         "repository": {"id": 1, "full_name": full_name, "name": full_name.split("/")[1]},
     }
 
@@ -128,7 +128,7 @@ def test_a_signed_release_polls_the_package_and_its_alert_goes_out_within_2s(
     refused = [
         hooked.deliver("release", release(), sign=None),
         hooked.deliver("release", release(), sign="not-the-secret"),
-        hooked.deliver("release", None, body=sent.replace(b"1.8.0", b"1.8.1"), signed=sent),
+        hooked.deliver("release", None, body=sent.replace(b"1.18.2", b"1.18.3"), signed=sent),
     ]
     assert [status for status, _ in refused] == [401, 401, 401]
     assert hooked.deliver("ping", {"zen": "Keep it logically awesome."})[0] == 200
@@ -136,9 +136,9 @@ def test_a_signed_release_polls_the_package_and_its_alert_goes_out_within_2s(
     assert hooked.deliver("release", None, body=b"{not json")[0] == 400
 
     world = hooked.monitor.upstream.world  # type: ignore[attr-defined]
-    world.pypi.release(SLUG, "1.8.0", datetime.now(UTC))  # django-otp is at 1.7.0
+    world.pypi.release(SLUG, "1.18.2", datetime.now(UTC))  # after 1.18.1
     started = time.monotonic()
-    answer = hooked.deliver("release", release(REPO.upper()))  # names match in any case
+    answer = hooked.deliver("release", release(REPO.lower()))  # names match in any case
     assert answer == (202, {"polling": [SLUG]})
     hooked.daemon.wait_for(lambda: hooked.fired("pypi-version-changed"), timeout=10)
     took = time.monotonic() - started
@@ -147,7 +147,7 @@ def test_a_signed_release_polls_the_package_and_its_alert_goes_out_within_2s(
     # exactly one poll: the refused, unknown, ping and bad deliveries polled nothing
     assert hooked.checks() == before + 1
     logged = [(e["repository"], e["polling"]) for e in hooked.daemon.events("github event")]
-    assert logged == [("someone/else", []), (REPO.upper(), [SLUG])]
+    assert logged == [("someone/else", []), (REPO.lower(), [SLUG])]
 
 
 def test_repository_events_poll_by_the_name_now_and_before(hooked: Hooked) -> None:
