@@ -97,6 +97,10 @@ class Daemon:
         self.tick = tick_seconds(config, store)
         self._scheduler: Any = None
         self._beat: float | None = None  # time.monotonic() of the scheduler's last heartbeat
+        # One cycle at a time: a cycle's recorder assumes nothing else changes its watches
+        # on this connection while it polls (poll_now's cycles, e.g. a release's burst of
+        # GitHub events, would otherwise overlap each other and the due cycle, and alert twice).
+        self._cycle = asyncio.Lock()
 
     # -- what the server beside it asks (from its own thread) -----------------------------
 
@@ -150,7 +154,7 @@ class Daemon:
         from monitor.metrics import CycleTally
 
         tally = CycleTally()  # each source's answers, for the metrics
-        async with self.open_source() as source:
+        async with self._cycle, self.open_source() as source:
             report = await poll_and_record(
                 self.store,
                 self.config,

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -183,6 +184,24 @@ def test_repository_events_poll_by_the_name_now_and_before(hooked: Hooked) -> No
             hooked.daemon.wait_for(lambda: hooked.fired("repo-archived"), timeout=5)
     # the ignored ones polled nothing: one check per polling delivery
     assert hooked.checks() == start + sum(polls for *_, polls in cases)
+
+
+def test_a_release_burst_of_events_alerts_once(hooked: Hooked) -> None:
+    """A release comes as several events at once (the release, the tag's push): their cycles
+    take turns, so the new version is alerted once."""
+    world = hooked.monitor.upstream.world  # type: ignore[attr-defined]
+    world.pypi.release(SLUG, "1.18.2", datetime.now(UTC))
+    push = {"ref": "refs/tags/1.18.2", "repository": {"full_name": REPO}}
+    events = [("release", release()), ("push", push)] * 2
+    before = hooked.checks()
+    with ThreadPoolExecutor(len(events)) as pool:
+        answers = list(pool.map(lambda event: hooked.deliver(*event), events))
+    assert answers == [(202, {"polling": [SLUG]})] * len(events)
+    hooked.daemon.wait_for(lambda: hooked.checks() == before + len(events), timeout=10)
+    hooked.daemon.wait_for(lambda: hooked.daemon.events("outbox"))
+    assert [a["rule"] for e in hooked.alerts.events for a in e["data"]["alerts"]] == [
+        "pypi-version-changed"
+    ]
 
 
 def test_without_a_github_secret_there_is_no_hook(monitor: Monitor) -> None:
