@@ -605,6 +605,30 @@ class App:
             for row in self.store.package_alerts(watch.id, limit)
         ]
 
+    # -- /metrics and GitHub events (issue 13: ops) --------------------------------------
+
+    def gauges(self) -> dict[str, Any]:
+        """What ``/metrics`` reads of the database when scraped: ``outbox_pending`` (groups),
+        ``firing`` (severity -> condition alerts firing on watched packages), ``watches``,
+        and ``rate_limited_until`` (each enabled source besides djangopackages -> the Unix
+        time its kept rate limit ends, or None)."""
+        limits = {}
+        for name, table in self.config.sources.items():
+            if table.enabled:
+                until = self.store.get_meta(f"{name}.limited_until")
+                limits[name] = datetime.fromisoformat(until).timestamp() if until else None
+        return {
+            "outbox_pending": self.store.outbox_counts().get("pending", 0),
+            "firing": self.store.firing_by_severity(),
+            "watches": self.store.watch_count(),
+            "rate_limited_until": limits,
+        }
+
+    def watching_repositories(self, full_names: Sequence[str]) -> list[str]:
+        """The watched packages whose GitHub repository is one of ``full_names``
+        (``OWNER/REPO``, case-insensitive): the key their GitHub part was last polled under."""
+        return self.store.slugs_by_part_key("github", full_names)
+
 
 def _watched_line(result: Any, asked: Asked) -> str:
     """What ``watch`` says of a new watch: version, stars, pin, the name typed."""

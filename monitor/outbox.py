@@ -192,6 +192,7 @@ class Outbox:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         console: TextIO | None = None,
+        on_outcome: Callable[[str, str], None] | None = None,
     ):
         self.store = store
         self.config = config
@@ -200,6 +201,7 @@ class Outbox:
         self.rng = rng
         self.console = console
         self.owner = uuid.uuid4().hex
+        self.on_outcome = on_outcome  # (channel, outcome) of each attempt: the daemon's metrics
         self._notifiers: dict[str, Any] = {}
 
     def notifier(self, channel: str) -> Any:
@@ -362,6 +364,8 @@ class Outbox:
         built from the channel name and what happened, and redacted by the notifier)."""
         with self.store.transaction():
             self._record(row, decision, now, attempt)
+        if self.on_outcome is not None:
+            self.on_outcome(row["channel"], str(decision.outcome))
         if decision.outcome is Outcome.DELIVERED:
             report.delivered.append(row["id"])
         elif decision.outcome is Outcome.FAILED:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from monitor.config import Config
 from monitor.cycle import CycleReport, poll_and_record
@@ -39,6 +39,9 @@ from monitor.notify.base import one_line
 from monitor.outbox import Outbox
 from monitor.report import DAEMON_TICK
 from monitor.store import Store, iso
+
+if TYPE_CHECKING:
+    from monitor.metrics import Metrics
 
 log = logging.getLogger("monitor")
 
@@ -77,8 +80,16 @@ class Daemon:
         self.open_source = source
         self.clock = clock
         self.queue_digest = queue_digest
+        self.metrics = daemon_metrics(config)
         # The console channel prints alerts on stdout: stderr is the log.
-        self.outbox = Outbox(store, config, clock=clock, sleep=sleep, console=console)
+        self.outbox = Outbox(
+            store,
+            config,
+            clock=clock,
+            sleep=sleep,
+            console=console,
+            on_outcome=self.metrics.count_delivery,
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self.stop_grace = stop_grace
@@ -86,6 +97,10 @@ class Daemon:
         self.tick = tick_seconds(config, store)
         self._scheduler: Any = None
         self._beat: float | None = None  # time.monotonic() of the scheduler's last heartbeat
+        # One cycle at a time: a cycle's recorder assumes nothing else changes its watches
+        # on this connection while it polls (poll_now's cycles, e.g. a release's burst of
+        # GitHub events, would otherwise overlap each other and the due cycle, and alert twice).
+        self._cycle = asyncio.Lock()
 
     # -- what the server beside it asks (from its own thread) -----------------------------
 
@@ -136,11 +151,21 @@ class Daemon:
             slugs = self.store.watched_slugs()
         if not slugs:
             return
-        async with self.open_source() as source:
+        from monitor.metrics import CycleTally
+
+        tally = CycleTally()  # each source's answers, for the metrics
+        async with self._cycle, self.open_source() as source:
             report = await poll_and_record(
-                self.store, self.config, self.rules, source, slugs, now=self.clock()
+                self.store,
+                self.config,
+                self.rules,
+                tally.observing(source),
+                slugs,
+                now=self.clock(),
             )
         self.cycles += 1
+        seconds = time.monotonic() - started
+        self.metrics.count_cycle(tally, report, seconds=seconds, ended=time.time())
         log_outcomes(report)
         log.info(
             "cycle",
@@ -152,7 +177,7 @@ class Daemon:
                     "transitions": len(report.transitions),
                     "failures": len(report.failed),
                     "not_found": len(report.not_found),
-                    "duration": round(time.monotonic() - started, 3),
+                    "duration": round(seconds, 3),
                 }
             },
         )
@@ -265,6 +290,15 @@ class Daemon:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=CANCEL_GRACE)
+
+
+def daemon_metrics(config: Config) -> Metrics:
+    """The daemon's :class:`~monitor.metrics.Metrics`, with a series for each source and
+    channel in the config (prometheus-client is imported here, not at ``monitor --help``)."""
+    from monitor.metrics import PRIMARY, Metrics
+
+    sources = [PRIMARY, *(name for name, table in config.sources.items() if table.enabled)]
+    return Metrics(sources=sources, channels=list(config.notifiers))
 
 
 def log_outcomes(report: CycleReport) -> None:

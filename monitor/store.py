@@ -905,6 +905,36 @@ class Store:
         )
         return firing + others
 
+    # -- /metrics and GitHub events (issue 13: ops) -------------------------------------
+
+    def firing_by_severity(self) -> dict[str, int]:
+        """severity -> condition alerts firing now on watched packages (muted ones too)."""
+        out = {"critical": 0, "warning": 0, "info": 0}
+        for severity, n in self.conn.execute(
+            "SELECT a.severity, COUNT(*) FROM alerts a JOIN watches w ON w.id = a.watch_id"
+            " WHERE a.status = 'firing' AND a.kind = 'condition' AND w.active = 1"
+            " GROUP BY a.severity"
+        ):
+            out[severity] = int(n)
+        return out
+
+    def slugs_by_part_key(self, source: str, keys: Iterable[str]) -> list[str]:
+        """The watched packages whose ``source`` part is polled under one of ``keys``,
+        compared case-insensitively (GitHub's ``OWNER/REPO``), by slug."""
+        wanted = sorted({key.lower() for key in keys})
+        slugs: set[str] = set()
+        for chunk in _chunks(wanted, 500):
+            marks = ",".join("?" * len(chunk))
+            slugs.update(
+                slug
+                for (slug,) in self.conn.execute(
+                    "SELECT w.slug FROM parts p JOIN watches w ON w.id = p.watch_id"
+                    f" WHERE w.active = 1 AND p.source = ? AND lower(p.key) IN ({marks})",
+                    [source, *chunk],
+                )
+            )
+        return sorted(slugs)
+
 
 def _moment(text: str) -> datetime:
     try:

@@ -1,8 +1,11 @@
-"""Operators' routes (SPEC §10): ``GET /healthz``.
+"""Operators' routes (SPEC §10): ``GET /healthz`` and ``GET /metrics``.
 
 ``/healthz`` needs no token (load balancers and container health checks call it) and says
 nothing but the status: 200 when the scheduler ticked within two tick lengths and the
 database answers, else 503.
+
+``/metrics`` is Prometheus' text format (:mod:`monitor.metrics`), behind the token like the
+pages. Its text is made on a worker thread: the gauges read the database when scraped.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ log = logging.getLogger("monitor")
 
 def add_routes(app: web.Application, ctx: ServerContext) -> None:
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -39,3 +43,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 def _database_answers(app: App) -> None:
     app.store.watch_count()
+
+
+async def metrics(request: web.Request) -> web.Response:
+    from monitor.metrics import CONTENT_TYPE
+
+    ctx: ServerContext = request.app["ctx"]
+    measured = getattr(ctx.control, "metrics", None)  # the daemon's (monitor.scheduler)
+    if measured is None:
+        raise web.HTTPNotFound()
+    body = await ctx.call(measured.render)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
