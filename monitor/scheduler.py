@@ -97,6 +97,7 @@ class Daemon:
         self.tick = tick_seconds(config, store)
         self._scheduler: Any = None
         self._beat: float | None = None  # time.monotonic() of the scheduler's last heartbeat
+        self._send_again = False  # send_soon() came while the outbox job ran
         # One cycle at a time: a cycle's recorder assumes nothing else changes its watches
         # on this connection while it polls (poll_now's cycles, e.g. a release's burst of
         # GitHub events, would otherwise overlap each other and the due cycle, and alert twice).
@@ -113,9 +114,11 @@ class Daemon:
         scheduler.add_job(job, "date", misfire_grace_time=None)
 
     def send_soon(self) -> None:
-        """Run the outbox job now rather than at its next tick."""
+        """Run the outbox job now rather than at its next tick (and once more when it is
+        running now: it may have looked before the new deliveries were committed)."""
         scheduler = self._scheduler
         if scheduler is not None and not self._stopping:
+            self._send_again = True
             scheduler.modify_job("outbox", next_run_time=datetime.now(scheduler.timezone))
 
     def health(self) -> tuple[bool, str]:
@@ -184,7 +187,11 @@ class Daemon:
         await self.send_pending()
 
     async def send_pending(self) -> None:
+        self._send_again = False
         drained = await self.outbox.drain(budget=0)
+        if self._send_again:  # asked for while it drained
+            self._send_again = False
+            drained = await self.outbox.drain(budget=0)
         if drained.delivered or drained.failed:
             log.info(
                 "outbox",

@@ -203,7 +203,6 @@ class DaemonThread:
 
 
 # The server keeps its context under a plain string key (aiohttp would have a web.AppKey).
-APP_KEY = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 
 @pytest.fixture
@@ -225,7 +224,6 @@ def running(monitor: Monitor) -> Iterator[DaemonThread]:
             daemon.server.stop()
 
 
-@APP_KEY
 def test_healthz_is_503_while_the_scheduler_is_stuck_or_stopped(running: DaemonThread) -> None:
     assert RunningMonitor.wait_for(lambda: running.healthz() == 200, timeout=10)
 
@@ -239,7 +237,6 @@ def test_healthz_is_503_while_the_scheduler_is_stuck_or_stopped(running: DaemonT
     assert running.healthz() == 503
 
 
-@APP_KEY
 def test_healthz_is_503_when_the_database_does_not_answer(running: DaemonThread) -> None:
     assert RunningMonitor.wait_for(lambda: running.healthz() == 200, timeout=10)
     path = running.config.database
@@ -254,7 +251,6 @@ def test_healthz_is_503_when_the_database_does_not_answer(running: DaemonThread)
     assert RunningMonitor.wait_for(lambda: running.healthz() == 200, timeout=10)
 
 
-@APP_KEY
 def test_metrics_show_every_family_before_anything_happens(running: DaemonThread) -> None:
     """Before any cycle or delivery the counters are there at 0, for each source."""
     assert running.server is not None and running.server.url is not None

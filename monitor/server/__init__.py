@@ -42,6 +42,7 @@ from monitor.errors import MonitorError
 
 if TYPE_CHECKING:
     from monitor.app import App
+    from monitor.metrics import Metrics
 
 log = logging.getLogger("monitor")
 
@@ -54,6 +55,8 @@ OPEN_PATHS = ("/healthz", "/slack/", "/hooks/")
 
 
 class Control(Protocol):
+    metrics: Metrics  # the daemon's counters, rendered by /metrics
+
     """What the server asks of the daemon beside it (thread-safe: called from the server's
     thread). :class:`monitor.scheduler.Daemon` is one."""
 
@@ -159,12 +162,20 @@ def _loopback_host(request: web.Request) -> bool:
     return is_loopback(host)
 
 
+CONTEXT: web.AppKey[ServerContext] = web.AppKey("ctx", ServerContext)
+
+
+def context(request: web.Request) -> ServerContext:
+    """The request's :class:`ServerContext`."""
+    return request.app[CONTEXT]
+
+
 def make_app(ctx: ServerContext) -> web.Application:
     """The aiohttp application: every part's routes behind the auth middleware."""
     from monitor.server import api, hooks, ops, pages, slack
 
     app = web.Application(client_max_size=MAX_BODY, middlewares=[auth_middleware(ctx)])
-    app["ctx"] = ctx
+    app[CONTEXT] = ctx
     for part in (ops, pages, api, slack, hooks):
         part.add_routes(app, ctx)
     return app

@@ -46,6 +46,7 @@ from monitor.errors import (
     StoreError,
     UsageError,
 )
+from monitor.server import context
 from monitor.server.openapi import MAX_NAME, MAX_NAMES, MAX_TEXT
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ def _api(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
 
     @functools.wraps(handler)
     async def answer(request: web.Request) -> web.Response:
-        ctx: ServerContext = request.app["ctx"]
+        ctx = context(request)
         try:
             response = await handler(request, ctx)
         except ApiError as exc:

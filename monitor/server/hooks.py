@@ -31,6 +31,8 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
+from monitor.server import context
+
 if TYPE_CHECKING:
     from monitor.server import ServerContext
 
@@ -50,7 +52,7 @@ def add_routes(app: web.Application, ctx: ServerContext) -> None:
 
 
 async def github(request: web.Request) -> web.Response:
-    ctx: ServerContext = request.app["ctx"]
+    ctx = context(request)
     assert ctx.http is not None and ctx.http.github_secret
     body = await request.read()  # capped by the server (MAX_BODY: 413)
     delivery = request.headers.get("X-GitHub-Delivery", "")[:100]

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from monitor.server import context
+
 if TYPE_CHECKING:
     from monitor.app import App
     from monitor.server import ServerContext
@@ -28,7 +30,7 @@ def add_routes(app: web.Application, ctx: ServerContext) -> None:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    ctx: ServerContext = request.app["ctx"]
+    ctx = context(request)
     healthy, why = ctx.control.health()
     if healthy:
         try:
@@ -48,9 +50,6 @@ def _database_answers(app: App) -> None:
 async def metrics(request: web.Request) -> web.Response:
     from monitor.metrics import CONTENT_TYPE
 
-    ctx: ServerContext = request.app["ctx"]
-    measured = getattr(ctx.control, "metrics", None)  # the daemon's (monitor.scheduler)
-    if measured is None:
-        raise web.HTTPNotFound()
-    body = await ctx.call(measured.render)
+    ctx = context(request)
+    body = await ctx.call(ctx.control.metrics.render)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
