@@ -4,6 +4,7 @@
     .venv/bin/python bench/serve.py                    # N=10000
     .venv/bin/python bench/serve.py --packages 2000    # a quick run
     .venv/bin/python bench/serve.py --json             # one JSON dict on stdout
+    .venv/bin/python bench/serve.py --sources          # PyPI, GitHub and OSV on too
 
 What it does (progress on stderr):
 
@@ -13,8 +14,8 @@ What it does (progress on stderr):
 2. makes every watch due and starts a real ``monitor run`` with ``[http]`` (a token) and
    ``[slack_app]`` in HTTP mode (a signing secret), so its first cycle polls and records
    N changed packages;
-3. while that cycle runs, probes the server every ``--every`` seconds, alternately
-   ``GET /healthz`` and a signed Slack slash command (``POST /slack/commands``,
+3. while that cycle runs, probes the server every ``--every`` seconds from two threads:
+   ``GET /healthz``, and a signed Slack slash command (``POST /slack/commands``,
    ``/monitor status SLUG``), each timed from send to the last byte of the answer;
 4. meanwhile a separate thread watches the database's write lock (``BEGIN IMMEDIATE`` with no
    busy wait, rolled back at once, every 20 ms): a probe counts as "during the write" when
@@ -193,14 +194,14 @@ def event(logs: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
     return next((entry for entry in list(logs) if entry.get("event") == name), None)
 
 
-def bench(n: int, every: float, keep: bool) -> dict[str, Any]:
+def bench(n: int, every: float, keep: bool, sources: bool = False) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="monitor-bench-http-"))
     responder = Responder()
     threading.Thread(target=responder.serve_forever, daemon=True).start()
     try:
-        progress(f"starting the fake server with {n} packages")
-        with serving(n) as server:
-            config = write_config(workdir, server.url, 8)
+        progress(f"starting the fake server with {n} packages" + (" + sources" if sources else ""))
+        with serving(n, sources) as server:
+            config = write_config(workdir, server.url, 8, sources)
             config.write_text(
                 config.read_text(encoding="utf-8").replace('[schedule]\njitter = "0s"\n', "")
                 + f'\n[http]\nlisten = "127.0.0.1:0"\ntoken = "{TOKEN}"\n'
@@ -230,24 +231,32 @@ def bench(n: int, every: float, keep: bool) -> dict[str, Any]:
                 locks.start()
                 probes: list[dict[str, Any]] = []
                 slug = slugs[0]
-                kinds = ("healthz", "slack")
-                i = 0
+                done = threading.Event()
+
+                def probe(kind: str) -> None:
+                    while not done.is_set():
+                        sent = time.monotonic()
+                        if kind == "healthz":
+                            seconds, status = timed(f"{url}/healthz")
+                        else:
+                            request = slack_request(url, f"status {slug}", responder.url)
+                            seconds, status = timed(request)
+                        probes.append(
+                            {"kind": kind, "sent": sent, "seconds": seconds, "status": status}
+                        )
+                        time.sleep(max(0.0, every - seconds))
+
+                probers = [threading.Thread(target=probe, args=(k,)) for k in ("healthz", "slack")]
                 cycle_started = time.monotonic()
+                for prober in probers:
+                    prober.start()
                 while event(logs, "cycle") is None:
                     if process.poll() is not None:
                         raise RuntimeError(f"monitor run exited: {logs[-5:]}")
-                    kind = kinds[i % 2]
-                    i += 1
-                    sent = time.monotonic()
-                    if kind == "healthz":
-                        seconds, status = timed(f"{url}/healthz")
-                    else:
-                        request = slack_request(url, f"status {slug}", responder.url)
-                        seconds, status = timed(request)
-                    probes.append(
-                        {"kind": kind, "sent": sent, "seconds": seconds, "status": status}
-                    )
-                    time.sleep(max(0.0, every - seconds))
+                    time.sleep(0.05)
+                done.set()
+                for prober in probers:
+                    prober.join(60)
                 cycle_ended = time.monotonic()
                 locks.stop.set()
                 locks.join(5)
@@ -274,6 +283,7 @@ def bench(n: int, every: float, keep: bool) -> dict[str, Any]:
     longest = max((end - start for start, end in locks.intervals), default=0.0)
     return {
         "packages": n,
+        "sources": sources,
         "cycle": {k: cycle.get(k) for k in ("polled", "changed_packages", "duration")},
         "cycle_seconds_seen": cycle_ended - cycle_started,
         "write_lock_held_seconds": held,
@@ -315,8 +325,9 @@ def _summary(probes: list[dict[str, Any]]) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> str:
     lines = [
-        f"packages: {r['packages']}; cycle: polled {r['cycle']['polled']},"
-        f" changed {r['cycle']['changed_packages']}, {r['cycle']['duration']} s (daemon's log)",
+        f"packages: {r['packages']}{' (all four sources)' if r['sources'] else ''};"
+        f" cycle: polled {r['cycle']['polled']}, changed {r['cycle']['changed_packages']},"
+        f" {r['cycle']['duration']} s (daemon's log)",
         f"write lock held {r['write_lock_held_seconds']:.2f} s in all,"
         f" longest {r['longest_write_lock_seconds']:.2f} s;"
         f" daemon peak RSS {r['daemon_peak_rss_mib'] or 0:.0f} MiB",
@@ -347,9 +358,10 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--strict", action="store_true")
+    parser.add_argument("--sources", action="store_true", help="PyPI, GitHub and OSV on too")
     args = parser.parse_args()
     os.environ.pop("MONITOR_CONFIG", None)
-    result = bench(args.packages, args.every, args.keep)
+    result = bench(args.packages, args.every, args.keep, args.sources)
     text = report(result)
     print(json.dumps(result, indent=2) if args.json else text)
     return 1 if args.strict and not result["pass"] else 0

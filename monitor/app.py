@@ -180,16 +180,16 @@ class App:
 
     # -- reading ------------------------------------------------------------------------
 
-    def watches(self) -> list[WatchRow]:
-        """The watched packages by name (``list``)."""
+    def watches(self, names: Sequence[str] | None = None) -> list[WatchRow]:
+        """The watched packages by name (``list``); of ``names`` only, when given."""
         from monitor.report import muted_rules
         from monitor.sources import SOURCES
 
-        rows = self.store.watch_rows()
+        rows = self.store.watch_rows(names)
         mutes = muted_rules([m.to_json_dict() for m in self.mutes()])
         keys = self.store.part_keys([row["id"] for row in rows])
         firing = self.store.firing_counts()
-        latest = self.store.latest_parts(["pypi"])  # PyPI's version where djangopackages has none
+        latest = self.store.latest_parts(["pypi"], names)  # PyPI's where djangopackages has none
         items = []
         for row in rows:
             data = json.loads(row["data"]) if row["data"] else {}
@@ -561,7 +561,7 @@ class App:
     def watch_row(self, name: str) -> WatchRow:
         """One watched package as :meth:`watches` shows it; NotWatchedError when not watched."""
         self.watched(name)
-        return next(row for row in self.watches() if row.slug == name)
+        return self.watches([name])[0]
 
     def last_error(self, name: str) -> str | None:
         """Why the package's last poll failed; None when it did not."""

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from monitor.config import Config
@@ -115,10 +115,11 @@ class Daemon:
 
     def send_soon(self) -> None:
         """Run the outbox job now rather than at its next tick (and once more when it is
-        running now: it may have looked before the new deliveries were committed)."""
+        running now: it may have looked before the new deliveries were committed). Before
+        the scheduler starts there is nothing to do: the outbox job's first run is at once."""
         scheduler = self._scheduler
+        self._send_again = True
         if scheduler is not None and not self._stopping:
-            self._send_again = True
             scheduler.modify_job("outbox", next_run_time=datetime.now(scheduler.timezone))
 
     def health(self) -> tuple[bool, str]:
@@ -256,7 +257,7 @@ class Daemon:
             self._tracked(self.send_pending, "outbox"),
             "interval",
             seconds=min(OUTBOX_EVERY, tick),
-            next_run_time=now + timedelta(seconds=min(OUTBOX_EVERY, tick)),
+            next_run_time=now,  # at once: what a restart left pending, what came meanwhile
             id="outbox",
             **options,
         )

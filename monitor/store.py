@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -783,12 +783,20 @@ class Store:
                 cursor = conn.execute("DELETE FROM mutes WHERE slug = ? AND rule = ?", (slug, rule))
         return cursor.rowcount
 
-    def watch_rows(self) -> list[dict[str, Any]]:
-        """Every active watch row with its djangopackages values (``data``, JSON), by slug."""
-        return self.query(
+    def watch_rows(self, slugs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The active watch rows (of ``slugs`` only, when given) with their djangopackages
+        values (``data``, JSON), by slug."""
+        query = (
             "SELECT w.*, p.data FROM watches w LEFT JOIN parts p ON p.watch_id = w.id"
-            " AND p.source = 'djangopackages' WHERE w.active = 1 ORDER BY w.slug"
+            " AND p.source = 'djangopackages' WHERE w.active = 1"
         )
+        if slugs is None:
+            return self.query(f"{query} ORDER BY w.slug")
+        rows = []
+        for chunk in _chunks(list(slugs), 500):
+            marks = ",".join("?" * len(chunk))
+            rows += self.query(f"{query} AND w.slug IN ({marks})", chunk)
+        return sorted(rows, key=lambda row: row["slug"])
 
     def group_statuses(self, group_ids: list[str]) -> list[dict[str, Any]]:
         """``channel``, ``status``, ``last_error`` of these outbox groups."""
@@ -849,18 +857,31 @@ class Store:
     def watch_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM watches WHERE active = 1").fetchone()[0])
 
-    def latest_parts(self, sources: Iterable[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    def latest_parts(
+        self, sources: Iterable[str], slugs: Sequence[str] | None = None
+    ) -> dict[str, dict[str, dict[str, Any]]]:
         """slug -> source -> that source's latest values (the stored JSON: qualified names,
-        datetimes as ISO text), for every watched package, by slug. A package listed has an
-        entry only for the named sources it has values of (``{}`` when it has none)."""
+        datetimes as ISO text), for every watched package (of ``slugs`` only, when given), by
+        slug. A package listed has an entry only for the named sources it has values of
+        (``{}`` when it has none)."""
         names = list(sources)
         marks = ",".join("?" * len(names))
-        out: dict[str, dict[str, dict[str, Any]]] = {}
-        for slug, source, data in self.conn.execute(
+        query = (
             "SELECT w.slug, p.source, p.data FROM watches w LEFT JOIN parts p"
-            f" ON p.watch_id = w.id AND p.source IN ({marks}) WHERE w.active = 1 ORDER BY w.slug",
-            names,
-        ):
+            f" ON p.watch_id = w.id AND p.source IN ({marks}) WHERE w.active = 1"
+        )
+        if slugs is None:
+            rows: Iterable[tuple[Any, ...]] = self.conn.execute(f"{query} ORDER BY w.slug", names)
+        else:
+            rows = [
+                row
+                for chunk in _chunks(list(slugs), 500)
+                for row in self.conn.execute(
+                    f"{query} AND w.slug IN ({','.join('?' * len(chunk))})", [*names, *chunk]
+                )
+            ]
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for slug, source, data in rows:
             values = out.setdefault(slug, {})
             if data:
                 values[source] = json.loads(data)

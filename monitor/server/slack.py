@@ -56,7 +56,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("monitor")
 
-ACK_WAIT = 2.0  # seconds a command's answer may take to be the acknowledgement itself
+# Seconds a command's answer may take to be the acknowledgement itself; a slower one is
+# acknowledged then and answered through response_url. Well under Slack's 3 s, so an
+# acknowledgement takes under a second even while a cycle records (bench/serve.py).
+ACK_WAIT = 0.5
 ANSWER_TIMEOUT = 10.0  # seconds for a post to response_url
 MAX_LINES = 40  # lines of an answer; the rest is "+N more"
 CHANGING = frozenset({"watch", "unwatch", "mute", "unmute"})
@@ -583,9 +586,16 @@ _HANDLERS: dict[str, Callable[[SlackBot, Command, Caller], Awaitable[Answer]]] =
 
 
 def _package_status(app: App, name: str) -> tuple[Any, list[Any], list[Any]]:
-    app.watched(name)  # NotWatchedError: the answer
-    row = next(row for row in app.watches() if row.slug == name)
-    alerts = [alert for alert in app.alerts() if alert.package == name]
+    from monitor.report import RECENT_CHANGES
+    from monitor.store import iso
+
+    row = app.watch_row(name)  # NotWatchedError: the answer
+    recent = iso(app.clock() - RECENT_CHANGES)
+    alerts = [  # as `alerts` shows them: firing, or changes of the last 7 days
+        alert
+        for alert in app.package_alerts(name, limit=10)
+        if alert.status == "firing" or (alert.kind == "change" and alert.started_at >= recent)
+    ]
     mutes = [mute for mute in app.mutes() if mute.package == name]
     return row, alerts, mutes
 
