@@ -381,11 +381,11 @@ def render_text(digest: Digest) -> str:
     one line each, and the whole is kept free of control and bidi characters (SPEC §9)."""
     context = _context(digest)
     context["quiet_lines"] = _quiet_table(context["quiet"]) if context["quiet"] else []
-    return printable(_environment(html=False).get_template("digest.txt.j2").render(context))
+    return printable(template_environment(html=False).get_template("digest.txt.j2").render(context))
 
 
 def render_html(digest: Digest) -> str:
-    return _environment(html=True).get_template("digest.html.j2").render(_context(digest))
+    return template_environment(html=True).get_template("digest.html.j2").render(_context(digest))
 
 
 def write_file(path: str, text: str) -> None:
@@ -405,7 +405,9 @@ def write_file(path: str, text: str) -> None:
 
 
 @cache
-def _environment(*, html: bool) -> jinja2.Environment:
+def template_environment(*, html: bool) -> jinja2.Environment:
+    """The environment of monitor's own templates (``monitor/templates``): the digest's and
+    the status pages'; autoescaped for HTML."""
     import jinja2
 
     return jinja2.Environment(

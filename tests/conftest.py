@@ -110,6 +110,16 @@ class Monitor:
             store.close()
 
 
+def webhook_toml(url: str, *, signed: bool = False) -> str:
+    """Config lines sending every alert to the webhook receiver at ``url`` (channel
+    ``hook``); ``signed``: with ``secret = "${WEBHOOK_SECRET}"`` (set it in the env)."""
+    secret = 'secret = "${WEBHOOK_SECRET}"\n' if signed else ""
+    return (
+        '\n[defaults]\nnotify = ["hook"]\n\n[notifiers.hook]\ntype = "webhook"\n'
+        f'url = "{url}"\n{secret}'
+    )
+
+
 @pytest.fixture
 def upstream() -> Any:
     """The fake djangopackages, with PyPI, GitHub and OSV beside it (``up.world``): they

@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 
 from monitor import __version__
 from monitor.server.openapi import document
-from tests.conftest import FakeClock, Monitor
+from tests.conftest import FakeClock, Monitor, webhook_toml
 from tests.daemon import RunningMonitor
 from tests.fakes import SECRET, FakeWebhookReceiver
 from tests.fakeupstream import FakeUpstream, load_fixtures
@@ -142,16 +142,7 @@ def test_an_alert_a_new_watch_raises_is_sent_at_once(
     not at its first tick 5 s after the start."""
     monitor.env["WEBHOOK_SECRET"] = SECRET
     monitor.configure(
-        SERVED
-        + f"""
-        [defaults]
-        notify = ["hook"]
-
-        [notifiers.hook]
-        type = "webhook"
-        url = "{hook.hook_url}"
-        secret = "${{WEBHOOK_SECRET}}"
-        """,
+        SERVED + webhook_toml(hook.hook_url, signed=True),
         sources=("pypi", "github", "osv"),
     )
     monitor.upstream.world.osv.add_vuln("PYSEC-2026-2", "django-otp", ["1.5.0"], "1.6.0", "Bad")

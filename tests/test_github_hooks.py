@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.conftest import Monitor
+from tests.conftest import Monitor, webhook_toml
 from tests.daemon import RunningMonitor
 from tests.fakes import FakeWebhookReceiver
 from tests.sourceworld import World
@@ -99,17 +99,7 @@ class Hooked:
 def hooked(monitor: Monitor) -> Iterator[Hooked]:
     with FakeWebhookReceiver() as alerts:
         monitor.configure(
-            f"""
-            [defaults]
-            notify = ["hook"]
-
-            [notifiers.hook]
-            type = "webhook"
-            url = "{alerts.hook_url}"
-
-            [http]
-            github_secret = "{SECRET}"
-            """,
+            webhook_toml(alerts.hook_url) + f'\n[http]\ngithub_secret = "{SECRET}"\n',
             interval="6h",
             sources=("pypi", "github"),
         )

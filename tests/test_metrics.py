@@ -25,7 +25,7 @@ from monitor.scheduler import Daemon
 from monitor.server import Server, ServerContext
 from monitor.sources import open_sources
 from monitor.store import Store
-from tests.conftest import Monitor
+from tests.conftest import Monitor, webhook_toml
 from tests.daemon import ROOT, RunningMonitor
 from tests.fakes import FakeWebhookReceiver
 from tests.sourceworld import World
@@ -63,17 +63,7 @@ def database(monitor: Monitor, sql: str) -> list[Any]:
 def test_metrics_parse_and_move_with_the_cycles(monitor: Monitor) -> None:
     with FakeWebhookReceiver() as hook:
         monitor.configure(
-            f"""
-            [defaults]
-            notify = ["hook"]
-
-            [notifiers.hook]
-            type = "webhook"
-            url = "{hook.hook_url}"
-
-            [http]
-            token = "{TOKEN}"
-            """,
+            webhook_toml(hook.hook_url) + f'\n[http]\ntoken = "{TOKEN}"\n',
             interval="1s",
             sources=("github",),
         )

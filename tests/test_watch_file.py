@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import START, Monitor
+from tests.conftest import START, Monitor, webhook_toml
 from tests.fakes import SECRET, FakeWebhookReceiver
 
 ALL = ("pypi", "github", "osv")
@@ -95,15 +95,7 @@ def _alerts_to(monitor: Monitor, hook: FakeWebhookReceiver) -> None:
     """Every source on, alerts sent to the signed webhook receiver ``hook``."""
     monitor.env.update({"WEBHOOK_SECRET": SECRET})
     monitor.configure(
-        f"""
-        [defaults]
-        notify = ["hook"]
-
-        [notifiers.hook]
-        type = "webhook"
-        url = "{hook.hook_url}"
-        secret = "${{WEBHOOK_SECRET}}"
-        """,
+        webhook_toml(hook.hook_url, signed=True),
         sources=ALL,
     )
 

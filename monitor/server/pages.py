@@ -17,28 +17,23 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from monitor.digest import sparkline
+from monitor.digest import sparkline, template_environment
 from monitor.errors import NotWatchedError
 from monitor.names import package_links
 from monitor.notify.base import safe_url
 from monitor.text import clip, one_line
 
 if TYPE_CHECKING:
-    import jinja2
-
     from monitor.app import Alert, App, Mute, WatchRow
     from monitor.history import Entry
     from monitor.server import ServerContext
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 HISTORY_SHOWN = 50  # newest history entries on a package's page
 ALERTS_SHOWN = 30  # newest alerts not firing on a package's page
 TITLE_CHARS = 120  # of an upstream title on the list
@@ -108,7 +103,7 @@ def render_index(app: App, zone: ZoneInfo) -> str:
         "cycle": _cycle(app.last_cycle(), now, zone),
         "packages": [_row(row, commits.get(row.slug), now, zone) for row in rows],
     }
-    return _environment().get_template("page_index.html.j2").render(context)
+    return template_environment(html=True).get_template("page_index.html.j2").render(context)
 
 
 def _row(row: WatchRow, commits: list[int] | None, now: datetime, zone: ZoneInfo) -> dict[str, Any]:
@@ -190,7 +185,7 @@ def render_package(app: App, name: str, zone: ZoneInfo) -> str:
         "history_total": len(entries),
         "history_shown": HISTORY_SHOWN,
     }
-    return _environment().get_template("page_package.html.j2").render(context)
+    return template_environment(html=True).get_template("page_package.html.j2").render(context)
 
 
 def _links(base_url: str, slug: str, values: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -207,7 +202,7 @@ def _links(base_url: str, slug: str, values: Mapping[str, Any]) -> list[tuple[st
 
 def render_missing(name: str) -> str:
     context = {"title": "not watched · monitor", "name": clip(one_line(name), TITLE_CHARS)}
-    return _environment().get_template("page_missing.html.j2").render(context)
+    return template_environment(html=True).get_template("page_missing.html.j2").render(context)
 
 
 def _alert(alert: Alert, now: datetime, zone: ZoneInfo) -> dict[str, Any]:
@@ -322,17 +317,3 @@ def _ago(delta: Any) -> str:
 
 def _count(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
-
-
-@cache
-def _environment() -> jinja2.Environment:
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
