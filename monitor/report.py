@@ -22,10 +22,7 @@ def list_alerts(
     force (``rules``: their ids; the built-in alerts always count), so a deleted or disabled
     rule's alerts are only history."""
     known = None if rules is None else {*rules, *(rule.id for rule in BUILTIN_RULES)}
-    rows = store.query(
-        "SELECT a.*, w.slug FROM alerts a JOIN watches w ON w.id = a.watch_id"
-        " ORDER BY a.started_at DESC, a.id DESC"
-    )
+    rows = store.alert_rows()
     deliveries = _deliveries(store)
     mutes = store.active_mutes(now)
     recent = iso(now - RECENT_CHANGES)
@@ -61,11 +58,7 @@ def list_alerts(
 
 def _deliveries(store: Store) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {}
-    for row in store.query(
-        "SELECT t.alert_id, t.status AS transition, t.repeat, d.channel, o.status, o.attempts,"
-        " o.last_error FROM deliveries d JOIN transitions t ON t.id = d.transition_id"
-        " JOIN outbox o ON o.id = d.group_id ORDER BY d.id"
-    ):
+    for row in store.alert_deliveries():
         out.setdefault(row["alert_id"], []).append(
             {
                 "channel": row["channel"],

@@ -751,6 +751,22 @@ class Store:
             "SELECT * FROM mutes WHERE until IS NULL OR until > ? ORDER BY id", (iso(now),)
         )
 
+    def alert_rows(self) -> list[dict[str, Any]]:
+        """Every alert with its package's name (``slug``), newest first."""
+        return self.query(
+            "SELECT a.*, w.slug FROM alerts a JOIN watches w ON w.id = a.watch_id"
+            " ORDER BY a.started_at DESC, a.id DESC"
+        )
+
+    def alert_deliveries(self) -> list[dict[str, Any]]:
+        """Every delivery of an alert's transition: ``alert_id``, ``transition``, ``repeat``,
+        ``channel``, and its group's ``status``, ``attempts``, ``last_error``."""
+        return self.query(
+            "SELECT t.alert_id, t.status AS transition, t.repeat, d.channel, o.status,"
+            " o.attempts, o.last_error FROM deliveries d JOIN transitions t"
+            " ON t.id = d.transition_id JOIN outbox o ON o.id = d.group_id ORDER BY d.id"
+        )
+
     def add_mute(
         self,
         slug: str,
