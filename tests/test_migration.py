@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from monitor.store import SCHEMA_VERSION
 from tests.conftest import FIVE, Monitor
@@ -81,3 +82,53 @@ def test_a_migrated_database_goes_on_polling_without_false_changes(monitor: Moni
     report = monitor.json("check")
     assert report["changed"] == [] and report["unchanged"] == 5
     assert [t for t in report["transitions"] if t["kind"] == "change"] == []
+
+
+# -- schema 5: the release before the bot (every source, pins, origins, mutes) -----------------
+
+
+def _schema5(monitor: Monitor) -> dict[str, Any]:
+    """The fixture made by make_schema5.py at that release, as this user's database; what
+    that release printed of it."""
+    shutil.copy(DB / "schema5.db", monitor.tmp_path / "monitor.db")
+    expected = json.loads((DB / "schema5-expected.json").read_text())
+    monitor.configure(sources=("pypi", "github", "osv"))  # nothing is polled here
+    monitor.clock.now = datetime.fromisoformat(expected["made_at"])
+    return expected
+
+
+def test_the_schema_5_fixture_is_what_it_says() -> None:
+    conn = sqlite3.connect(DB / "schema5.db")
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert conn.execute("SELECT COUNT(*) FROM mutes").fetchone()[0] == 2
+        sources = {row[0] for row in conn.execute("SELECT DISTINCT source FROM parts")}
+        assert sources == {"djangopackages", "pypi", "github", "osv"}
+    finally:
+        conn.close()
+
+
+def test_a_schema_5_database_reads_the_same_after_the_migration(monitor: Monitor) -> None:
+    expected = _schema5(monitor)
+    for name, entries in expected["history"].items():
+        assert monitor.json("history", name) == entries, name
+    assert monitor.json("alerts", "--all") == expected["alerts"]
+    assert monitor.json("list") == expected["list"]
+    # mutes gained who set them: unknown for those set before
+    assert monitor.json("mutes") == [{**m, "set_by": None} for m in expected["mutes"]]
+    store = monitor.store()
+    try:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        store.close()
+    lines = monitor.run("mutes").stdout.splitlines()
+    assert lines[0].split() == ["package", "rule", "until", "set", "by", "comment"]
+    assert lines[1].split()[4] == "-"  # no one recorded
+
+
+def test_a_migrated_schema_5_database_takes_new_mutes_with_who(monitor: Monitor) -> None:
+    _schema5(monitor)
+    assert monitor.run("unmute", "django-otp").exit_code == 0
+    assert monitor.run("mute", "django-otp", "--rule", "vulnerable-version").exit_code == 0
+    (mute,) = [m for m in monitor.json("mutes") if m["package"] == "django-otp"]
+    assert mute["rule"] == "vulnerable-version" and mute["set_by"]
