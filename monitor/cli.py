@@ -6,11 +6,8 @@ slack-sdk, jinja2 and sqlite-utils are imported inside the commands that use the
 
 from __future__ import annotations
 
-import asyncio
-import json
 import random
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +18,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from monitor import __version__
-from monitor.diff import describe_change
 from monitor.durations import parse_duration
 from monitor.errors import MonitorError, NotWatchedError, PackageNotFound, UsageError
 from monitor.text import json_safe, one_line, printable
@@ -45,12 +41,21 @@ class Runtime:
 
     config_path: str | None = None
     clock: Callable[[], datetime] = utcnow
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    sleep: Callable[[float], Awaitable[Any]] | None = None  # None: asyncio.sleep
     rng: Callable[[], float] = random.random
     env: dict[str, str] | None = None
     read_only: bool = False  # a command that only reads: a missing database is not created
     _config: Config | None = field(default=None, repr=False)
     _rules: list[Any] | None = field(default=None, repr=False)
+
+    def pause(self) -> Callable[[float], Awaitable[Any]]:
+        """The sleep to use: the injected one, else asyncio's (imported only now: start-up
+        stays light, ``monitor --help`` imports no asyncio)."""
+        if self.sleep is not None:
+            return self.sleep
+        import asyncio
+
+        return asyncio.sleep
 
     def config(self) -> Config:
         if self._config is None:
@@ -91,7 +96,7 @@ class Runtime:
             self.store(),
             rules=self.rules,
             clock=self.clock,
-            sleep=self.sleep,
+            sleep=self.pause(),
             rng=self.rng,
             console=console,
         )
@@ -208,6 +213,8 @@ def _runtime(ctx: click.Context) -> Runtime:
 def _print_json(data: Any) -> None:
     """The data as one JSON document, exactly; the characters a terminal would act on are
     written as ``\\uXXXX`` escapes (JSON escapes C0 controls itself)."""
+    import json
+
     click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
@@ -292,6 +299,8 @@ def watch(
         _watch_file(runtime, Path(requirements), prune, as_json, given, interval)
         return
     app = runtime.app(console=sys.stdout)
+    import asyncio
+
     outcome = asyncio.run(
         app.watch(list(names), grid=grid, pin=pin, notify=given, interval=interval)
     )
@@ -315,6 +324,8 @@ def _watch_file(
 
     deps = read_dependencies(path)
     store = runtime.store()
+    import asyncio
+
     imported = asyncio.run(_import_file(runtime, store, deps, prune, notify, interval, as_json))
     if as_json:
         _print_json([row.to_json_dict() for row in imported.rows])
@@ -390,7 +401,11 @@ async def _sources(runtime: Runtime) -> AsyncIterator[Any]:
     from monitor.sources import open_sources
 
     async with open_sources(
-        runtime.config(), runtime.store(), sleep=runtime.sleep, rng=runtime.rng, clock=runtime.clock
+        runtime.config(),
+        runtime.store(),
+        sleep=runtime.pause(),
+        rng=runtime.rng,
+        clock=runtime.clock,
     ) as sources:
         yield sources
 
@@ -467,6 +482,8 @@ def check(ctx: click.Context, slugs: tuple[str, ...], as_json: bool) -> None:
         with _progress("checking", count, shown=not as_json) as step:
             return await app.check(slugs, on_result=(lambda _r: step()) if step else None)
 
+    import asyncio
+
     outcome = asyncio.run(check_now())
     report, undelivered = outcome.report, outcome.undelivered
     if as_json:
@@ -491,6 +508,8 @@ def _progress(label: str, length: int, *, shown: bool) -> Iterator[Callable[[], 
 
 
 def _print_summary(report: CycleReport, undelivered: list[str]) -> None:
+    from monitor.diff import describe_change
+
     changed = len(report.changed)
     echo(
         f"checked {report.checked}: {report.unchanged} unchanged, {changed} changed, "
@@ -546,6 +565,8 @@ def _transition_line(transition: Any) -> str:
 @click.pass_context
 def history(ctx: click.Context, slug: str, as_json: bool) -> None:
     """Show how a watched package changed over time, oldest first."""
+    from monitor.diff import describe_change
+
     entries = [entry.to_json_dict() for entry in _runtime(ctx).app().history(slug)]
     if as_json:
         _print_json(entries)
@@ -858,9 +879,11 @@ def notify_test(ctx: click.Context, channel: str) -> None:
     config.check_channels([channel], "notify-test")
 
     async def send() -> None:
+        from uuid import uuid4
+
         notifier = make_notifier(config, channel)  # an unset ${VAR} it needs: exit 2
         try:
-            group_id = uuid.uuid4().hex
+            group_id = uuid4().hex
             try:
                 payload = notifier.render_test(group_id=group_id, created_at=runtime.clock())
             except Exception as exc:
@@ -868,6 +891,8 @@ def notify_test(ctx: click.Context, channel: str) -> None:
             await notifier.send(payload, group_id=group_id)
         finally:
             await notifier.aclose()
+
+    import asyncio
 
     asyncio.run(send())
     echo(f"{channel}: test message delivered")
@@ -933,6 +958,8 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
         echo(render_text(built))
     if send:
         groups = queue_digest_groups(store, config, now=now, since=period, rules=rules_in_force)
+        import asyncio
+
         undelivered = asyncio.run(runtime.app(console=sys.stderr).deliver(groups))
         for line in undelivered:
             echo(f"undelivered: {line}", err=True)
@@ -991,6 +1018,8 @@ def run(ctx: click.Context, listen: str | None, log_format: str) -> None:
 
 
 def _run_daemon(runtime: Runtime, listen: str | None) -> None:
+    import asyncio
+
     from monitor.scheduler import Daemon, install_signal_handlers
 
     config = runtime.config()
