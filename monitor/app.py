@@ -281,9 +281,9 @@ class App:
         if rule is not None:
             known = {*self.rule_ids(), *BUILTIN_MUTABLE}
             if rule not in known:
-                from monitor.errors import did_you_mean
+                from monitor.errors import UnknownRule, did_you_mean
 
-                raise UsageError(f"no rule named {rule!r}{did_you_mean(rule, sorted(known))}")
+                raise UnknownRule(f"no rule named {rule!r}{did_you_mean(rule, sorted(known))}")
         try:
             length = parse_duration(duration) if duration else None
         except ValueError as exc:

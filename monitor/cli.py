@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from monitor.cycle import CycleReport
     from monitor.store import Store
 
-BUILTIN_MUTABLE = ("package-not-found", "poll-failing")
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -206,6 +206,14 @@ def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
     click.echo(printable(text), err=err, nl=nl)
 
 
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a command's async work to completion (asyncio is imported only by the commands
+    that need it, so ``monitor --help`` stays light)."""
+    import asyncio
+
+    return asyncio.run(work)
+
+
 def _runtime(ctx: click.Context) -> Runtime:
     return ctx.find_object(Runtime) or Runtime()
 
@@ -299,11 +307,7 @@ def watch(
         _watch_file(runtime, Path(requirements), prune, as_json, given, interval)
         return
     app = runtime.app(console=sys.stdout)
-    import asyncio
-
-    outcome = asyncio.run(
-        app.watch(list(names), grid=grid, pin=pin, notify=given, interval=interval)
-    )
+    outcome = _run(app.watch(list(names), grid=grid, pin=pin, notify=given, interval=interval))
     for line in outcome.lines:
         echo(line)
     if outcome.transitions:
@@ -324,9 +328,7 @@ def _watch_file(
 
     deps = read_dependencies(path)
     store = runtime.store()
-    import asyncio
-
-    imported = asyncio.run(_import_file(runtime, store, deps, prune, notify, interval, as_json))
+    imported = _run(_import_file(runtime, store, deps, prune, notify, interval, as_json))
     if as_json:
         _print_json([row.to_json_dict() for row in imported.rows])
     else:
@@ -482,9 +484,7 @@ def check(ctx: click.Context, slugs: tuple[str, ...], as_json: bool) -> None:
         with _progress("checking", count, shown=not as_json) as step:
             return await app.check(slugs, on_result=(lambda _r: step()) if step else None)
 
-    import asyncio
-
-    outcome = asyncio.run(check_now())
+    outcome = _run(check_now())
     report, undelivered = outcome.report, outcome.undelivered
     if as_json:
         data = report.to_json_dict()
@@ -634,14 +634,16 @@ def mute(
     ctx: click.Context, slug: str, rule: str | None, for_: str | None, comment: str | None
 ) -> None:
     """Stop delivering a package's alerts (they are still recorded)."""
-    app = _runtime(ctx).app()
-    app.watched(slug)
-    if rule is not None and rule not in {*app.rule_ids(), *BUILTIN_MUTABLE}:
-        from monitor.errors import did_you_mean
+    from monitor.errors import UnknownRule
 
-        known = sorted({*app.rule_ids(), *BUILTIN_MUTABLE})
-        raise UsageError(f"--rule: no rule named {rule!r}{did_you_mean(rule, known)}")
-    muted = app.mute(slug, rule=rule, duration=for_, comment=comment, set_by=_user())
+    try:
+        muted = (
+            _runtime(ctx)
+            .app()
+            .mute(slug, rule=rule, duration=for_, comment=comment, set_by=_user())
+        )
+    except UnknownRule as exc:
+        raise UsageError(f"--rule: {exc}") from None
     what = f"{slug} ({rule})" if rule else slug
     echo(f"muted {what}" + (f" until {muted.until}" if muted.until else ""))
 
@@ -892,9 +894,7 @@ def notify_test(ctx: click.Context, channel: str) -> None:
         finally:
             await notifier.aclose()
 
-    import asyncio
-
-    asyncio.run(send())
+    _run(send())
     echo(f"{channel}: test message delivered")
 
 
@@ -958,9 +958,7 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
         echo(render_text(built))
     if send:
         groups = queue_digest_groups(store, config, now=now, since=period, rules=rules_in_force)
-        import asyncio
-
-        undelivered = asyncio.run(runtime.app(console=sys.stderr).deliver(groups))
+        undelivered = _run(runtime.app(console=sys.stderr).deliver(groups))
         for line in undelivered:
             echo(f"undelivered: {line}", err=True)
         if undelivered:

@@ -5,6 +5,7 @@ Library code raises; ``cli.py`` turns an error into a message and an exit code
 
     MonitorError                      exit 1
     ├── UsageError                    exit 2  bad arguments (e.g. a slug that is not watched)
+    │   └── UnknownRule                       a rule id that names no rule (mute)
     ├── ConfigError                   exit 2  bad config file (key, line, suggestion)
     ├── RulesError                    exit 2  bad rule files (a list of path:line problems)
     ├── NotWatchedError               exit 1  history/unwatch of a slug that is not watched
@@ -30,6 +31,10 @@ class MonitorError(Exception):
 
 class UsageError(MonitorError):
     exit_code = 2
+
+
+class UnknownRule(UsageError):
+    """A rule id that names no loaded rule (nor a built-in one)."""
 
 
 class ConfigError(MonitorError):

@@ -30,9 +30,7 @@ def list_alerts(
     for row in rows:
         sent = deliveries.get(row["id"], [])
         undelivered = any(d["status"] in ("pending", "failed") for d in sent)
-        current = (row["kind"] == "condition" and row["status"] == "firing") or (
-            row["kind"] == "change" and row["started_at"] >= recent
-        )
+        current = is_current(row["kind"], row["status"], row["started_at"], recent)
         in_force = known is None or row["rule"] in known
         wanted = show_all or (current and in_force) or undelivered
         if not wanted:
@@ -54,6 +52,14 @@ def list_alerts(
             }
         )
     return items
+
+
+def is_current(kind: str, status: str, started_at: str, recent: str) -> bool:
+    """Whether plain ``alerts`` shows an alert: a condition alert firing now, or a change
+    alert started since ``recent`` (ISO time, :data:`RECENT_CHANGES` ago)."""
+    return (kind == "condition" and status == "firing") or (
+        kind == "change" and started_at >= recent
+    )
 
 
 def _deliveries(store: Store) -> dict[int, list[dict[str, Any]]]:

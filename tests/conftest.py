@@ -134,6 +134,21 @@ def upstream() -> Any:
 
 
 @pytest.fixture
+async def session() -> Any:
+    """One aiohttp client session, for tests that make a source themselves."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """Where a test's injected sleep records what it was asked to wait."""
+    return []
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

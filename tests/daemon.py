@@ -24,6 +24,18 @@ from typing import Any
 ROOT = Path(__file__).parent.parent
 
 
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll ``condition`` every 20 ms until it gives something true (returned); fail the
+    test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
 class RunningMonitor:
     def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None):
         self.command = [
@@ -121,15 +133,7 @@ class RunningMonitor:
         self.returncode = process.returncode
         return process.returncode
 
-    @staticmethod
-    def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            assert time.monotonic() < deadline, "timed out waiting"
-            time.sleep(0.02)
+    wait_for = staticmethod(wait_for)
 
     def request(
         self,

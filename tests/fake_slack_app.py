@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.daemon import wait_for
 from tests.fakes import FakeHTTPServer, RecordedRequest, Reply, _form
 
 APP_TOKEN = "xapp-1-A111-222-fakeapptoken"
@@ -266,13 +267,3 @@ def _body(request: RecordedRequest) -> dict[str, Any]:
         body = request.json()
         return body if isinstance(body, dict) else {}
     return dict(_form(request))
-
-
-def wait_for(condition: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)

@@ -26,7 +26,7 @@ from monitor.server import Server, ServerContext
 from monitor.sources import open_sources
 from monitor.store import Store
 from tests.conftest import Monitor, webhook_toml
-from tests.daemon import ROOT, RunningMonitor
+from tests.daemon import RunningMonitor
 from tests.fakes import FakeWebhookReceiver
 from tests.sourceworld import World
 
@@ -259,17 +259,3 @@ def test_metrics_show_every_family_before_anything_happens(running: DaemonThread
         "monitor_rate_limited_until_timestamp_seconds",
     } <= names
     assert 'monitor_polls_total{outcome="deferred",source="djangopackages"} 0.0' in text
-
-
-def test_help_does_not_import_prometheus_client() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\nfrom monitor.cli import main\nsys.argv = ['monitor', '--help']\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print('LOADED', 'prometheus_client' in sys.modules, file=sys.stderr)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert "Usage: monitor" in done.stdout
-    assert "LOADED False" in done.stderr

@@ -8,12 +8,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import FIVE, Monitor
+from tests.daemon import wait_for
 from tests.fakeupstream import Fault
 
 ROOT = Path(__file__).parent.parent
@@ -27,13 +27,6 @@ def _monitor(monitor: Monitor, *args: str) -> subprocess.Popen[str]:
         text=True,
         cwd=ROOT,
     )
-
-
-def _wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("command", [["--help"], ["list", "--help"], ["run", "--help"]])
@@ -66,7 +59,7 @@ def test_sigkill_mid_poll_leaves_a_consistent_database(monitor: Monitor) -> None
     monitor.upstream.records["django-otp"]["pypi_version"] = "1.8.0"
     monitor.upstream.fail("/api/v4/packages/", [Fault.slow(30)])  # the page request hangs
     child = _monitor(monitor, "check")
-    _wait_for(lambda: monitor.upstream.in_flight > 0)
+    wait_for(lambda: monitor.upstream.in_flight > 0)
     os.kill(child.pid, signal.SIGKILL)
     child.communicate(timeout=10)
     assert child.returncode == -signal.SIGKILL

@@ -24,17 +24,11 @@ from monitor.sources import Sources
 from monitor.sources.djangopackages import DjangoPackagesSource
 from monitor.store import Store
 from tests.conftest import Monitor
+from tests.daemon import wait_for
 from tests.fakes import FakeWebhookReceiver
 from tests.fakeupstream import unused_url
 
 ROOT = Path(__file__).parent.parent
-
-
-def _wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 def _checks(monitor: Monitor, slug: str) -> int:
@@ -72,9 +66,9 @@ def test_run_polls_alerts_picks_up_new_watches_and_stops_on_sigterm(monitor: Mon
             cwd=ROOT,
         )
         try:
-            _wait_for(lambda: _checks(monitor, "django-otp") >= 2)
+            wait_for(lambda: _checks(monitor, "django-otp") >= 2)
             monitor.upstream.records["django-otp"]["pypi_version"] = "1.8.0"
-            _wait_for(
+            wait_for(
                 lambda: any(
                     a["rule"] == "pypi-version-changed"
                     for e in hook.events
@@ -84,7 +78,7 @@ def test_run_polls_alerts_picks_up_new_watches_and_stops_on_sigterm(monitor: Mon
 
             monitor.clock.now = datetime.now(UTC)
             assert monitor.run("watch", "django-mfa").exit_code == 0  # while run runs
-            _wait_for(lambda: _checks(monitor, "django-mfa") >= 2)
+            wait_for(lambda: _checks(monitor, "django-mfa") >= 2)
 
             started = time.monotonic()
             daemon.send_signal(signal.SIGTERM)
@@ -284,9 +278,9 @@ def test_json_log_names_failures_and_transitions_and_stays_json_on_sigterm(
     )
     stderr = _Lines(daemon.stderr)
     try:
-        _wait_for(lambda: any('"cycle"' in line for line in stderr.lines))
+        wait_for(lambda: any('"cycle"' in line for line in stderr.lines))
         monitor.upstream.fail("/api/v4/packages/", [Fault.slow(30)] * 5)  # the next page hangs
-        _wait_for(lambda: monitor.upstream.in_flight > 0)
+        wait_for(lambda: monitor.upstream.in_flight > 0)
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=10)
     finally:

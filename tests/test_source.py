@@ -40,17 +40,6 @@ async def clones():
 
 
 @pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
 def make_source(session, sleeps):
     async def sleep(delay: float) -> None:
         sleeps.append(delay)

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
-import aiohttp
 import pytest
 
 from monitor import USER_AGENT
@@ -43,12 +42,6 @@ def github() -> FakeGitHub:
 async def upstream(github):
     async with FakeUpstream(apis=[github]) as up:
         yield up
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

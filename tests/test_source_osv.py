@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
 import pytest
 
 from monitor.sources import Due, Part, PartState, PartStatus
@@ -55,17 +54,6 @@ def osv() -> FakeOSV:
 async def upstream(osv):
     async with FakeUpstream({}, apis=[osv]) as up:
         yield up
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
 
 
 @pytest.fixture

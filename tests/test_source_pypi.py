@@ -10,7 +10,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import pytest
 
 from monitor import USER_AGENT
@@ -40,17 +39,6 @@ def pypi() -> FakePyPI:
 async def upstream(pypi):
     async with FakeUpstream(apis=[pypi]) as up:
         yield up
-
-
-@pytest.fixture
-async def session():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
 
 
 @pytest.fixture

@@ -156,9 +156,9 @@ def auth_middleware(ctx: ServerContext) -> Any:
 
 
 def _loopback_host(request: web.Request) -> bool:
-    host = request.host.rsplit(":", 1)[0] if not request.host.startswith("[") else ""
-    if request.host.startswith("["):
-        host = request.host[1:].partition("]")[0]
+    """Whether the ``Host`` header names a loopback host (``[::1]:8080`` for IPv6)."""
+    given = request.host
+    host = given[1:].partition("]")[0] if given.startswith("[") else given.rsplit(":", 1)[0]
     return is_loopback(host)
 
 

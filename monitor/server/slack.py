@@ -586,15 +586,15 @@ _HANDLERS: dict[str, Callable[[SlackBot, Command, Caller], Awaitable[Answer]]] =
 
 
 def _package_status(app: App, name: str) -> tuple[Any, list[Any], list[Any]]:
-    from monitor.report import RECENT_CHANGES
+    from monitor.report import RECENT_CHANGES, is_current
     from monitor.store import iso
 
     row = app.watch_row(name)  # NotWatchedError: the answer
     recent = iso(app.clock() - RECENT_CHANGES)
-    alerts = [  # as `alerts` shows them: firing, or changes of the last 7 days
+    alerts = [  # as `alerts` shows them
         alert
         for alert in app.package_alerts(name, limit=10)
-        if alert.status == "firing" or (alert.kind == "change" and alert.started_at >= recent)
+        if is_current(alert.kind, alert.status, alert.started_at, recent)
     ]
     mutes = [mute for mute in app.mutes() if mute.package == name]
     return row, alerts, mutes

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 import re
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -43,7 +42,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import aiohttp
 import orjson
 
 from monitor.errors import InvalidRecord, PackageNotFound, SourceError
@@ -55,7 +53,7 @@ from monitor.snapshot import (
     record_values,
 )
 from monitor.sources import PollResult, PollStatus
-from monitor.sources.http import MAX_BODY, FetchError, JsonClient, Sleep
+from monitor.sources.http import FetchError, JsonSource
 
 log = logging.getLogger(__name__)
 
@@ -76,43 +74,17 @@ class GridNotFound(PackageNotFound):
         self.args = (f"grid {grid!r} not found on djangopackages",)
 
 
-class DjangoPackagesSource:
+class DjangoPackagesSource(JsonSource):
     """Packages from ``base_url`` (e.g. ``https://djangopackages.org``) through ``session``.
 
     ``last_count`` is the best known size of the package list after a poll (what a page
     said, else the ``known_count`` given): persist it and pass it back next time.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        session: aiohttp.ClientSession,
-        timeout: float = 30,
-        concurrency: int = 8,
-        retries: int = 3,
-        sleep: Sleep = asyncio.sleep,
-        rng: Callable[[], float] = random.random,
-        page_size: int = PAGE_SIZE,
-        max_body: int = MAX_BODY,
-    ):
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str, *, page_size: int = PAGE_SIZE, **client: Any):
+        super().__init__(base_url, **client)
         self.page_size = max(page_size, 1)
         self.last_count: int | None = None
-        self._http = JsonClient(
-            session,
-            timeout=timeout,
-            concurrency=concurrency,
-            retries=retries,
-            sleep=sleep,
-            rng=rng,
-            max_body=max_body,
-        )
-
-    @property
-    def requests_sent(self) -> int:
-        """Every HTTP request sent so far, retries included (for benchmarks)."""
-        return self._http.requests_sent
 
     def package_url(self, key: str | int) -> str:
         return f"{self.base_url}/api/v4/packages/{quote(str(key), safe='')}/"

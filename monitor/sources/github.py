@@ -18,10 +18,8 @@ the caller persists it and passes it back, so the next process does not ask eith
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import orjson
 
 from monitor.errors import InvalidRecord
@@ -37,7 +34,7 @@ from monitor.retry import retry_after
 from monitor.snapshot import check_bool, check_count, check_datetime, check_text
 from monitor.sources import Context, Due, FieldKind, Part, PartStatus, Source
 from monitor.sources.djangopackages import _shown
-from monitor.sources.http import MAX_BODY, FetchError, JsonClient, Sleep, poll_each
+from monitor.sources.http import FetchError, JsonSource, poll_each
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +99,7 @@ def github_repo(url: Any) -> str | None:
     return f"{owner}/{repo}"
 
 
-class GitHubSource:
+class GitHubSource(JsonSource):
     """Repositories from the GitHub REST API at ``base_url`` (:data:`DEFAULT_URL`) through
     ``session``; ``token`` is sent as a bearer token (5,000 requests an hour instead of 60).
 
@@ -133,21 +130,12 @@ class GitHubSource:
         self,
         base_url: str = DEFAULT_URL,
         *,
-        session: aiohttp.ClientSession,
         token: str | None = None,
-        timeout: float = 30,
-        concurrency: int = 8,
-        retries: int = 3,
-        sleep: Sleep = asyncio.sleep,
-        rng: Callable[[], float] = random.random,
-        max_body: int = MAX_BODY,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         limited_until: datetime | None = None,
+        **client: Any,
     ):
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        self.base_url = base_url.rstrip("/")
-        self.concurrency = concurrency
+        super().__init__(base_url, **client)
         self.limited_until: datetime | None = None
         self._clock = clock
         self._headers = {
@@ -156,26 +144,8 @@ class GitHubSource:
         }
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
-        self._http = JsonClient(
-            session,
-            timeout=timeout,
-            concurrency=concurrency,
-            retries=retries,
-            sleep=sleep,
-            rng=rng,
-            max_body=max_body,
-        )
         if limited_until is not None:
             self._limit(_aware(limited_until))
-
-    @property
-    def requests_sent(self) -> int:
-        """Every HTTP request sent so far, retries included."""
-        return self._http.requests_sent
-
-    @requests_sent.setter
-    def requests_sent(self, value: int) -> None:  # the Source protocol's is settable
-        self._http.requests_sent = value
 
     def key(self, watch: str, values: Mapping[str, Any]) -> str | None:
         """``OWNER/REPO`` of the watch's djangopackages ``repo_url`` when it is GitHub's,

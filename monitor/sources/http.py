@@ -383,6 +383,45 @@ def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
     return f"cannot connect to {exc.host}: {error.strerror or error}"
 
 
+class JsonSource:
+    """What every built-in source holds: the API's ``base_url`` and one polite
+    :class:`JsonClient` on ``session`` (the other arguments are the client's). A source
+    adds its own arguments and passes the rest on."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        session: aiohttp.ClientSession,
+        timeout: float = 30,
+        concurrency: int = 8,
+        retries: int = 3,
+        sleep: Sleep = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        max_body: int = MAX_BODY,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.concurrency = concurrency
+        self._http = JsonClient(
+            session,
+            timeout=timeout,
+            concurrency=concurrency,
+            retries=retries,
+            sleep=sleep,
+            rng=rng,
+            max_body=max_body,
+        )
+
+    @property
+    def requests_sent(self) -> int:
+        """Every HTTP request sent so far, retries included (for benchmarks)."""
+        return self._http.requests_sent
+
+    @requests_sent.setter
+    def requests_sent(self, value: int) -> None:  # the Source protocol's is settable
+        self._http.requests_sent = value
+
+
 async def poll_each(
     due: Sequence[Any],
     poll_one: Callable[[Any], Awaitable[Any]],

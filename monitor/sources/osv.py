@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -31,7 +30,6 @@ from datetime import datetime
 from typing import Any, Protocol, TypeGuard
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import orjson
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -40,7 +38,7 @@ from monitor.errors import InvalidRecord, SourceError
 from monitor.names import is_pypi_watch, project_of
 from monitor.snapshot import check_datetime
 from monitor.sources import Context, Due, FieldKind, Part, PartStatus
-from monitor.sources.http import MAX_BODY, JsonClient, Sleep
+from monitor.sources.http import JsonSource
 from monitor.text import clip
 
 log = logging.getLogger(__name__)
@@ -276,7 +274,7 @@ class _Query:
         return query
 
 
-class OSVSource:
+class OSVSource(JsonSource):
     """OSV's known vulnerabilities of each watch's version in use (SPEC §2.1, §3.1).
 
     ``requests_sent`` counts every HTTP request, retries included; ``batches_sent`` the
@@ -296,36 +294,12 @@ class OSVSource:
         )
 
     def __init__(
-        self,
-        base_url: str = DEFAULT_URL,
-        *,
-        session: aiohttp.ClientSession,
-        cache: VulnCache,
-        timeout: float = 30,
-        concurrency: int = 8,
-        retries: int = 3,
-        sleep: Sleep = asyncio.sleep,
-        rng: Callable[[], float] = random.random,
-        max_body: int = MAX_BODY,
-        batch: int = BATCH,
+        self, base_url: str = DEFAULT_URL, *, cache: VulnCache, batch: int = BATCH, **client: Any
     ):
-        self.base_url = base_url.rstrip("/")
+        super().__init__(base_url, **client)
         self.cache = cache
         self.batch = min(max(batch, 1), BATCH)
         self.batches_sent = 0
-        self._http = JsonClient(
-            session,
-            timeout=timeout,
-            concurrency=concurrency,
-            retries=retries,
-            sleep=sleep,
-            rng=rng,
-            max_body=max_body,
-        )
-
-    @property
-    def requests_sent(self) -> int:
-        return self._http.requests_sent
 
     def key(self, watch: str, values: Mapping[str, Any]) -> str | None:
         """``NAME==VERSION``: the PyPI name (a ``pypi:`` watch's own, else ``pypi_url``'s)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +29,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-import aiohttp
 import orjson
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -41,7 +39,12 @@ from monitor.snapshot import check_datetime, check_text, check_texts
 from monitor.snapshot import kind_of as _kind
 from monitor.sources import Context, Due, FieldKind, Part, PartStatus
 from monitor.sources.github import github_repo
-from monitor.sources.http import MAX_BODY, Fetched, FetchError, JsonClient, Sleep, poll_each
+from monitor.sources.http import (
+    Fetched,
+    FetchError,
+    JsonSource,
+    poll_each,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +133,7 @@ def unpack_etags(packed: str | None) -> tuple[str | None, str | None]:
     return tuple(e if type(e) is str and e else None for e in pair)  # type: ignore[return-value]
 
 
-class PyPISource:
+class PyPISource(JsonSource):
     """PyPI's JSON and Simple APIs at ``base_url`` (:data:`DEFAULT_URL`) through
     ``session``; the other arguments are the :class:`JsonClient`'s."""
 
@@ -142,34 +145,8 @@ class PyPISource:
         """Built from ``[sources.pypi]``."""
         return cls(settings.url, **context.client_options(settings))
 
-    def __init__(
-        self,
-        base_url: str = DEFAULT_URL,
-        *,
-        session: aiohttp.ClientSession,
-        timeout: float = 30,
-        concurrency: int = 8,
-        retries: int = 3,
-        sleep: Sleep = asyncio.sleep,
-        rng: Callable[[], float] = random.random,
-        max_body: int = MAX_BODY,
-    ):
-        self.base_url = base_url.rstrip("/")
-        self.concurrency = concurrency
-        self._http = JsonClient(
-            session,
-            timeout=timeout,
-            concurrency=concurrency,
-            retries=retries,
-            sleep=sleep,
-            rng=rng,
-            max_body=max_body,
-        )
-
-    @property
-    def requests_sent(self) -> int:
-        """Every HTTP request sent so far, retries included."""
-        return self._http.requests_sent
+    def __init__(self, base_url: str = DEFAULT_URL, **client: Any):
+        super().__init__(base_url, **client)
 
     def key(self, watch: str, values: Mapping[str, Any]) -> str | None:
         """The project name: ``NAME`` of a ``pypi:NAME`` watch, else the project named by the
