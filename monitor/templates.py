@@ -25,6 +25,7 @@ refuses one over them, with its line.
 
 from __future__ import annotations
 
+import gc
 import operator
 import re
 import sys
@@ -365,10 +366,21 @@ _RAISE_IN = frozenset({"<template>", __file__})
 @contextmanager
 def _deadline(limits: Limits) -> Iterator[None]:
     """Raise :class:`TemplateLimit` in the render's code (or the load-time checks') once
-    it has run past the limits' seconds."""
+    it has run past the limits' seconds, not counting garbage collections meanwhile."""
     deadline = limits.clock() + limits.seconds
     steps = 0
     expired = False
+    collecting: float | None = None
+
+    def collected(phase: str, info: Any) -> None:
+        # Time the cyclic garbage collector takes meanwhile (a big heap's full pass can
+        # take longer than the whole deadline) is not the template's: it moves the deadline.
+        nonlocal deadline, collecting
+        if phase == "start":
+            collecting = limits.clock()
+        elif collecting is not None:
+            deadline += limits.clock() - collecting
+            collecting = None
 
     def check(frame: FrameType, event: str, arg: Any) -> Any:
         nonlocal steps, expired
@@ -380,8 +392,10 @@ def _deadline(limits: Limits) -> Iterator[None]:
         return check
 
     previous = sys.gettrace()
+    gc.callbacks.append(collected)
     sys.settrace(check)
     try:
         yield
     finally:
         sys.settrace(previous)
+        gc.callbacks.remove(collected)

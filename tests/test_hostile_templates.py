@@ -128,6 +128,36 @@ def test_a_template_over_its_bounds_gives_the_default_message(
     assert f"rule hostile: message template failed, default used: {why}" in caplog.text
 
 
+def test_a_garbage_collection_during_a_render_is_not_the_templates_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full collection of a big heap can outlast the deadline (a loaded test run once
+    gave a shipped rule its default message so): its time is not counted."""
+    import gc
+
+    now = [0.0]
+    monkeypatch.setattr(templates, "LIMITS", Limits(clock=lambda: now[0]))
+
+    def slow_collection(phase: str, info: object) -> None:
+        if phase == "stop":  # called before the render's own callback, added later
+            now[0] += 1.0  # a second in the collector, ten deadlines
+
+    class Collects:
+        def __str__(self) -> str:
+            gc.collect()
+            return "x"
+
+    template = templates.compile_template(
+        templates.BoundedEnvironment(), "{{ value }}{% for i in range(2000) %}{% endfor %}"
+    )
+    gc.callbacks.append(slow_collection)
+    try:
+        rendered = templates.render(template, {"value": Collects()}, max_chars=100)
+    finally:
+        gc.callbacks.remove(slow_collection)
+    assert rendered == "x"
+
+
 def test_a_long_rendered_summary_is_cut_at_2000_characters(monitor: Monitor) -> None:
     loops = "{% for i in range(100000) %}{% for j in range(100) %}x{% endfor %}{% endfor %}"
     alert = _fire(monitor, loops)
