@@ -60,7 +60,7 @@ from monitor.outbox import queue_group
 from monitor.snapshot import BOOKKEEPING, Snapshot
 from monitor.sources import Due, PartState, PartStatus, PollResult, PollStatus
 from monitor.sources import title as source_title
-from monitor.store import Store, StoredPart, Watch, from_iso, iso
+from monitor.store import Store, StoredPart, Watch, day_number, from_iso, iso
 
 
 @dataclass(frozen=True)
@@ -188,14 +188,29 @@ _BUILTIN_OBSERVED = {
     for status in ("ok", "unchanged", "failed", "not_found")
 }
 
-# The rows every polled package gets, written in two executemany calls per cycle.
+# The rows every polled package gets, written a few hundred at a time: its day's count of
+# polls (``check_days``), its watch row, its parts; and a ``checks`` row when it failed.
+_COUNT_POLL = (
+    "INSERT INTO check_days (day, watch_id, ok, unchanged, failed, not_found, ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, watch_id) DO UPDATE"
+    " SET ok = ok + excluded.ok, unchanged = unchanged + excluded.unchanged,"
+    " failed = failed + excluded.failed, not_found = not_found + excluded.not_found,"
+    " ms = ms + excluded.ms"
+)
+_COUNTED = {  # status -> its (ok, unchanged, failed, not_found) counts
+    "ok": (1, 0, 0, 0),
+    "unchanged": (0, 1, 0, 0),
+    "failed": (0, 0, 1, 0),
+    "not_found": (0, 0, 0, 1),
+}
 _INSERT_CHECK = (
-    "INSERT INTO checks (watch_id, checked_at, duration_ms, status, error, snapshot_id,"
-    " last_fetched, modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO checks (watch_id, checked_at, duration_ms, status, error, snapshot_id)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_WATCH = (
     "UPDATE watches SET last_checked_at = ?, last_status = ?, last_error = ?, failures = ?,"
-    " snapshot_id = ?, title = ?, package_id = ?, next_due_at = ? WHERE id = ?"
+    " snapshot_id = ?, title = ?, package_id = ?, next_due_at = ?,"
+    " last_fetched = COALESCE(?, last_fetched), modified = COALESCE(?, modified) WHERE id = ?"
 )
 _UPSERT_PART = (
     "INSERT INTO parts (watch_id, source, key, etag, fingerprint, data, failures, deferred_until,"
@@ -248,6 +263,7 @@ class CycleRecorder:
         self.new_id = new_id
         self.report = CycleReport()
         self._now_iso = iso(now)
+        self._day = day_number(now)
         self._due_from: dict[str | None, datetime] = {}  # interval -> now + interval
         self._due_texts: dict[tuple[str | None, int], str] = {}
         self._ahead: dict[tuple[str, str], str] = {}  # (slug, rule id) -> message, see below
@@ -405,6 +421,7 @@ class CycleRecorder:
             self._may_defer = not last_attempt
             self._mutes = self.store.active_mutes(self.now)
             self._checks: list[tuple[Any, ...]] = []
+            self._counts: list[tuple[Any, ...]] = []
             self._watch_updates: list[tuple[Any, ...]] = []
             self._part_rows: list[tuple[Any, ...]] = []
             self._channel_notices = {}
@@ -425,10 +442,12 @@ class CycleRecorder:
         """Write the rows gathered so far (a few hundred at a time: a part row holds a
         whole record's JSON, and a changed cycle has one per package)."""
         conn = self.store.conn
+        conn.executemany(_COUNT_POLL, self._counts)
         conn.executemany(_INSERT_CHECK, self._checks)
         conn.executemany(_UPDATE_WATCH, self._watch_updates)
         conn.executemany(_UPSERT_PART, self._part_rows)
         self._checks.clear()
+        self._counts.clear()
         self._watch_updates.clear()
         self._part_rows.clear()
 
@@ -534,18 +553,10 @@ class CycleRecorder:
             report.failed.append((watch.slug, error, source))
         for source, until in plan.deferred:
             report.deferred.append((watch.slug, source, until))
-        self._checks.append(
-            (
-                watch.id,
-                self._now_iso,
-                round(outcome.duration * 1000),
-                status,
-                plan.error,
-                new_snapshot_id,
-                plan.last_fetched,
-                plan.modified,
-            )
-        )
+        ms = round(outcome.duration * 1000)
+        self._counts.append((self._day, watch.id, *_COUNTED[status], ms))
+        if status in ("failed", "not_found"):
+            self._checks.append((watch.id, self._now_iso, ms, status, plan.error, new_snapshot_id))
         self._watch_updates.append(
             (
                 self._now_iso,
@@ -556,6 +567,8 @@ class CycleRecorder:
                 plan.values.get("title") or watch.title,
                 outcome.package_id or watch.package_id,
                 self._next_due(watch.interval),
+                plan.last_fetched,
+                plan.modified,
                 watch.id,
             )
         )

@@ -300,6 +300,45 @@ def _migrate_6(db: sqlite_utils.Database) -> None:
     db.conn.execute("ALTER TABLE mutes ADD COLUMN set_by TEXT")
 
 
+def _migrate_7(db: sqlite_utils.Database) -> None:
+    # A year at 10,000 packages (issue 14). Polls are counted per package and day in
+    # ``check_days`` (every outcome, and the milliseconds they took); ``checks`` keeps a row
+    # only for a poll that failed or found no package, with its error. An unchanged poll,
+    # nearly every poll, so costs an update of its day's row, not a row of its own: a year
+    # of 6-hour polls is 365 rows a package, not 1,460. djangopackages' bookkeeping of the
+    # newest poll moves to the watch row. The rows from before are counted the same way.
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE check_days (day INTEGER NOT NULL, watch_id INTEGER NOT NULL,"
+        " ok INTEGER NOT NULL DEFAULT 0, unchanged INTEGER NOT NULL DEFAULT 0,"
+        " failed INTEGER NOT NULL DEFAULT 0, not_found INTEGER NOT NULL DEFAULT 0,"
+        " ms INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, watch_id)) WITHOUT ROWID"
+    )
+    conn.execute("ALTER TABLE watches ADD COLUMN last_fetched INTEGER")
+    conn.execute("ALTER TABLE watches ADD COLUMN modified INTEGER")
+    conn.execute(
+        "INSERT INTO check_days (day, watch_id, ok, unchanged, failed, not_found, ms)"
+        f" SELECT {_day_sql('checked_at')} AS d, watch_id, SUM(status = 'ok'),"
+        " SUM(status = 'unchanged'), SUM(status = 'failed'), SUM(status = 'not_found'),"
+        " COALESCE(SUM(duration_ms), 0) FROM checks GROUP BY d, watch_id"
+    )
+    conn.execute(
+        "UPDATE watches SET (last_fetched, modified) = (SELECT last_fetched, modified"
+        " FROM checks c WHERE c.watch_id = watches.id ORDER BY c.id DESC LIMIT 1)"
+    )
+    conn.execute("DELETE FROM checks WHERE status NOT IN ('failed', 'not_found')")
+
+
+def _day_sql(column: str) -> str:
+    """SQL for the UTC day number (days since 1970-01-01) of an ISO time ``column``."""
+    return f"CAST(strftime('%s', {column}) AS INTEGER) / 86400"
+
+
+def day_number(moment: datetime) -> int:
+    """The UTC day number (days since 1970-01-01) ``check_days`` counts ``moment`` in."""
+    return int(moment.timestamp()) // 86400
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
     _migrate_2,
@@ -307,6 +346,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_4,
     _migrate_5,
     _migrate_6,
+    _migrate_7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

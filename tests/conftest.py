@@ -109,6 +109,17 @@ class Monitor:
         finally:
             store.close()
 
+    def polls(self) -> int:
+        """How many polls the database counts (``check_days``), of every outcome."""
+        store = self.store()
+        try:
+            return store.conn.execute(POLLS_SQL).fetchone()[0]
+        finally:
+            store.close()
+
+
+POLLS_SQL = "SELECT COALESCE(SUM(ok + unchanged + failed + not_found), 0) FROM check_days"
+
 
 def webhook_toml(url: str, *, signed: bool = False) -> str:
     """Config lines sending every alert to the webhook receiver at ``url`` (channel

@@ -122,10 +122,10 @@ def test_watch_history_alerts_mute_check_and_unwatch_over_the_api(monitor: Monit
         assert monitor.json("mutes") == []
 
         # check: polled in the background by the daemon's own cycle
-        checks = monitor.count("checks")
+        checks = monitor.polls()
         status, answer = _json(daemon, "POST", "/api/check", {"names": ["django-otp"]})
         assert (status, answer) == (202, {"polling": ["django-otp"]})
-        daemon.wait_for(lambda: monitor.count("checks") > checks, timeout=10)
+        daemon.wait_for(lambda: monitor.polls() > checks, timeout=10)
 
         assert _json(daemon, "DELETE", "/api/watches/django-otp") == (
             200,

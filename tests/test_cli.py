@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -60,9 +61,41 @@ def test_unchanged_check_adds_no_snapshot_but_records_the_check(monitor: Monitor
     assert result.exit_code == 0, result.output
     assert "5 unchanged, 0 changed" in result.stdout
     assert monitor.count("snapshots") == before
-    assert monitor.count("checks") == 10
+    assert monitor.polls() == 10
     statuses = {item["last_status"] for item in monitor.json("list")}
     assert statuses == {"unchanged"}
+    # an unchanged poll is a count in its package's day, not a row of its own; the
+    # bookkeeping of the newest poll is on the watch row
+    store = monitor.store()
+    try:
+        assert store.conn.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 0
+        days = store.conn.execute(
+            "SELECT w.slug, d.ok, d.unchanged, d.failed FROM check_days d"
+            " JOIN watches w ON w.id = d.watch_id"
+        ).fetchall()
+        assert sorted(tuple(row) for row in days) == [(slug, 1, 1, 0) for slug in sorted(FIVE)]
+        fetched = store.conn.execute(
+            "SELECT last_fetched FROM watches WHERE slug = 'django-otp'"
+        ).fetchone()[0]
+        assert fetched == int(datetime(2026, 11, 21, 15, tzinfo=UTC).timestamp())
+    finally:
+        store.close()
+
+
+def test_a_failed_poll_keeps_its_error_and_counts_in_its_day(monitor: Monitor) -> None:
+    monitor.run("watch", "django-otp")
+    monitor.upstream.fail("/api/v4/packages/django-otp/", [500] * 10)
+    monitor.upstream.fail("/api/v4/packages/", [500] * 10)
+    result = monitor.run("check")
+    assert "failed" in result.output, result.output
+    store = monitor.store()
+    try:
+        rows = store.conn.execute("SELECT status, error FROM checks").fetchall()
+        assert [row[0] for row in rows] == ["failed"] and rows[0][1]
+        counted = store.conn.execute("SELECT ok, failed FROM check_days").fetchone()
+        assert tuple(counted) == (1, 1)
+    finally:
+        store.close()
 
 
 def test_participants_change_says_who_joined_and_left(monitor: Monitor) -> None:

@@ -101,13 +101,13 @@ def test_every_command_says_the_disk_is_full(watching: Monitor) -> None:
 
 
 def test_a_check_that_fills_the_disk_mid_write_changes_nothing(watching: Monitor) -> None:
-    checks = watching.count("checks")
+    checks = watching.polls()
     # The database opens (its -shm file is 32 KiB) but the check's write does not fit.
     [result] = _with_full_disk(watching, 32 * 1024, [["check"]])
     assert (result["crash"], result["exit_code"]) == (None, 1), result
     assert "could not be written: disk full" in result["stderr"]
     _assert_consistent(watching)
-    assert watching.count("checks") == checks  # nothing half-recorded
+    assert watching.polls() == checks  # nothing half-recorded
     report = watching.json("check")
     assert [t["rule"] for t in report["transitions"]] == ["pypi-version-changed"]
 

@@ -83,8 +83,8 @@ class Hooked:
         try:
             return int(
                 store.conn.execute(
-                    "SELECT COUNT(*) FROM checks c JOIN watches w ON w.id = c.watch_id"
-                    " WHERE w.slug = ?",
+                    "SELECT COALESCE(SUM(ok + unchanged + failed + not_found), 0) FROM check_days c"
+                    " JOIN watches w ON w.id = c.watch_id WHERE w.slug = ?",
                     (SLUG,),
                 ).fetchone()[0]
             )

@@ -132,3 +132,38 @@ def test_a_migrated_schema_5_database_takes_new_mutes_with_who(monitor: Monitor)
     assert monitor.run("mute", "django-otp", "--rule", "vulnerable-version").exit_code == 0
     (mute,) = [m for m in monitor.json("mutes") if m["package"] == "django-otp"]
     assert mute["rule"] == "vulnerable-version" and mute["set_by"]
+
+
+def test_a_schema_5_database_counts_its_polls_by_day_after_the_migration(
+    monitor: Monitor,
+) -> None:
+    conn = sqlite3.connect(DB / "schema5.db")
+    try:
+        before = dict(conn.execute("SELECT status, COUNT(*) FROM checks GROUP BY status"))
+        days = conn.execute(
+            "SELECT COUNT(DISTINCT substr(checked_at, 1, 10) || watch_id) FROM checks"
+        ).fetchone()[0]
+        newest = dict(
+            conn.execute(
+                "SELECT watch_id, last_fetched FROM checks c WHERE id = (SELECT MAX(id)"
+                " FROM checks WHERE watch_id = c.watch_id)"
+            )
+        )
+    finally:
+        conn.close()
+    assert before.get("unchanged", 0) + before.get("ok", 0) > 0  # something to count
+    _schema5(monitor)
+    store = monitor.store()
+    try:
+        counted = store.conn.execute(
+            "SELECT SUM(ok), SUM(unchanged), SUM(failed), SUM(not_found), COUNT(*) FROM check_days"
+        ).fetchone()
+        statuses = ("ok", "unchanged", "failed", "not_found")
+        assert tuple(counted[:4]) == tuple(before.get(s, 0) for s in statuses)
+        assert counted[4] == days  # one row a package and day
+        kept = dict(store.conn.execute("SELECT status, COUNT(*) FROM checks GROUP BY status"))
+        assert kept == {s: n for s, n in before.items() if s in ("failed", "not_found")}
+        moved = dict(store.conn.execute("SELECT id, last_fetched FROM watches"))
+        assert {w: moved[w] for w in newest} == newest
+    finally:
+        store.close()

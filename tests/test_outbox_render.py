@@ -63,7 +63,7 @@ def test_a_render_that_raises_fails_its_channel_and_everything_is_recorded(
 ) -> None:
     _configure(monitor, slack, hook)
     assert monitor.run("watch", "django-otp").exit_code == 0
-    checks, snapshots = monitor.count("checks"), monitor.count("snapshots")
+    checks, snapshots = monitor.polls(), monitor.count("snapshots")
     monkeypatch.setattr(SlackNotifier, "render_alerts", _broken_render)
     monitor.upstream.records["django-otp"]["pypi_version"] = "1.8.0"
 
@@ -71,7 +71,7 @@ def test_a_render_that_raises_fails_its_channel_and_everything_is_recorded(
     assert result.exit_code == 1, result.output
     reason = "cannot render the message: KeyError: 'x'"
     assert f"undelivered: team-slack: failed: {reason}" in result.stdout
-    assert monitor.count("checks") == checks + 1
+    assert monitor.polls() == checks + 1
     assert monitor.count("snapshots") == snapshots + 1
     assert monitor.count("transitions") == 1
     assert slack.messages == []
@@ -90,7 +90,7 @@ def test_a_render_that_raises_fails_its_channel_and_everything_is_recorded(
     monitor.upstream.records["django-otp"]["pypi_version"] = "1.9.0"
     result = monitor.run("check")
     assert result.exit_code == 1
-    assert monitor.count("checks") == checks + 2
+    assert monitor.polls() == checks + 2
     assert monitor.count("transitions") == 2
     assert len(hook.events) == 2
     store = monitor.store()

@@ -35,7 +35,8 @@ def _checks(monitor: Monitor, slug: str) -> int:
     store = monitor.store()
     try:
         return store.conn.execute(
-            "SELECT COUNT(*) FROM checks c JOIN watches w ON w.id = c.watch_id WHERE w.slug = ?",
+            "SELECT COALESCE(SUM(ok + unchanged + failed + not_found), 0) FROM check_days c"
+            " JOIN watches w ON w.id = c.watch_id WHERE w.slug = ?",
             (slug,),
         ).fetchone()[0]
     finally:

@@ -26,7 +26,7 @@ from monitor.scheduler import Daemon
 from monitor.sources import Sources
 from monitor.sources.djangopackages import DjangoPackagesSource
 from monitor.store import Store
-from tests.conftest import FIVE, Monitor
+from tests.conftest import FIVE, POLLS_SQL, Monitor
 from tests.fakes import FakeWebhookReceiver, Reply
 from tests.fakeupstream import Fault
 
@@ -94,8 +94,8 @@ def _sigterm(daemon: subprocess.Popen[str]) -> str:
 
 
 def _counts(monitor: Monitor) -> dict[str, int]:
-    tables = ("checks", "snapshots", "alerts", "transitions", "outbox")
-    return {table: monitor.count(table) for table in tables}
+    tables = ("snapshots", "alerts", "transitions", "outbox")
+    return {"polls": monitor.polls()} | {table: monitor.count(table) for table in tables}
 
 
 def _watch_five_due(monitor: Monitor, extra: str = "") -> None:
@@ -117,7 +117,7 @@ def test_sigterm_mid_poll_abandons_the_cycle(monitor: Monitor) -> None:
     monitor.upstream.reset()
     report = monitor.json("check")
     assert report["checked"] == 5 and report["failed"] == []
-    assert _counts(monitor) == {**before, "checks": before["checks"] + 5}
+    assert _counts(monitor) == {**before, "polls": before["polls"] + 5}
 
 
 def test_sigterm_mid_render_abandons_the_cycle(monitor: Monitor) -> None:
@@ -223,5 +223,5 @@ async def test_a_cycle_that_ends_within_the_grace_is_recorded(tmp_path: Path) ->
         release.set()  # the poll answers after the stop was asked for
         await asyncio.wait_for(running, timeout=30)
         assert daemon.cycles == 1
-        assert store.conn.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 1
+        assert store.conn.execute(POLLS_SQL).fetchone()[0] == 1
         store.close()
