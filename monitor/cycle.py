@@ -56,7 +56,7 @@ from monitor.diff import Change, diff, diff_values
 from monitor.durations import parse_duration
 from monitor.expr import LimitExceeded, UnknownValue
 from monitor.names import is_pypi_watch, package_links, project_of
-from monitor.outbox import queue_group
+from monitor.outbox import hold_group, open_group, release_groups
 from monitor.snapshot import BOOKKEEPING, Snapshot
 from monitor.sources import Due, PartState, PartStatus, PollResult, PollStatus
 from monitor.sources import title as source_title
@@ -131,6 +131,10 @@ _NO_STATE: _Stored = (RuleState(), None)
 
 
 _ROWS_AT_ONCE = 500
+# Packages recorded per write transaction: a changed cycle of 10,000 is 20 transactions,
+# each all or nothing, and never holds more than a batch's plans (SPEC §1's guarantees hold
+# per batch; the cycle's message per channel waits for the last one).
+BATCH = 500
 _RACED = "changed by another process while polled, and the record seen is not stored"
 _PRIMARY = "djangopackages"
 
@@ -278,6 +282,7 @@ class CycleRecorder:
         self._channel_notices: dict[str, list[tuple[int, Notice]]] = {}
         self._vulns: dict[str, dict[str, Any]] = {}  # OSV id -> details, for messages
         self._keys: dict[tuple[str, str], str] = {}  # (slug, source) -> the key polled
+        self._groups: dict[str, str] = {}  # channel -> this cycle's delivery group
 
     # -- entry point --------------------------------------------------------------------
 
@@ -398,19 +403,40 @@ class CycleRecorder:
         return self.report
 
     def _recording(self, outcomes: Sequence[PollResult], baseline: bool) -> Iterator[None]:
-        """Plan and render outside the transaction (yielding after each step), then write.
-        A write that needs a message rendered too late rolls back and goes round again."""
-        for attempt in range(1, _ATTEMPTS + 1):
-            yield from self._replan(outcomes, baseline)
-            yield from self._render_messages()
-            try:
-                self._write(outcomes, baseline, last_attempt=attempt == _ATTEMPTS)
-            except _Unrendered:  # rolled back: nothing of this attempt is stored
-                self.report = _unwritten(self.report)
-            else:
-                return
+        """Record the outcomes a batch at a time (:data:`BATCH`): plan and render a batch
+        outside the transaction (yielding after each step), then write it in a transaction
+        of its own. A write that needs a message rendered too late rolls back and goes round
+        again. A batch written is forgotten: its plans, its stored parts and (when
+        ``outcomes`` is a list the caller hands over) its poll results."""
+        taken = 0
+        while taken < len(outcomes):
+            batch = outcomes[taken : taken + BATCH]
+            taken += len(batch)
+            last = taken >= len(outcomes)
+            self._view = None
+            for attempt in range(1, _ATTEMPTS + 1):
+                yield from self._replan(batch, baseline)
+                yield from self._render_messages()
+                before = _copied(self.report)
+                try:
+                    self._write(batch, baseline, last=last, last_attempt=attempt == _ATTEMPTS)
+                except _Unrendered:  # rolled back: nothing of this attempt is stored
+                    self.report = replace(before, rule_errors=self.report.rule_errors)
+                else:
+                    break
+            self._forget(batch)
 
-    def _write(self, outcomes: Sequence[PollResult], baseline: bool, *, last_attempt: bool) -> None:
+    def _forget(self, batch: Sequence[PollResult]) -> None:
+        """Drop what a written batch needed: its plans and its packages' stored parts."""
+        view = self._view
+        self._view = None
+        if view is not None:
+            for plan in view.plans.values():
+                self._parts.pop(plan.watch.id, None)
+
+    def _write(
+        self, outcomes: Sequence[PollResult], baseline: bool, *, last: bool, last_attempt: bool
+    ) -> None:
         with self.store.transaction():
             # What was read outside still holds unless another process wrote meanwhile (it
             # may have polled or unwatched these packages): then read it again, in the txn.
@@ -436,7 +462,7 @@ class CycleRecorder:
                 if len(self._part_rows) >= _ROWS_AT_ONCE:
                     self._flush_rows()
             self._flush_rows()
-            self._queue_groups()
+            self._queue_groups(close=last)
 
     def _flush_rows(self) -> None:
         """Write the rows gathered so far (a few hundred at a time: a part row holds a
@@ -462,10 +488,11 @@ class CycleRecorder:
             return
         watches = self._watches
         if watches is None or version != self._read_at:
+            # another process wrote since prepare(): read this batch's rows again, and make
+            # every plan again (each later batch reads its own the same way)
             watches = self.store.watches([o.slug for o in outcomes])
-            self._parts = self.store.parts(w.id for w in watches.values())
-            earlier = None  # another process wrote: every plan is made again
-        self._watches = None  # prepare()'s read serves once
+            self._parts.update(self.store.parts(w.id for w in watches.values()))
+            earlier = None
         plans: dict[str, _Plan] = {}
         for outcome in outcomes:
             watch = watches.get(outcome.slug)
@@ -939,27 +966,25 @@ class CycleRecorder:
 
     # -- outbox -------------------------------------------------------------------------
 
-    def _queue_groups(self) -> None:
+    def _queue_groups(self, *, close: bool) -> None:
+        """Add this batch's notices to the cycle's delivery group of each channel: one group
+        (one message) per channel for the whole cycle, held ``open`` (never sent) until the
+        cycle's last batch is written, which makes them ``pending``. A group whose cycle died
+        between two batches is released by the outbox once its hold expires
+        (:data:`~monitor.outbox.OPEN_HOLD`), so its notices are sent, once."""
         for channel, items in self._channel_notices.items():
-            group_id = queue_group(
-                self.store,
-                self.config,
-                channel,
-                "alerts",
-                [n for _, n in items],
-                now=self.now,
-                new_id=self.new_id,
+            group_id = self._groups.get(channel)
+            if group_id is None or not hold_group(self.store, group_id, now=self.now):
+                group_id = open_group(self.store, channel, now=self.now, new_id=self.new_id)
+                self._groups[channel] = group_id
+                self.report.groups.append(group_id)
+            self.store.conn.executemany(
+                "INSERT INTO deliveries (transition_id, group_id, channel) VALUES (?, ?, ?)",
+                [(transition_id, group_id, channel) for transition_id, _ in items],
             )
-            for transition_id, _ in items:
-                self.store.insert(
-                    "deliveries",
-                    {
-                        "transition_id": transition_id,
-                        "group_id": group_id,
-                        "channel": channel,
-                    },
-                )
-            self.report.groups.append(group_id)
+        self._channel_notices = {}
+        if close:
+            release_groups(self.store, list(self._groups.values()), now=self.now)
 
     def _load_states(self, watch_ids: list[int]) -> dict[int, dict[str, _Stored]]:
         out: dict[int, dict[str, _Stored]] = {}
@@ -1290,17 +1315,16 @@ def _templated(rule: Any) -> bool:
     return getattr(rule, "message", None) is not None
 
 
-def _unwritten(report: CycleReport) -> CycleReport:
-    """``report`` without what a rolled-back write transaction added to it."""
+def _copied(report: CycleReport) -> CycleReport:
+    """``report`` as it is now: a write that rolls back restores it."""
     return replace(
         report,
-        checked=0,
-        unchanged=0,
-        changed=[],
-        failed=[],
-        not_found=[],
-        transitions=[],
-        groups=[],
+        changed=list(report.changed),
+        failed=list(report.failed),
+        not_found=list(report.not_found),
+        deferred=list(report.deferred),
+        transitions=list(report.transitions),
+        groups=list(report.groups),
     )
 
 

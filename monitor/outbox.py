@@ -138,6 +138,75 @@ def queue_group(
     return group_id
 
 
+# A cycle's group of a channel is ``open`` while the cycle writes its batches (one message per
+# channel per cycle); each batch holds it this long again. A group still open after that
+# belongs to a cycle that died between batches: the outbox releases it, and sends what it has.
+OPEN = "open"
+OPEN_HOLD = timedelta(minutes=15)
+# The input of a cycle's group: its notices are those of the transitions delivered through it
+# (``deliveries``), read when it is rendered, not a second copy of each notice.
+FROM_DELIVERIES = {"notices_from": "deliveries"}
+
+
+def open_group(
+    store: Store,
+    channel: str,
+    *,
+    now: datetime,
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+) -> str:
+    """Start a cycle's alerts group for ``channel``, held open (not sent) until
+    :func:`release_groups`; its notices are the transitions linked to it in ``deliveries``.
+    Call inside a transaction."""
+    group_id = new_id()
+    store.insert(
+        "outbox",
+        {
+            "id": group_id,
+            "channel": channel,
+            "kind": "alerts",
+            "created_at": iso(now),
+            "input": json.dumps(FROM_DELIVERIES),
+            "status": OPEN,
+            "attempts": 0,
+            "next_attempt_at": iso(now),
+            "lease_until": iso(now + OPEN_HOLD),
+        },
+    )
+    return group_id
+
+
+def hold_group(store: Store, group_id: str, *, now: datetime) -> bool:
+    """Hold a cycle's open group for another batch; False if it was released meanwhile (its
+    cycle was taken for dead), and the batch must open a group of its own."""
+    cursor = store.conn.execute(
+        "UPDATE outbox SET lease_until = ? WHERE id = ? AND status = ?",
+        (iso(now + OPEN_HOLD), group_id, OPEN),
+    )
+    return cursor.rowcount > 0
+
+
+def release_groups(store: Store, group_ids: Sequence[str], *, now: datetime) -> None:
+    """Make a finished cycle's open groups pending: the outbox sends them now."""
+    store.conn.executemany(
+        "UPDATE outbox SET status = 'pending', lease_until = NULL, next_attempt_at = ?"
+        " WHERE id = ? AND status = ?",
+        [(iso(now), group_id, OPEN) for group_id in group_ids],
+    )
+
+
+def release_abandoned(store: Store, *, now: datetime) -> int:
+    """Release the open groups of cycles that died between batches (their hold expired):
+    what they hold was recorded, and is sent like any pending group. How many."""
+    with store.transaction() as conn:
+        cursor = conn.execute(
+            "UPDATE outbox SET status = 'pending', lease_until = NULL"
+            " WHERE status = ? AND lease_until <= ?",
+            (OPEN, iso(now)),
+        )
+    return cursor.rowcount
+
+
 def group_input(kind: str, notices: Sequence[Any], digest: dict[str, Any] | None) -> dict[str, Any]:
     """What a group is made of, as JSON: its notices, the digest's content, or nothing."""
     if kind == "alerts":
@@ -147,14 +216,15 @@ def group_input(kind: str, notices: Sequence[Any], digest: dict[str, Any] | None
     return {}
 
 
-def render_group(notifier: Any, row: dict[str, Any]) -> dict[str, Any]:
+def render_group(notifier: Any, row: dict[str, Any], store: Store) -> dict[str, Any]:
     """The payload of a stored group, rendered by its channel's notifier."""
     from monitor.alerts import Notice
 
     data = json.loads(row["input"])
     created_at = from_iso(row["created_at"])
     if row["kind"] == "alerts":
-        notices = [Notice.from_json_dict(item) for item in data["notices"]]
+        items = data["notices"] if "notices" in data else store.group_notices(row["id"])
+        notices = [Notice.from_json_dict(item) for item in items]
         payload: dict[str, Any] = notifier.render_alerts(
             notices, group_id=row["id"], created_at=created_at
         )
@@ -224,6 +294,7 @@ class Outbox:
         """
         report = DrainReport()
         deadline = self.clock() + timedelta(seconds=budget)
+        release_abandoned(self.store, now=self.clock())
         while True:
             due = self._due(self.clock())
             if due:
@@ -339,7 +410,7 @@ class Outbox:
         if row["payload"] is not None:
             return dict(json.loads(row["payload"]))
         try:
-            text = json.dumps(render_group(notifier, row))
+            text = json.dumps(render_group(notifier, row, self.store))
         except Exception as exc:
             raise cannot_render(row["channel"], notifier, exc) from None
         with self.store.transaction() as conn:

@@ -854,6 +854,17 @@ class Store:
             rows += self.query(f"{query} AND w.slug IN ({marks})", chunk)
         return sorted(rows, key=lambda row: row["slug"])
 
+    def group_notices(self, group_id: str) -> list[dict[str, Any]]:
+        """The notices of the transitions delivered through a group, in the order queued."""
+        return [
+            json.loads(notice)
+            for (notice,) in self.conn.execute(
+                "SELECT t.notice FROM deliveries d JOIN transitions t ON t.id = d.transition_id"
+                " WHERE d.group_id = ? ORDER BY d.id",
+                (group_id,),
+            )
+        ]
+
     def group_statuses(self, group_ids: list[str]) -> list[dict[str, Any]]:
         """``channel``, ``status``, ``last_error`` of these outbox groups."""
         rows: list[dict[str, Any]] = []
