@@ -26,7 +26,8 @@ Every monitor command runs in a fresh child process (``year.py --child-cli``) th
 ``monitor.cli``, runs a warm-up ``check --json`` on an empty config, collects garbage, then
 times with ``perf_counter`` the real command, called as ``monitor.cli.main()`` calls the click
 group but with ``obj=Runtime(clock=lambda: NOW)`` and ``standalone_mode=False``, stdout to a
-file. It reports the seconds, the exit code and its peak RSS (``getrusage``) as a JSON line.
+file. It reports the seconds, the exit code and its peak RSS (``VmHWM``: see
+``_peak_rss_kib`` for why not ``ru_maxrss``) as a JSON line.
 
 Goals (informational; ``--strict`` exits 1 when one fails): changed check >= 0.5 of the
 plain loop and unchanged check >= 0.8 of it (median of the weekly ratios); peak RSS of a
@@ -42,6 +43,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,20 @@ def _invoke(args: list[str], now: datetime) -> int:
     return rv if isinstance(rv, int) else 0
 
 
+def _peak_rss_kib() -> int:
+    """This process's peak RSS in KiB: Linux's ``VmHWM``, the high-water mark of this very
+    process image. ``getrusage``'s ``ru_maxrss`` is not that: Linux carries it over ``fork``
+    and ``execve``, so a child's starts at its parent's peak (a parent at 300 MiB spawns
+    children whose ``ru_maxrss`` is >= 300 MiB); it is the fallback where there is no /proc."""
+    import resource
+
+    with suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 def _cli_child(argv: list[str]) -> int:
     """``CONFIG WARMUP_CONFIG NOW_ISO OUTFILE -- ARGS...``: warm up, then time one command."""
     if len(argv) < 5 or argv[4] != "--":
@@ -115,7 +131,7 @@ def _cli_child(argv: list[str]) -> int:
     with poll._stdout_to(out.with_name(out.name + ".warmup")):
         warmup_code = _invoke(["--config", warmup, "check", "--json"], now)
     warmup_seconds = time.perf_counter() - start
-    warmup_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    warmup_rss = _peak_rss_kib()
     gc.collect()
     with poll._stdout_to(out):
         start = time.perf_counter()
@@ -125,7 +141,8 @@ def _cli_child(argv: list[str]) -> int:
         {
             "seconds": seconds,
             "exit_code": code,
-            "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "maxrss_kib": _peak_rss_kib(),
+            "ru_maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "warmup_seconds": warmup_seconds,
             "warmup_exit_code": warmup_code,
             "warmup_maxrss_kib": warmup_rss,
@@ -194,6 +211,7 @@ class Year:
             "exit_code": line["exit_code"],
             "peak_rss_mib": line["maxrss_kib"] / 1024,
             "warmup_peak_rss_mib": line["warmup_maxrss_kib"] / 1024,
+            "ru_maxrss_mib": line["ru_maxrss_kib"] / 1024,
             "process_seconds": run.wall,
             "output_bytes": output.stat().st_size,
             "_output": output,
@@ -205,7 +223,9 @@ class Year:
         mark = self.server.mark()
         sample = self.command(name, now, ["check", "--json"])
         log = self.server.since(mark)
-        report = json.loads(sample.pop("_output").read_text(encoding="utf-8"))
+        output = sample.pop("_output")
+        report = json.loads(output.read_text(encoding="utf-8"))
+        output.unlink()  # ~18 MB for a changed check at N=10000: a year's would fill a disk
         size = poll.checkpoint_size(self.db)
         sample.update(
             {
@@ -235,11 +255,12 @@ class Year:
             cwd=self.workdir,
             name=name,
         )
+        specfile.unlink()
         return {
             "seconds": line["seconds"],
             "requests": line["requests"],
             "records": line["records"],
-            "peak_rss_mib": run.maxrss_kib / 1024,
+            "ru_maxrss_mib": run.maxrss_kib / 1024,  # wait4: includes the parent's peak
             "ratio": line["seconds"] / check["seconds"],
         }
 
