@@ -342,14 +342,16 @@ def project_db(
     (one a day with the default ``--days 6``). The polls it did not make are added at what
     such a poll was measured to store: a poll on a day that already had one at the growth of
     the same-day probe (0 when the store keeps unchanged polls as per-day counts), a poll on
-    a day without one (``--days`` < 6) at the median growth of this run's unchanged checks.
+    a day without one (``--days`` < 6) at the median growth of this run's unchanged checks
+    (with ``--days 0``, at the probe's).
     A run shorter than 52 weeks is extended at its median weekly growth."""
     if not weeks:
         return {"bytes": watch_bytes, "projected": False}
     weekly = [w["db_bytes"] for w in weeks]
     growths = [b - a for a, b in zip([watch_bytes, *weekly], weekly, strict=False)]
     unchanged = [c["db_growth_bytes"] for w in weeks for c in w["unchanged_checks"]]
-    new_day = poll.median([float(g) for g in unchanged]) if unchanged else 0.0
+    # --days 0 measured no poll on a day of its own: the probe's growth stands in for one
+    new_day = poll.median([float(g) for g in unchanged]) if unchanged else float(probe_growth)
     missing_days = 6 - days  # per week, days without a poll of this run
     same_day_polls = 7 * (POLLS_PER_DAY - 1)  # per week: every poll but a day's first
     extra_per_week = missing_days * new_day + same_day_polls * probe_growth
