@@ -323,6 +323,55 @@ def _with_old_commits(records: dict[str, dict[str, Any]]) -> None:
             weeks[2 + i % 10] = 1 + i % 4
 
 
+def _bump_version(version: Any, draw: float) -> str:
+    """The next release after ``version``: a major bump when ``draw`` < 0.02, a minor one
+    when < 0.12, else a patch (``1.2.3`` -> ``2.0.0`` / ``1.3.0`` / ``1.2.4``); a version that
+    is not ``N[.N[.N]]...`` (or none) becomes ``1.0.0``."""
+    import re
+
+    match = re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", version or "")
+    if match is None:
+        return "1.0.0"
+    major, minor, patch = (int(part or 0) for part in match.groups())
+    if draw < 0.02:
+        return f"{major + 1}.0.0"
+    if draw < 0.12:
+        return f"{major}.{minor + 1}.0"
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def _mutate_records(
+    records: dict[str, dict[str, Any]], seed: str, releases: float, stars: float
+) -> dict[str, int]:
+    """A week's news, the same for the same ``seed``: each record releases with probability
+    ``releases`` (``pypi_version`` bumped, see :func:`_bump_version`) and moves its stars with
+    probability ``stars`` (``repo_watchers`` up or down by 1-5 %, at least 1, never below 0).
+    A dead record whose last old commit the shift just dropped (all 52 weeks zero) gets one
+    27 weeks back, as :func:`_with_old_commits` gave it at the start: the next shifts keep
+    changing it while it stays dead for every rule. Returns how many released, how many moved
+    and how many dead records got an old commit."""
+    import random
+
+    rng = random.Random(seed)
+    released = moved = replanted = 0
+    for record in records.values():
+        weeks = record.get("commits_over_52")
+        if isinstance(weeks, list) and len(weeks) == 52 and not any(weeks):
+            weeks[25] = 1  # 27 weeks ago: outside the last 26, so still "no commits"
+            replanted += 1
+        release, move, size, direction = rng.random(), rng.random(), rng.random(), rng.random()
+        if release < releases:
+            record["pypi_version"] = _bump_version(record.get("pypi_version"), rng.random())
+            released += 1
+        watchers = record.get("repo_watchers")
+        if move < stars and isinstance(watchers, int):
+            step = max(1, round(watchers * (0.01 + 0.04 * size)))
+            up = direction < 0.5 or watchers < step
+            record["repo_watchers"] = watchers + step if up else watchers - step
+            moved += 1
+    return {"released": released, "stars_moved": moved, "dead_with_old_commit": replanted}
+
+
 def _serve(n: int, conn: Any, sources: bool = False) -> None:
     """Child process: serve N cloned packages (``sources``: with PyPI, GitHub and OSV);
     answer commands on ``conn`` until "stop", the parent's end closing, or
@@ -388,6 +437,8 @@ def _serve(n: int, conn: Any, sources: bool = False) -> None:
                 )
             elif command == "shift":
                 conn.send(_shift_commits(up.records))
+            elif command == "mutate":
+                conn.send(_mutate_records(up.records, **arg))
             else:
                 conn.send(None)
 
@@ -436,6 +487,11 @@ class Server:
     def shift(self) -> int:
         """Shift every record's ``commits_over_52`` by a week; how many were shifted."""
         return int(self._ask("shift"))
+
+    def mutate(self, seed: str, releases: float, stars: float) -> dict[str, int]:
+        """A few releases and star moves (see ``_mutate_records``), deterministic from
+        ``seed``; how many of each."""
+        return dict(self._ask("mutate", {"seed": seed, "releases": releases, "stars": stars}))
 
     def stop(self) -> None:
         if self._proc.is_alive():
