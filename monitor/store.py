@@ -310,7 +310,8 @@ def _migrate_6(db: sqlite_utils.Database) -> None:
 # A partial index serves only a query naming its condition: keep each WHERE as
 # :func:`_holds` writes it. TODO(main): run these in migration 7.
 DIGEST_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS idx_snapshots_pypi_version ON snapshots (watch_id, id)"
+    "CREATE INDEX IF NOT EXISTS idx_snapshots_pypi_version ON snapshots"
+    " (watch_id, json_extract(data, '$.\"pypi_version\"'), id)"
     " WHERE json_type(data, '$.\"pypi_version\"') IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS idx_snapshots_repo_watchers ON snapshots (watch_id, id)"
     " WHERE json_type(data, '$.\"repo_watchers\"') IS NOT NULL",
@@ -1045,12 +1046,12 @@ class Store:
 
     def digest_version_seen(self, watch_id: int, version: str, before: int) -> bool:
         """Whether a history row of the watch older than id ``before`` set ``pypi_version``
-        to ``version`` (only the rows that changed it are read: a partial index)."""
+        to ``version``: one look-up in the partial index of the rows that changed it."""
         row = self.conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM snapshots WHERE watch_id = ? AND id < ?"
-            f" AND {_holds('pypi_version')}"
-            " AND json_extract(data, '$.\"pypi_version\"') = ?)",
-            (watch_id, before, version),
+            "SELECT EXISTS (SELECT 1 FROM snapshots WHERE watch_id = ?"
+            " AND json_extract(data, '$.\"pypi_version\"') = ? AND id < ?"
+            f" AND {_holds('pypi_version')})",
+            (watch_id, version, before),
         ).fetchone()
         return bool(row[0])
 
