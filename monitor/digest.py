@@ -46,8 +46,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from monitor.alerts import BUILTIN_RULES, Severity
-from monitor.history import replay
 from monitor.names import package_links
 from monitor.notify.base import safe_url
 from monitor.store import Store, iso
@@ -137,13 +138,29 @@ def build_digest(
 ) -> Digest:
     """The digest of every active watch over ``[now - since, now]``, times shown in
     ``timezone``. ``rules``: the ids of the rules in force; alerts of any other rule (one
-    deleted or disabled since) are left out, the built-in alerts never."""
+    deleted or disabled since) are left out, the built-in alerts never.
+
+    It reads what its period needs, one package at a time, so its time and memory do not
+    grow with the history before the period: each package's latest values (``parts``), its
+    history rows from the period's start on and the newest one before it, a field's value
+    before the period only when the field changed since (indexed lookups), failed polls and
+    alerts of the period (and those firing now)."""
     until = now.astimezone(UTC)
     start = until - since
     known = None if rules is None else {*rules, *(rule.id for rule in BUILTIN_RULES)}
+    alerts = store.digest_alerts(start)
     packages = [
-        _package(store, row, start=start, until=until, base_url=base_url, rules=known)
-        for row in store.query("SELECT * FROM watches WHERE active = 1 ORDER BY slug")
+        _package(
+            store,
+            watch,
+            values,
+            alerts.get(watch["id"], []),
+            start=start,
+            until=until,
+            base_url=base_url,
+            rules=known,
+        )
+        for watch, values in store.digest_watches()
     ]
     packages.sort(key=lambda p: (p.attention, p.slug))
     totals = {
@@ -177,45 +194,148 @@ def configured_digest(
     )
 
 
+# The fields a package's card reads of its values at the period's end (package_links' too),
+# and those it compares with the period's start.
+CURRENT_FIELDS = (
+    "title",
+    "pypi_version",
+    "pypi.version",
+    "repo_watchers",
+    "repo_forks",
+    "commits_over_52",
+    "repo_url",
+    "pypi_url",
+    "github.repo",
+    "pypi.repository",
+)
+CHANGE_FIELDS = ("repo_watchers", "repo_forks")
+
+
+class _History:
+    """What a package's card needs of its history, read back from the newest row to the
+    period's start: the rows in the period (oldest first), those after its end (a digest of
+    the past), and the newest row before it. Rows hold only the fields that changed, so a
+    field's value at a moment is the one in the newest row up to then that holds it: among
+    the rows read, else the package's latest values (``parts``) when no row read holds it,
+    else looked up before the period (an index serves the fields of CHANGE_FIELDS)."""
+
+    def __init__(
+        self,
+        store: Store,
+        watch_id: int,
+        latest: Mapping[str, Any] | None,
+        *,
+        start: datetime,
+        until: datetime,
+    ):
+        self.store = store
+        self.watch_id = watch_id
+        self.latest = latest  # None: no source has values (a store written by hand)
+        self.period: list[tuple[int, dict[str, Any]]] = []
+        self.after: list[dict[str, Any]] = []
+        self.before: tuple[int, dict[str, Any]] | None = None
+        rows = store.digest_history(watch_id)
+        try:
+            for ident, taken_at, data in rows:
+                at = _when(taken_at)
+                if at < start:
+                    self.before = (ident, orjson.loads(data))
+                    break
+                if at <= until:
+                    self.period.append((ident, orjson.loads(data)))
+                else:
+                    self.after.append(orjson.loads(data))
+        finally:
+            rows.close()
+        self.period.reverse()
+
+    @property
+    def known(self) -> bool:
+        """Something was stored up to the period's end."""
+        return bool(self.period) or self.before is not None
+
+    def at_end(self, name: str) -> Any:
+        """The field's value at the period's end."""
+        for _, data in reversed(self.period):
+            if name in data:
+                return data[name]
+        if self.latest is not None and not any(name in data for data in self.after):
+            return self.latest.get(name)
+        return self._before(name)
+
+    def at_start(self, name: str) -> Any:
+        """The field's value at the period's start (the newest row before it)."""
+        if self.latest is not None and not self._changed_since(name):
+            return self.latest.get(name)
+        return self._before(name)
+
+    def seen_before(self, version: str) -> bool:
+        """Whether ``pypi_version`` was ``version`` at some time before the period."""
+        if self.before is None:
+            return False
+        ident, data = self.before
+        if data.get("pypi_version") == version:
+            return True
+        return self.store.digest_version_seen(self.watch_id, version, ident)
+
+    def _changed_since(self, name: str) -> bool:
+        return any(name in data for _, data in self.period) or any(
+            name in data for data in self.after
+        )
+
+    def _before(self, name: str) -> Any:
+        if self.before is None:
+            return None
+        ident, data = self.before
+        if name in data:
+            return data[name]
+        return self.store.digest_value_before(self.watch_id, name, ident)[1]
+
+
 def _package(
     store: Store,
     watch: dict[str, Any],
+    latest: Mapping[str, Any] | None,
+    alerts: list[dict[str, Any]],
     *,
     start: datetime,
     until: datetime,
     base_url: str,
     rules: set[str] | None = None,
 ) -> PackageDigest:
+    """One package's card. ``latest``: its sources' latest values; ``alerts``: its alerts
+    that may matter (firing now, started or resolved about the period), by start."""
     watch_id, slug = watch["id"], watch["slug"]
-    # The package's values after each stored poll up to `until`, oldest first, as
-    # (taken_at, values): history rows hold only what changed, so they are replayed.
-    history = [(_when(entry.time), entry.values) for entry in replay(store.history(watch_id))]
-    history = [(at, data) for at, data in history if at <= until]
-    before = [data for at, data in history if at < start]
-    inside = [(index, data) for index, (at, data) in enumerate(history) if at >= start]
-    current = history[-1][1] if history else {}
-    # The reference for "change over the period": the value at its start, else (a package
-    # added during it) its first snapshot inside the period.
-    reference = before[-1] if before else (inside[0][1] if inside else {})
+    history = _History(store, watch_id, latest, start=start, until=until)
+    period = history.period
+    current: dict[str, Any] = {}
+    reference: dict[str, Any] = {}
+    if history.known:
+        current = {name: history.at_end(name) for name in CURRENT_FIELDS}
+        # The reference for "change over the period": the value at its start, else (a
+        # package added during it) its first snapshot inside the period: its baseline.
+        if history.before is not None:
+            reference = {name: history.at_start(name) for name in CHANGE_FIELDS}
+        else:
+            reference = period[0][1]
 
-    seen: set[str] = {data["pypi_version"] for data in before if data.get("pypi_version")}
+    # Versions that appear in the period and in no snapshot before it; the baseline
+    # snapshot (the package's first) only says what was already there.
+    seen: set[str] = set()
     new_versions: list[str] = []
-    for index, data in inside:
+    for index, (_, data) in enumerate(period):
         version = data.get("pypi_version")
         if not version or version in seen:
             continue
         seen.add(version)
-        if index > 0:  # the baseline snapshot only says what was already there
+        if history.before is None and index == 0:
+            continue
+        if not history.seen_before(version):
             new_versions.append(one_line(version))
 
     commits = current.get("commits_over_52")
     commits = list(commits) if commits else None
 
-    alerts = store.query(
-        "SELECT id, rule, kind, severity, status, summary, started_at, resolved_at FROM alerts"
-        " WHERE watch_id = ? ORDER BY started_at, id",
-        (watch_id,),
-    )
     if rules is not None:
         alerts = [a for a in alerts if a["rule"] in rules]
     # Each alert is listed once: still firing, else resolved in the period, else fired in it.
@@ -237,13 +357,7 @@ def _package(
         key=lambda a: (-_severity(a["severity"]).rank, a["started_at"], a["rule"]),
     )
 
-    failed = [
-        check
-        for check in store.failed_checks(watch_id)
-        if _in_period(check["checked_at"], start, until)
-    ]
-    last_error = (one_line(failed[-1]["error"]) or None) if failed else None
-
+    failures, last_error = _failures(store, watch_id, start=start, until=until)
     title = one_line(current.get("title") or watch.get("title") or slug) or slug
     links = package_links(base_url.rstrip("/"), slug, current)
     return PackageDigest(
@@ -260,14 +374,34 @@ def _package(
         fired=fired,
         resolved=resolved,
         firing=firing,
-        failures=len(failed),
+        failures=failures,
         last_error=last_error,
-        changed=any(index > 0 for index, _ in inside),
+        changed=len(period) > 1 or (bool(period) and history.before is not None),
         url=links["djangopackages"] or links["pypi"] or "",
         repo_url=safe_url(links["repo"]),
         pypi_url=safe_url(links["pypi"]),
         pinned=one_line(watch["pinned"]) if watch.get("pinned") else None,
     )
+
+
+def _failures(
+    store: Store, watch_id: int, *, start: datetime, until: datetime
+) -> tuple[int, str | None]:
+    """The package's failed polls in the period, and the error of the last of them."""
+    count, last_error = 0, None
+    rows = store.digest_failed_checks(watch_id)  # newest first
+    try:
+        for checked_at, error in rows:
+            at = _when(checked_at)
+            if at < start:
+                break
+            if at <= until:
+                if not count:
+                    last_error = one_line(error) or None
+                count += 1
+    finally:
+        rows.close()
+    return count, last_error
 
 
 def _latest(values: Mapping[str, Any]) -> Any:

@@ -13,13 +13,16 @@ an unchanged poll's row small.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from monitor.durations import parse_duration
 from monitor.errors import StoreError
@@ -300,6 +303,26 @@ def _migrate_6(db: sqlite_utils.Database) -> None:
     db.conn.execute("ALTER TABLE mutes ADD COLUMN set_by TEXT")
 
 
+# The digest's reads (issue 14) read only what its period needs. Fields whose value at the
+# period's start it looks up (stars and forks when they changed in it, versions seen before
+# it) are indexed by the rows that hold them: the newest such row before the period is found
+# without reading the history before it. Alerts are found by when they started and resolved.
+# A partial index serves only a query naming its condition: keep each WHERE as
+# :func:`_holds` writes it. Migration 7 makes them.
+DIGEST_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS idx_snapshots_pypi_version ON snapshots"
+    " (watch_id, json_extract(data, '$.\"pypi_version\"'), id)"
+    " WHERE json_type(data, '$.\"pypi_version\"') IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS idx_snapshots_repo_watchers ON snapshots (watch_id, id)"
+    " WHERE json_type(data, '$.\"repo_watchers\"') IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS idx_snapshots_repo_forks ON snapshots (watch_id, id)"
+    " WHERE json_type(data, '$.\"repo_forks\"') IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS idx_alerts_started_at ON alerts (started_at)",
+    "CREATE INDEX IF NOT EXISTS idx_alerts_resolved_at ON alerts (resolved_at)"
+    " WHERE resolved_at IS NOT NULL",
+)
+
+
 def _migrate_7(db: sqlite_utils.Database) -> None:
     # A year at 10,000 packages (issue 14). Polls are counted per package and day in
     # ``check_days`` (every outcome, and the milliseconds they took); ``checks`` keeps a row
@@ -327,6 +350,8 @@ def _migrate_7(db: sqlite_utils.Database) -> None:
         " FROM checks c WHERE c.watch_id = watches.id ORDER BY c.id DESC LIMIT 1)"
     )
     conn.execute("DELETE FROM checks WHERE status NOT IN ('failed', 'not_found')")
+    for statement in DIGEST_INDEXES:
+        conn.execute(statement)
 
 
 def _day_sql(column: str) -> str:
@@ -1023,6 +1048,91 @@ class Store:
             )
         return sorted(slugs)
 
+    # -- the digest's reads -------------------------------------------------------------
+
+    def digest_watches(self) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """Every active watch row with its sources' latest values (``parts.data`` merged:
+        qualified names, JSON values), by id, one watch at a time; None when no source has
+        values. While the caller iterates, the digest's other reads see the same data."""
+        cursor = self.conn.execute(
+            "SELECT w.*, p.data AS part_data FROM watches w LEFT JOIN parts p"
+            " ON p.watch_id = w.id AND p.data IS NOT NULL WHERE w.active = 1 ORDER BY w.id"
+        )
+        watch: dict[str, Any] | None = None
+        values: dict[str, Any] | None = None
+        for row in cursor:
+            if watch is None or watch["id"] != row["id"]:
+                if watch is not None:
+                    yield watch, values
+                watch = dict(row)
+                del watch["part_data"]
+                values = None
+            if row["part_data"]:
+                values = {**(values or {}), **orjson.loads(row["part_data"])}
+        if watch is not None:
+            yield watch, values
+
+    def digest_history(self, watch_id: int) -> sqlite3.Cursor:
+        """The watch's history rows newest first (``id``, ``taken_at``, ``data``): the
+        digest reads them back to its period's start, not further."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(
+            "SELECT id, taken_at, data FROM snapshots WHERE watch_id = ? ORDER BY id DESC",
+            (watch_id,),
+        )
+
+    def digest_value_before(self, watch_id: int, name: str, before: int) -> tuple[bool, Any]:
+        """Field ``name``'s value in the watch's newest history row older than id ``before``
+        that holds it: ``(True, value)``, or ``(False, None)`` when none does. Indexed for
+        the fields of :data:`DIGEST_INDEXES`; for another, the older rows are read back to
+        the one that holds it."""
+        row = self.conn.execute(
+            f"SELECT data FROM snapshots WHERE watch_id = ? AND id < ? AND {_holds(name)}"
+            " ORDER BY id DESC LIMIT 1",
+            (watch_id, before),
+        ).fetchone()
+        return (False, None) if row is None else (True, orjson.loads(row[0]).get(name))
+
+    def digest_version_seen(self, watch_id: int, version: str, before: int) -> bool:
+        """Whether a history row of the watch older than id ``before`` set ``pypi_version``
+        to ``version``: one look-up in the partial index of the rows that changed it."""
+        row = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM snapshots WHERE watch_id = ?"
+            " AND json_extract(data, '$.\"pypi_version\"') = ? AND id < ?"
+            f" AND {_holds('pypi_version')})",
+            (watch_id, version, before),
+        ).fetchone()
+        return bool(row[0])
+
+    def digest_failed_checks(self, watch_id: int) -> sqlite3.Cursor:
+        """The watch's failed polls newest first (``checked_at``, ``error``), through the
+        partial index idx_checks_failed: the digest stops at its period's start."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(
+            "SELECT checked_at, error FROM checks WHERE watch_id = ? AND status = 'failed'"
+            " ORDER BY id DESC",
+            (watch_id,),
+        )
+
+    def digest_alerts(self, since: datetime) -> dict[int, list[dict[str, Any]]]:
+        """watch id -> the alerts a digest from ``since`` on may list, by ``started_at``,
+        id: those firing now and those started or resolved since a day before ``since``
+        (the margin covers times stored with an offset; the caller compares the times)."""
+        columns = "id, watch_id, rule, kind, severity, status, summary, started_at, resolved_at"
+        bound = iso(since - timedelta(days=1))
+        out: dict[int, list[dict[str, Any]]] = {}
+        for row in self.conn.execute(
+            f"SELECT {columns} FROM alerts WHERE status = 'firing'"
+            f" UNION SELECT {columns} FROM alerts WHERE started_at >= ?"
+            f" UNION SELECT {columns} FROM alerts WHERE resolved_at >= ?"
+            " ORDER BY watch_id, started_at, id",
+            (bound, bound),
+        ):
+            out.setdefault(row["watch_id"], []).append(dict(row))
+        return out
+
 
 def _moment(text: str) -> datetime:
     try:
@@ -1030,6 +1140,17 @@ def _moment(text: str) -> datetime:
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)?")
+
+
+def _holds(name: str) -> str:
+    """SQL: the ``snapshots`` row holds field ``name`` (it changed at that poll, maybe to
+    null). The condition of the field's partial index in :data:`DIGEST_INDEXES`, if any."""
+    if not _FIELD_NAME.fullmatch(name):
+        raise ValueError(f"not a field name: {name!r}")
+    return f"json_type(data, '$.\"{name}\"') IS NOT NULL"
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

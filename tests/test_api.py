@@ -163,7 +163,10 @@ def test_a_change_raises_an_alert_that_the_api_lists(monitor: Monitor) -> None:
     with RunningMonitor(monitor.config_path) as daemon:
 
         def listed() -> list[Any]:
-            return _json(daemon, "GET", "/api/alerts?all=true")[1]
+            # once its delivery is over: the CLI's read below then sees the same
+            alerts = _json(daemon, "GET", "/api/alerts?all=true")[1]
+            done = all(d["status"] == "delivered" for a in alerts for d in a["deliveries"])
+            return alerts if done else []
 
         alerts = daemon.wait_for(listed, timeout=15)
         assert alerts == monitor.json("alerts", "--all")
