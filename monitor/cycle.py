@@ -7,19 +7,22 @@ steps of :class:`CycleRecorder` (:func:`poll_and_record` runs them):
   the fingerprints of the last stored records, so it can report unchanged ones unparsed;
 - :func:`poll_parts` polls the other sources for the same watches (``due`` gives each its
   keys and stored ETags), OSV after PyPI;
-- ``record`` first works out, outside any transaction, what each result means (its
-  :class:`_Plan`: each source's part diffed against its stored values, change rules fired,
-  condition verdicts) and which alerts will change, and renders their
-  messages (users' templates, which may be slow); then it writes everything the cycle learned
-  in ONE transaction: check rows, new snapshots, alert state, transitions and their delivery
-  groups.
+- ``record`` takes the results :data:`BATCH` packages at a time. For each batch it first
+  works out, outside any transaction, what each result means (its :class:`_Plan`: each
+  source's part diffed against its stored values, change rules fired, condition verdicts)
+  and which alerts will change, and renders their messages (users' templates, which may be
+  slow); then it writes everything the batch learned in ONE transaction: poll counts and
+  failed checks, new history rows, parts, alert state, transitions and their deliveries; then
+  it forgets the batch. Memory holds one batch's plans, not a cycle's.
 
 Polling and rendering hold no database lock, so a slow template never makes another process
 wait for the write lock. If another process commits meanwhile, the transaction reads again;
 should that call for a message not rendered yet, it rolls back, renders it outside, and tries
-again. A crash (or a cancelled cycle) before the commit stores nothing (the next poll sees the
-same changes); a crash after it leaves pending deliveries for the outbox. Nothing is lost and
-no alert is decided twice.
+again. A crash (or a cancelled cycle) stores whole batches only: the batch in hand is not
+stored (the next poll sees the same changes). The cycle's delivery group of each channel is
+held ``open`` until its last batch is written, so a cycle sends one message per channel; the
+group of a cycle that died is released by the outbox when its hold expires, and sends what its
+written batches decided. Nothing is lost and no alert is decided twice.
 """
 
 from __future__ import annotations
@@ -384,17 +387,20 @@ class CycleRecorder:
                 self._ahead[outcome.slug, rule.id] = message
 
     def record(self, outcomes: Sequence[PollResult], *, baseline: bool = False) -> CycleReport:
-        """Store the outcomes, decide transitions and queue their deliveries (one txn)."""
-        for _ in self._recording(outcomes, baseline):
+        """Store the outcomes, decide transitions and queue their deliveries (a transaction
+        per batch; within the caller's transaction, ``watch``'s, they join it)."""
+        for _ in self._recording(list(outcomes), baseline):
             pass
         return self.report
 
     async def record_async(
-        self, outcomes: Sequence[PollResult], *, baseline: bool = False
+        self, outcomes: list[PollResult], *, baseline: bool = False
     ) -> CycleReport:
-        """:meth:`record`, letting the event loop run every few hundredths of a second while
-        it compares values and renders messages (never inside the transaction): a stop
-        signal is heard, and cancelling the cycle there stores nothing."""
+        """:meth:`record` of a list it empties as it goes (each batch's results are freed
+        once written), letting the event loop run every few hundredths of a second while it
+        compares values and renders messages (never inside a transaction): a stop signal is
+        heard, and cancelling the cycle there stores nothing of the batch in hand (the
+        batches written before it stay, each whole)."""
         paused = time.monotonic()
         for _ in self._recording(outcomes, baseline):
             if time.monotonic() - paused > _SLICE:
@@ -402,17 +408,17 @@ class CycleRecorder:
                 paused = time.monotonic()
         return self.report
 
-    def _recording(self, outcomes: Sequence[PollResult], baseline: bool) -> Iterator[None]:
+    def _recording(self, outcomes: list[PollResult], baseline: bool) -> Iterator[None]:
         """Record the outcomes a batch at a time (:data:`BATCH`): plan and render a batch
         outside the transaction (yielding after each step), then write it in a transaction
         of its own. A write that needs a message rendered too late rolls back and goes round
-        again. A batch written is forgotten: its plans, its stored parts and (when
-        ``outcomes`` is a list the caller hands over) its poll results."""
-        taken = 0
-        while taken < len(outcomes):
-            batch = outcomes[taken : taken + BATCH]
-            taken += len(batch)
-            last = taken >= len(outcomes)
+        again. A batch written is forgotten: its plans, its stored parts and its poll
+        results (``outcomes`` is emptied as it is recorded)."""
+        pending = outcomes
+        while pending:
+            batch = pending[:BATCH]
+            del pending[:BATCH]  # a caller's list is consumed: results recorded are freed
+            last = not pending
             self._view = None
             for attempt in range(1, _ATTEMPTS + 1):
                 yield from self._replan(batch, baseline)
