@@ -248,17 +248,18 @@ def _print_json(data: Any, *, pretty: bool = False) -> None:
 
 
 def _stream_json(chunks: Iterable[list[Any]], *, pretty: bool = False) -> None:
-    """The items of ``chunks`` as one JSON array (what :func:`_print_json` prints of their
-    concatenation), written a chunk at a time: only one chunk is ever in memory."""
-    click.echo(b"[", nl=False)
-    first = True
+    """The items of ``chunks`` as one JSON array and a newline (what :func:`_print_json`
+    prints of their concatenation), written a chunk at a time: only one chunk is ever in
+    memory. Nothing is written before the first chunk is at hand (an error before it
+    leaves stdout empty)."""
+    opened = False
     for chunk in chunks:
         if not chunk:
             continue
         body = _json_document(chunk, pretty=pretty).strip()[1:-1].strip(b"\n")
-        click.echo((b"" if first else b",") + (b"\n" if pretty else b"") + body, nl=False)
-        first = False
-    click.echo(b"\n]" if pretty and not first else b"]")
+        click.echo((b"," if opened else b"[") + (b"\n" if pretty else b"") + body, nl=False)
+        opened = True
+    click.echo((b"\n]" if pretty else b"]") if opened else b"[]")
 
 
 def _json_document(data: Any, *, pretty: bool) -> bytes:
@@ -660,20 +661,75 @@ def history(ctx: click.Context, slug: str, as_json: bool, pretty: bool) -> None:
 # -- alerts, mute, unmute -----------------------------------------------------------------
 
 
+ALERTS_SHOWN = 200  # alerts shows at most this many unless --limit says otherwise
+
+
 @cli.command()
 @click.option("--all", "show_all", is_flag=True, help="Show every alert ever raised.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=ALERTS_SHOWN,
+    show_default=True,
+    metavar="N",
+    help="Show at most N alerts, newest first; 0 shows every one.",
+)
+@click.option(
+    "--before",
+    type=click.IntRange(min=1),
+    metavar="ID",
+    help="Show those after the alert with this id (the note on stderr gives it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--pretty", is_flag=True, help=PRETTY)
 @click.pass_context
-def alerts(ctx: click.Context, show_all: bool, as_json: bool, pretty: bool) -> None:
-    """Show alerts: firing now, changes of the last 7 days, and undelivered ones."""
-    items = [a.to_json_dict() for a in _runtime(ctx).app().alerts(show_all=show_all)]
-    if as_json:
-        _print_json(items)
+def alerts(
+    ctx: click.Context,
+    show_all: bool,
+    limit: int,
+    before: int | None,
+    as_json: bool,
+    pretty: bool,
+) -> None:
+    """Show alerts: firing now, changes of the last 7 days, and undelivered ones; newest
+    first, at most --limit of them (a note on stderr says how many more, and how to see
+    them)."""
+    app = _runtime(ctx).app()
+    if limit == 0:  # every one, a chunk at a time
+        chunks = (
+            [a.to_json_dict() for a in chunk]
+            for chunk in app.alert_chunks(show_all=show_all, before=before)
+        )
+        if as_json or pretty:
+            _stream_json(chunks, pretty=pretty)
+        elif not sum(_print_alerts(chunk) for chunk in chunks):
+            _no_alerts(show_all)
         return
-    if not items:
-        echo("no alerts" + ("" if show_all else " (use --all for history)"))
-        return
+    page = app.alert_page(show_all=show_all, limit=limit, before=before)
+    items = [a.to_json_dict() for a in page.alerts]
+    if as_json or pretty:
+        _print_json(items, pretty=pretty)
+    elif not _print_alerts(items):
+        _no_alerts(show_all)
+    if page.more:
+        again = " ".join(
+            ["monitor alerts", *(["--all"] if show_all else []), f"--before {page.next_before}"]
+            + ([f"--limit {limit}"] if limit != ALERTS_SHOWN else [])
+            + (["--pretty" if pretty else "--json"] if as_json or pretty else [])
+        )
+        echo(
+            f"note: {len(items)} shown, {page.more} more (older): {again} shows the next"
+            f" {min(limit, page.more)}; --limit 0 shows every one",
+            err=True,
+        )
+
+
+def _no_alerts(show_all: bool) -> None:
+    echo("no alerts" + ("" if show_all else " (use --all for history)"))
+
+
+def _print_alerts(items: list[dict[str, Any]]) -> int:
+    """Alerts as lines for people; how many."""
     for item in items:
         muted = " (muted)" if item["muted"] else ""
         echo(
@@ -689,6 +745,7 @@ def alerts(ctx: click.Context, show_all: bool, as_json: bool, pretty: bool) -> N
                     f"         {d['channel']}: {d['status']} after {d['attempts']} "
                     f"attempt(s){error}"
                 )
+    return len(items)
 
 
 @cli.command()
