@@ -363,7 +363,7 @@ def watch(
     if sum(map(bool, (names, grid, requirements))) != 1:
         raise UsageError("give package names, --grid GRID or -r FILE (one of them)")
     if (prune or as_json) and not requirements:
-        raise UsageError("--prune and --json (or --pretty) go with -r FILE")
+        raise UsageError("--prune and --json go with -r FILE")
     if pin is not None and len(names) != 1:
         raise UsageError("--pin goes with exactly one NAME (or write NAME==VERSION)")
     config = runtime.config()
