@@ -164,7 +164,11 @@ def test_a_change_raises_an_alert_that_the_api_lists(monitor: Monitor) -> None:
     with RunningMonitor(monitor.config_path) as daemon:
 
         def listed() -> list[Any]:
-            return _json(daemon, "GET", "/api/alerts?all=true")[1]
+            """The alerts once the daemon's outbox has delivered them (until then the CLI's
+            read, a moment later, may see them delivered and differ)."""
+            alerts = _json(daemon, "GET", "/api/alerts?all=true")[1]
+            sent = [d["status"] for alert in alerts for d in alert["deliveries"]]
+            return alerts if sent and set(sent) == {"delivered"} else []
 
         alerts = daemon.wait_for(listed, timeout=15)
         assert alerts == monitor.json("alerts", "--all")
