@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -90,7 +90,20 @@ class Alert:
     deliveries: list[dict[str, Any]]
 
     def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # asdict's deep copy, without its recursion: 30,000 alerts took 3 s through asdict
+        out = dict(vars(self))
+        out["deliveries"] = [dict(d) for d in self.deliveries]
+        return out
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    """A page of alerts, newest first: ``more`` come after it (0: none), the next page
+    starting after the alert whose id is ``next_before`` (None when there is none)."""
+
+    alerts: list[Alert]
+    more: int
+    next_before: int | None
 
 
 @dataclass(frozen=True)
@@ -232,11 +245,47 @@ class App:
 
         return list(replay(self.store.history(self.watched(name).id)))
 
-    def alerts(self, *, show_all: bool = False) -> list[Alert]:
+    def alerts(
+        self, *, show_all: bool = False, limit: int | None = None, before: int | None = None
+    ) -> list[Alert]:
+        """The alerts ``alerts`` shows (every one ever raised with ``show_all``), newest
+        first: all of them, or the ``limit`` after the alert with id ``before``."""
+        return self.alert_page(show_all=show_all, limit=limit, before=before).alerts
+
+    def alert_page(
+        self, *, show_all: bool = False, limit: int | None = None, before: int | None = None
+    ) -> AlertPage:
+        """A page of :meth:`alerts`, and how many come after it. Only the page's alerts are
+        read; an id ``before`` of no alert is a UsageError."""
         from monitor.report import list_alerts
 
-        items = list_alerts(self.store, now=self.clock(), show_all=show_all, rules=self.rule_ids())
-        return [Alert(**item) for item in items]
+        rows = list_alerts(
+            self.store,
+            now=self.clock(),
+            show_all=show_all,
+            rules=None if show_all else self.rule_ids(),  # --all: no rule file read
+            limit=limit,
+            before=before,
+        )
+        more = rows.more or 0
+        return AlertPage([Alert(**item) for item in rows.items], more, rows.last if more else None)
+
+    def alert_chunks(
+        self, *, show_all: bool = False, before: int | None = None, size: int = 1000
+    ) -> Iterator[list[Alert]]:
+        """Every alert of :meth:`alerts`, ``size`` at a time (what is in memory stays one
+        chunk)."""
+        from monitor.report import alert_chunks
+
+        for chunk in alert_chunks(
+            self.store,
+            now=self.clock(),
+            show_all=show_all,
+            rules=None if show_all else self.rule_ids(),  # --all: no rule file read
+            before=before,
+            size=size,
+        ):
+            yield [Alert(**item) for item in chunk]
 
     def mutes(self) -> list[Mute]:
         from monitor.report import list_mutes
@@ -705,4 +754,13 @@ async def _find_slugs(source: Any, pypi: Any, asked: list[Asked]) -> list[tuple[
     return found
 
 
-__all__ = ["Alert", "App", "CheckOutcome", "MonitorError", "Mute", "WatchOutcome", "WatchRow"]
+__all__ = [
+    "Alert",
+    "AlertPage",
+    "App",
+    "CheckOutcome",
+    "MonitorError",
+    "Mute",
+    "WatchOutcome",
+    "WatchRow",
+]

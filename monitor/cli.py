@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -208,22 +216,78 @@ def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
     """Run a command's async work to completion (asyncio is imported only by the commands
-    that need it, so ``monitor --help`` stays light)."""
+    that need it, so ``monitor --help`` stays light).
+
+    The work's result is handed back through a holder, not as the value of the coroutine
+    given to ``asyncio.run``: on its way out, Python 3.11's runner takes the repr of its main
+    task, result included, and a ``check`` of 10,000 changed packages spent most of a second
+    writing a repr nobody reads."""
     import asyncio
 
-    return asyncio.run(work)
+    result: list[T] = []
+
+    async def main() -> None:
+        result.append(await work)
+
+    asyncio.run(main())
+    return result[0]
 
 
 def _runtime(ctx: click.Context) -> Runtime:
     return ctx.find_object(Runtime) or Runtime()
 
 
-def _print_json(data: Any) -> None:
-    """The data as one JSON document, exactly; the characters a terminal would act on are
-    written as ``\\uXXXX`` escapes (JSON escapes C0 controls itself)."""
-    import json
+PRETTY = "Print the JSON document indented, for reading (--json prints it compact)."
 
-    click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
+
+def _print_json(data: Any, *, pretty: bool = False) -> None:
+    """The data as one JSON document and a newline, exactly: compact, or indented by two
+    when ``pretty``; the characters a terminal would act on are written as ``\\uXXXX``
+    escapes (JSON escapes C0 controls itself)."""
+    click.echo(_json_document(data, pretty=pretty))
+
+
+def _stream_json(chunks: Iterable[list[Any]], *, pretty: bool = False) -> None:
+    """The items of ``chunks`` as one JSON array and a newline (what :func:`_print_json`
+    prints of their concatenation), written a chunk at a time: only one chunk is ever in
+    memory. Nothing is written before the first chunk is at hand (an error before it
+    leaves stdout empty)."""
+    opened = False
+    for chunk in chunks:
+        if not chunk:
+            continue
+        body = _json_document(chunk, pretty=pretty).strip()[1:-1].strip(b"\n")
+        click.echo((b"," if opened else b"[") + (b"\n" if pretty else b"") + body, nl=False)
+        opened = True
+    click.echo((b"\n]" if pretty else b"]") if opened else b"[]")
+
+
+def _json_document(data: Any, *, pretty: bool) -> bytes:
+    """``data`` as UTF-8 JSON, through orjson. A value JSON has no type for is written as its
+    ``str()``, datetimes and dataclasses included (as ``json.dumps(default=str)`` did); what
+    orjson refuses (an integer beyond 64 bits, a lone surrogate) goes through the standard
+    library's encoder instead, the surrogate as its ``\\uXXXX`` escape."""
+    import orjson
+
+    option = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+    option |= orjson.OPT_PASSTHROUGH_DATACLASS | (orjson.OPT_INDENT_2 if pretty else 0)
+    try:
+        document = orjson.dumps(data, default=str, option=option)
+    except orjson.JSONEncodeError:
+        import json
+
+        separators = (",", ": ") if pretty else (",", ":")
+        text = json.dumps(
+            data,
+            indent=2 if pretty else None,
+            separators=separators,
+            ensure_ascii=False,
+            default=str,
+        )
+        return json_safe(text).encode("utf-8", "backslashreplace")
+    if document.isascii() and b"\x7f" not in document:
+        return document  # orjson escaped every C0 control: nothing else to escape
+    return json_safe(document.decode()).encode()
 
 
 # -- watch / unwatch / list ---------------------------------------------------------------
@@ -247,6 +311,7 @@ def _print_json(data: Any) -> None:
     "--pin", metavar="VERSION", help="The version you run (one NAME): the same as NAME==VERSION."
 )
 @click.option("--json", "as_json", is_flag=True, help="With -r: print one JSON document.")
+@click.option("--pretty", is_flag=True, help=PRETTY)
 @click.option(
     "--notify",
     "notify",
@@ -269,6 +334,7 @@ def watch(
     prune: bool,
     pin: str | None,
     as_json: bool,
+    pretty: bool,
     notify: tuple[str, ...],
     interval: str | None,
 ) -> None:
@@ -293,6 +359,7 @@ def watch(
     happened to each requirement; run again, it updates pins and adds new names.
     """
     runtime = _runtime(ctx)
+    as_json = as_json or pretty
     if sum(map(bool, (names, grid, requirements))) != 1:
         raise UsageError("give package names, --grid GRID or -r FILE (one of them)")
     if (prune or as_json) and not requirements:
@@ -304,7 +371,7 @@ def watch(
     runtime.rules()
     given = list(notify) or None  # None: not given, so each watch keeps its own
     if requirements:
-        _watch_file(runtime, Path(requirements), prune, as_json, given, interval)
+        _watch_file(runtime, Path(requirements), prune, as_json, given, interval, pretty=pretty)
         return
     app = runtime.app(console=sys.stdout)
     outcome = _run(app.watch(list(names), grid=grid, pin=pin, notify=given, interval=interval))
@@ -321,6 +388,8 @@ def _watch_file(
     as_json: bool,
     notify: list[str] | None,
     interval: str | None,
+    *,
+    pretty: bool = False,
 ) -> None:
     """``watch -r FILE``: see :mod:`monitor.watchfile`. Exit 1 when a name could not be
     resolved because a request failed, or an alert could not be delivered."""
@@ -330,7 +399,7 @@ def _watch_file(
     store = runtime.store()
     imported = _run(_import_file(runtime, store, deps, prune, notify, interval, as_json))
     if as_json:
-        _print_json([row.to_json_dict() for row in imported.rows])
+        _print_json([row.to_json_dict() for row in imported.rows], pretty=pretty)
     else:
         _print_import(deps, imported)
     if imported.failed or imported.undelivered:
@@ -423,13 +492,14 @@ def unwatch(ctx: click.Context, slugs: tuple[str, ...]) -> None:
 
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--pretty", is_flag=True, help=PRETTY)
 @click.pass_context
-def list_(ctx: click.Context, as_json: bool) -> None:
+def list_(ctx: click.Context, as_json: bool, pretty: bool) -> None:
     """List watched packages with version, stars, forks, the last check and mutes."""
     runtime = _runtime(ctx)
     items = runtime.app().watches()
-    if as_json:
-        _print_json([item.to_json_dict() for item in items])
+    if as_json or pretty:
+        _print_json([item.to_json_dict() for item in items], pretty=pretty)
         return
     if not items:
         echo(f"no packages watched in {runtime.where()}; add one with: monitor watch SLUG")
@@ -468,14 +538,16 @@ def _num(value: Any) -> str:
 @cli.command()
 @click.argument("slugs", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--pretty", is_flag=True, help=PRETTY)
 @click.pass_context
-def check(ctx: click.Context, slugs: tuple[str, ...], as_json: bool) -> None:
+def check(ctx: click.Context, slugs: tuple[str, ...], as_json: bool, pretty: bool) -> None:
     """Poll watched packages now (all, or the named ones), evaluate rules, notify.
 
     Exit 0 when every poll succeeded and every notification was delivered, 1 otherwise,
     2 when a named package is not watched.
     """
     runtime = _runtime(ctx)
+    as_json = as_json or pretty
     runtime.rules()
     count = len(set(slugs)) or runtime.store().watch_count()
     app = runtime.app(console=sys.stderr if as_json else sys.stdout)
@@ -489,7 +561,7 @@ def check(ctx: click.Context, slugs: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         data = report.to_json_dict()
         data["undelivered"] = undelivered
-        _print_json(data)
+        _print_json(data, pretty=pretty)
     else:
         _print_summary(report, undelivered)
     if report.failed or undelivered:
@@ -562,14 +634,15 @@ def _transition_line(transition: Any) -> str:
 @cli.command()
 @click.argument("slug")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--pretty", is_flag=True, help=PRETTY)
 @click.pass_context
-def history(ctx: click.Context, slug: str, as_json: bool) -> None:
+def history(ctx: click.Context, slug: str, as_json: bool, pretty: bool) -> None:
     """Show how a watched package changed over time, oldest first."""
     from monitor.diff import describe_change
 
     entries = [entry.to_json_dict() for entry in _runtime(ctx).app().history(slug)]
-    if as_json:
-        _print_json(entries)
+    if as_json or pretty:
+        _print_json(entries, pretty=pretty)
         return
     for entry in entries:
         if "snapshot" in entry:
@@ -588,19 +661,75 @@ def history(ctx: click.Context, slug: str, as_json: bool) -> None:
 # -- alerts, mute, unmute -----------------------------------------------------------------
 
 
+ALERTS_SHOWN = 200  # alerts shows at most this many unless --limit says otherwise
+
+
 @cli.command()
 @click.option("--all", "show_all", is_flag=True, help="Show every alert ever raised.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=ALERTS_SHOWN,
+    show_default=True,
+    metavar="N",
+    help="Show at most N alerts, newest first; 0 shows every one.",
+)
+@click.option(
+    "--before",
+    type=click.IntRange(min=1),
+    metavar="ID",
+    help="Show those after the alert with this id (the note on stderr gives it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--pretty", is_flag=True, help=PRETTY)
 @click.pass_context
-def alerts(ctx: click.Context, show_all: bool, as_json: bool) -> None:
-    """Show alerts: firing now, changes of the last 7 days, and undelivered ones."""
-    items = [a.to_json_dict() for a in _runtime(ctx).app().alerts(show_all=show_all)]
-    if as_json:
-        _print_json(items)
+def alerts(
+    ctx: click.Context,
+    show_all: bool,
+    limit: int,
+    before: int | None,
+    as_json: bool,
+    pretty: bool,
+) -> None:
+    """Show alerts: firing now, changes of the last 7 days, and undelivered ones; newest
+    first, at most --limit of them (a note on stderr says how many more, and how to see
+    them)."""
+    app = _runtime(ctx).app()
+    if limit == 0:  # every one, a chunk at a time
+        chunks = (
+            [a.to_json_dict() for a in chunk]
+            for chunk in app.alert_chunks(show_all=show_all, before=before)
+        )
+        if as_json or pretty:
+            _stream_json(chunks, pretty=pretty)
+        elif not sum(_print_alerts(chunk) for chunk in chunks):
+            _no_alerts(show_all)
         return
-    if not items:
-        echo("no alerts" + ("" if show_all else " (use --all for history)"))
-        return
+    page = app.alert_page(show_all=show_all, limit=limit, before=before)
+    items = [a.to_json_dict() for a in page.alerts]
+    if as_json or pretty:
+        _print_json(items, pretty=pretty)
+    elif not _print_alerts(items):
+        _no_alerts(show_all)
+    if page.more:
+        again = " ".join(
+            ["monitor alerts", *(["--all"] if show_all else []), f"--before {page.next_before}"]
+            + ([f"--limit {limit}"] if limit != ALERTS_SHOWN else [])
+            + (["--pretty" if pretty else "--json"] if as_json or pretty else [])
+        )
+        echo(
+            f"note: {len(items)} shown, {page.more} more (older): {again} shows the next"
+            f" {min(limit, page.more)}; --limit 0 shows every one",
+            err=True,
+        )
+
+
+def _no_alerts(show_all: bool) -> None:
+    echo("no alerts" + ("" if show_all else " (use --all for history)"))
+
+
+def _print_alerts(items: list[dict[str, Any]]) -> int:
+    """Alerts as lines for people; how many."""
     for item in items:
         muted = " (muted)" if item["muted"] else ""
         echo(
@@ -616,6 +745,7 @@ def alerts(ctx: click.Context, show_all: bool, as_json: bool) -> None:
                     f"         {d['channel']}: {d['status']} after {d['attempts']} "
                     f"attempt(s){error}"
                 )
+    return len(items)
 
 
 @cli.command()
@@ -670,12 +800,13 @@ def unmute(ctx: click.Context, slug: str, rule: str | None) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--pretty", is_flag=True, help=PRETTY)
 @click.pass_context
-def mutes(ctx: click.Context, as_json: bool) -> None:
+def mutes(ctx: click.Context, as_json: bool, pretty: bool) -> None:
     """List active mutes: package, rule (or all), until (or forever), comment, when set."""
     items = _runtime(ctx).app().mutes()
-    if as_json:
-        _print_json([m.to_json_dict() for m in items])
+    if as_json or pretty:
+        _print_json([m.to_json_dict() for m in items], pretty=pretty)
         return
     if not items:
         echo("no active mutes")
@@ -699,14 +830,15 @@ def mutes(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--pretty", is_flag=True, help=PRETTY)
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, as_json: bool, pretty: bool) -> None:
     """What the daemon and sources are doing: the last cycle, what is due next, source
     health, pending and failed deliveries, active mutes, the database and config in use."""
     runtime = _runtime(ctx)
     report = runtime.app().status()
-    if as_json:
-        _print_json(report)
+    if as_json or pretty:
+        _print_json(report, pretty=pretty)
         return
     for line in _status_lines(report, runtime.config_description()):
         echo(line)
@@ -752,8 +884,9 @@ def _status_lines(report: dict[str, Any], config: str) -> list[str]:
 @cli.command()
 @click.argument("django_version", metavar="DJANGO_VERSION")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--pretty", is_flag=True, help=PRETTY)
 @click.pass_context
-def readiness(ctx: click.Context, django_version: str, as_json: bool) -> None:
+def readiness(ctx: click.Context, django_version: str, as_json: bool, pretty: bool) -> None:
     """Can we move to Django X.Y? For each watched package, whether its latest release
     declares support for DJANGO_VERSION (its "Framework :: Django :: X.Y" classifiers on PyPI),
     with its latest and pinned versions.
@@ -783,8 +916,8 @@ def readiness(ctx: click.Context, django_version: str, as_json: bool) -> None:
             " declared Django versions are known",
             err=True,
         )
-    if as_json:
-        _print_json([a.to_json_dict() for a in answers])
+    if as_json or pretty:
+        _print_json([a.to_json_dict() for a in answers], pretty=pretty)
         return
     if not answers:
         echo(f"no packages watched in {runtime.where()}; add one with: monitor watch SLUG")
@@ -846,14 +979,15 @@ def rules_check(ctx: click.Context, paths: tuple[str, ...]) -> None:
 
 @rules.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--pretty", is_flag=True, help=PRETTY)
 @click.pass_context
-def rules_list(ctx: click.Context, as_json: bool) -> None:
+def rules_list(ctx: click.Context, as_json: bool, pretty: bool) -> None:
     """List the loaded rules (shipped, then [rules] paths), disabled ones included."""
     from monitor.rules import list_rules
 
     infos = list_rules(list(_runtime(ctx).config().rule_paths))
-    if as_json:
-        _print_json([info.to_json_dict() for info in infos])
+    if as_json or pretty:
+        _print_json([info.to_json_dict() for info in infos], pretty=pretty)
         return
     header = ("rule", "kind", "severity", "enabled", "origin")
     table = [header] + [

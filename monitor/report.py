@@ -3,55 +3,113 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.alerts import BUILTIN_RULES
+from monitor.errors import UsageError
 from monitor.store import Store, iso
 from monitor.text import one_line, width
 
 RECENT_CHANGES = timedelta(days=7)
 
 
+@dataclass(frozen=True)
+class AlertRows:
+    """A page of :func:`list_alerts`: the alerts in the shape of ``alerts --json`` (SPEC §4),
+    the id of the last one (the cursor of the next page), and how many come after it (0
+    when none; None when not counted)."""
+
+    items: list[dict[str, Any]]
+    last: int | None
+    more: int | None
+
+
 def list_alerts(
-    store: Store, *, now: datetime, show_all: bool = False, rules: Collection[str] | None = None
-) -> list[dict[str, Any]]:
-    """Alerts newest first. Without ``show_all``: condition alerts firing now, change alerts
-    of the last 7 days, and anything whose deliveries are pending or failed, of the rules in
-    force (``rules``: their ids; the built-in alerts always count), so a deleted or disabled
-    rule's alerts are only history."""
+    store: Store,
+    *,
+    now: datetime,
+    show_all: bool = False,
+    rules: Collection[str] | None = None,
+    limit: int | None = None,
+    before: int | None = None,
+    count: bool = True,
+) -> AlertRows:
+    """Alerts newest first, the ``limit`` after the alert with id ``before`` (the first
+    ``limit`` without it; every one with ``limit`` None). Without ``show_all``: condition
+    alerts firing now, change alerts of the last 7 days, and anything whose deliveries are
+    pending or failed, of the rules in force (``rules``: their ids; the built-in alerts
+    always count), so a deleted or disabled rule's alerts are only history. ``count``: count
+    those after the page (else ``more`` is None when the page is full). Reads the page's
+    alerts and their deliveries alone."""
     known = None if rules is None else {*rules, *(rule.id for rule in BUILTIN_RULES)}
-    rows = store.alert_rows()
-    deliveries = _deliveries(store)
-    mutes = store.active_mutes(now)
-    recent = iso(now - RECENT_CHANGES)
-    items = []
-    for row in rows:
-        sent = deliveries.get(row["id"], [])
-        undelivered = any(d["status"] in ("pending", "failed") for d in sent)
-        current = is_current(row["kind"], row["status"], row["started_at"], recent)
-        in_force = known is None or row["rule"] in known
-        wanted = show_all or (current and in_force) or undelivered
-        if not wanted:
-            continue
-        items.append(
-            {
-                "rule": row["rule"],
-                "package": row["slug"],
-                "kind": row["kind"],
-                "status": row["status"],
-                "severity": row["severity"],
-                "started_at": row["started_at"],
-                "resolved_at": row["resolved_at"],
-                "summary": row["summary"],
-                "muted": any(
-                    m["slug"] == row["slug"] and m["rule"] in (None, row["rule"]) for m in mutes
-                ),
-                "deliveries": sent,
-            }
+    recent = None if show_all else iso(now - RECENT_CHANGES)
+    after = None
+    if before is not None:
+        after = store.alert_position(before)
+        if after is None:
+            raise UsageError(f"no alert has the id {before}")
+    rows = store.alert_rows(after=after, limit=limit, recent=recent, rules=known)
+    deliveries = _deliveries(store, [row["id"] for row in rows])
+    muted = _muted(store.active_mutes(now))
+    items = [
+        {
+            "rule": row["rule"],
+            "package": row["slug"],
+            "kind": row["kind"],
+            "status": row["status"],
+            "severity": row["severity"],
+            "started_at": row["started_at"],
+            "resolved_at": row["resolved_at"],
+            "summary": row["summary"],
+            "muted": _is_muted(muted, row["slug"], row["rule"]),
+            "deliveries": deliveries.get(row["id"], []),
+        }
+        for row in rows
+    ]
+    last = rows[-1] if rows else None
+    more: int | None = 0
+    if limit is not None and last is not None and len(rows) == limit:
+        position = (last["started_at"], last["id"])
+        more = store.alert_count(after=position, recent=recent, rules=known) if count else None
+    return AlertRows(items, last["id"] if last else None, more)
+
+
+def alert_chunks(
+    store: Store,
+    *,
+    now: datetime,
+    show_all: bool = False,
+    rules: Collection[str] | None = None,
+    before: int | None = None,
+    size: int = 1000,
+) -> Iterator[list[dict[str, Any]]]:
+    """Every alert :func:`list_alerts` gives without a limit, ``size`` at a time: what is in
+    memory stays one chunk, however many there are."""
+    while True:
+        page = list_alerts(
+            store, now=now, show_all=show_all, rules=rules, limit=size, before=before, count=False
         )
-    return items
+        if page.items:
+            yield page.items
+        if len(page.items) < size:
+            return
+        before = page.last
+
+
+def _is_muted(muted: dict[str, set[str | None]], package: str, rule: str) -> bool:
+    rules = muted.get(package, set())
+    return None in rules or rule in rules
+
+
+def _muted(mutes: list[dict[str, Any]]) -> dict[str, set[str | None]]:
+    """package -> the rules muted for it (None: every rule)."""
+    out: dict[str, set[str | None]] = {}
+    for mute in mutes:
+        out.setdefault(mute["slug"], set()).add(mute["rule"])
+    return out
 
 
 def is_current(kind: str, status: str, started_at: str, recent: str) -> bool:
@@ -62,9 +120,9 @@ def is_current(kind: str, status: str, started_at: str, recent: str) -> bool:
     )
 
 
-def _deliveries(store: Store) -> dict[int, list[dict[str, Any]]]:
+def _deliveries(store: Store, alert_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
     out: dict[int, list[dict[str, Any]]] = {}
-    for row in store.alert_deliveries():
+    for row in store.alert_deliveries(alert_ids) if alert_ids else []:
         out.setdefault(row["alert_id"], []).append(
             {
                 "channel": row["channel"],

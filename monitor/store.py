@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -317,6 +317,7 @@ DIGEST_INDEXES = (
     " WHERE json_type(data, '$.\"repo_watchers\"') IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS idx_snapshots_repo_forks ON snapshots (watch_id, id)"
     " WHERE json_type(data, '$.\"repo_forks\"') IS NOT NULL",
+    # ``alerts`` pages newest first (started_at, then id: the rowid every index ends with)
     "CREATE INDEX IF NOT EXISTS idx_alerts_started_at ON alerts (started_at)",
     "CREATE INDEX IF NOT EXISTS idx_alerts_resolved_at ON alerts (resolved_at)"
     " WHERE resolved_at IS NOT NULL",
@@ -829,21 +830,90 @@ class Store:
             "SELECT * FROM mutes WHERE until IS NULL OR until > ? ORDER BY id", (iso(now),)
         )
 
-    def alert_rows(self) -> list[dict[str, Any]]:
-        """Every alert with its package's name (``slug``), newest first."""
-        return self.query(
+    def alert_rows(
+        self,
+        *,
+        after: tuple[str, int] | None = None,
+        limit: int | None = None,
+        recent: str | None = None,
+        rules: Collection[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Alerts with their package's name (``slug``), newest first (``started_at``, then
+        id): those after ``after`` (an alert's :meth:`alert_position`) only, at most
+        ``limit``. Every alert, or with ``recent`` (ISO time) only the current ones, as plain
+        ``alerts`` shows them: condition alerts firing now and change alerts started since
+        ``recent``, of the ``rules`` in force (None: every rule), and any alert with a
+        delivery pending or failed. A page reads only its own rows (``idx_alerts_started_at``, made by migration 7);
+        the current ones are found through their own indexes, not among every alert."""
+        where, params = self._alerts_where(after, recent, rules)
+        query = (
             "SELECT a.*, w.slug FROM alerts a JOIN watches w ON w.id = a.watch_id"
-            " ORDER BY a.started_at DESC, a.id DESC"
+            f"{where} ORDER BY a.started_at DESC, a.id DESC"
         )
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        return self.query(query, params)
 
-    def alert_deliveries(self) -> list[dict[str, Any]]:
-        """Every delivery of an alert's transition: ``alert_id``, ``transition``, ``repeat``,
-        ``channel``, and its group's ``status``, ``attempts``, ``last_error``."""
-        return self.query(
-            "SELECT t.alert_id, t.status AS transition, t.repeat, d.channel, o.status,"
-            " o.attempts, o.last_error FROM deliveries d JOIN transitions t"
-            " ON t.id = d.transition_id JOIN outbox o ON o.id = d.group_id ORDER BY d.id"
-        )
+    def alert_deliveries(self, alert_ids: Collection[int]) -> list[dict[str, Any]]:
+        """The deliveries of these alerts' transitions, oldest first: ``alert_id``,
+        ``transition``, ``repeat``, ``channel``, and its group's ``status``, ``attempts``,
+        ``last_error``."""
+        rows: list[dict[str, Any]] = []
+        for chunk in _chunks(list(alert_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows += self.query(
+                "SELECT d.id, t.alert_id, t.status AS transition, t.repeat, d.channel, o.status,"
+                " o.attempts, o.last_error FROM transitions t JOIN deliveries d"
+                " ON d.transition_id = t.id JOIN outbox o ON o.id = d.group_id"
+                f" WHERE t.alert_id IN ({marks})",
+                chunk,
+            )
+        rows.sort(key=lambda row: row.pop("id"))
+        return rows
+
+    def alert_position(self, alert_id: int) -> tuple[str, int] | None:
+        """Where an alert stands in :meth:`alert_rows`' order (``after`` there); None when
+        there is no such alert."""
+        row = self.conn.execute(
+            "SELECT started_at, id FROM alerts WHERE id = ?", (alert_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def alert_count(
+        self,
+        *,
+        after: tuple[str, int] | None = None,
+        recent: str | None = None,
+        rules: Collection[str] | None = None,
+    ) -> int:
+        """How many alerts :meth:`alert_rows` would give without a limit (counted in the
+        index alone)."""
+        where, params = self._alerts_where(after, recent, rules)
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM alerts a{where}", params).fetchone()[0])
+
+    @staticmethod
+    def _alerts_where(
+        after: tuple[str, int] | None, recent: str | None, rules: Collection[str] | None
+    ) -> tuple[str, list[Any]]:
+        conditions: list[str] = []
+        params: list[Any] = []
+        if recent is not None:
+            known = list(rules) if rules is not None else None
+            in_force = f" AND rule IN ({','.join('?' * len(known))})" if known is not None else ""
+            conditions.append(
+                "a.id IN (SELECT id FROM alerts WHERE status = 'firing' AND kind = 'condition'"
+                f"{in_force} UNION ALL SELECT id FROM alerts WHERE started_at >= ?"
+                f" AND kind = 'change'{in_force} UNION ALL SELECT t.alert_id FROM outbox o"
+                " JOIN deliveries d ON d.group_id = o.id JOIN transitions t"
+                " ON t.id = d.transition_id WHERE o.status IN ('pending', 'failed'))"
+            )
+            params += [*(known or []), recent, *(known or [])]
+        if after is not None:
+            # Keyset paging: (started_at, id) below the last one shown, read in the index.
+            conditions.append("a.started_at <= ? AND (a.started_at < ? OR a.id < ?)")
+            params += [after[0], after[0], after[1]]
+        return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
 
     def add_mute(
         self,

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from tests.conftest import FIVE, Monitor
+import pytest
+
+from monitor.store import Store, iso
+from tests.conftest import FIVE, START, Monitor
 
 
 def _firing(monitor: Monitor) -> list[tuple[str, str]]:
@@ -175,3 +183,185 @@ def test_built_in_alerts_say_what_happened_once(monitor: Monitor) -> None:
     for rule in ("package-not-found", "poll-failing"):
         description, summary = said_once(notices[rule])
         assert description == "" and summary, (rule, notices[rule])
+
+
+# -- a year of alerts, a page at a time (issue 14) ------------------------------------------
+
+YEAR = timedelta(days=365)
+
+
+def add_alerts(store: Store, count: int, *, now: datetime = START, packages: int = 50) -> None:
+    """``count`` alerts over ``packages`` packages (``pkg-N``, unwatched: no poll touches
+    them) through the past year, newest last, runs of 7 raised at the same time: two change
+    alerts for a condition alert, every tenth condition alert firing still; each with a
+    transition delivered to the console, but every 97th failed and every 89th pending.
+    Summaries are unique (``alert N``)."""
+    with store.transaction() as conn:
+        ids = [
+            store.upsert_watch(
+                f"pkg-{n}", package_id=None, title=None, notify=None, interval=None, now=now
+            )
+            for n in range(packages)
+        ]
+        for n in range(count):
+            at = iso(now - YEAR + YEAR * (n // 7 * 7) / count)
+            change = n % 3 != 0
+            kind = "change" if change else "condition"
+            status = "fired" if change else "firing" if n % 10 == 0 else "resolved"
+            rule = "pypi-version-changed" if change else "no-commits-26-weeks"
+            alert = conn.execute(
+                "INSERT INTO alerts (episode, rule, watch_id, kind, severity, status,"
+                " started_at, summary) VALUES (?, ?, ?, ?, 'info', ?, ?, ?)",
+                (f"e{n}", rule, ids[n % packages], kind, status, at, f"alert {n}"),
+            ).lastrowid
+            transition = conn.execute(
+                "INSERT INTO transitions (alert_id, status, repeat, at, notice)"
+                " VALUES (?, 'firing', 0, ?, '{}')",
+                (alert, at),
+            ).lastrowid
+            sent = "failed" if n % 97 == 0 else "pending" if n % 89 == 0 else "delivered"
+            conn.execute(
+                "INSERT INTO outbox (id, channel, kind, created_at, payload, status, attempts,"
+                " last_error) VALUES (?, 'console', 'alerts', ?, '{}', ?, 1, ?)",
+                (f"g{n}", at, sent, "console: boom" if sent == "failed" else None),
+            )
+            conn.execute(
+                "INSERT INTO deliveries (transition_id, group_id, channel)"
+                " VALUES (?, ?, 'console')",
+                (transition, f"g{n}"),
+            )
+        for n in range(packages):
+            store.unwatch(f"pkg-{n}")
+
+
+def _pages(monitor: Monitor, *args: str) -> tuple[list[list[dict[str, Any]]], list[str]]:
+    """Every page of ``alerts ARGS --json``, following the note on stderr; and the notes."""
+    pages, notes = [], []
+    command = ["alerts", *args, "--json"]
+    while True:
+        result = monitor.run(*command)
+        assert result.exit_code == 0, result.output
+        pages.append(json.loads(result.stdout))
+        if not result.stderr:
+            return pages, notes
+        notes.append(result.stderr)
+        next_command = re.search(r": monitor (alerts .*) shows the next", result.stderr)
+        assert next_command, result.stderr
+        command = next_command.group(1).split()
+
+
+def test_alerts_all_pages_through_a_year_newest_first(monitor: Monitor) -> None:
+    store = monitor.store()
+    add_alerts(store, 1234)
+    store.close()
+    pages, notes = _pages(monitor, "--all", "--limit", "100")
+    assert [len(page) for page in pages] == [100] * 12 + [34]
+    assert notes[0].startswith("note: 100 shown, 1134 more (older): monitor alerts --all --before ")
+    assert notes[0].endswith(" --limit 100 --json shows the next 100; --limit 0 shows every one\n")
+    assert " 34 more " in notes[-1] and "shows the next 34;" in notes[-1]
+    shown = [alert for page in pages for alert in page]
+    assert [a["summary"] for a in shown] == [f"alert {n}" for n in reversed(range(1234))]
+    everything = monitor.json("alerts", "--all", "--limit", "0")
+    assert everything == shown  # one stream, the same alerts
+    failed = [a for a in shown if a["deliveries"][0]["status"] == "failed"]
+    assert len(failed) == 13 and failed[0]["deliveries"][0]["last_error"] == "console: boom"
+
+    first = monitor.run("alerts", "--all", "--json")  # 200 by default
+    assert len(json.loads(first.stdout)) == 200 and "1034 more" in first.stderr
+    text = monitor.run("alerts", "--all", "--limit", "2")
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("RESOLVED [info] no-commits-26-weeks pkg-33 since 2026-11-2")
+    assert lines[1:4:2] == ["         alert 1233", "         alert 1232"] and len(lines) == 4
+    assert "note: 2 shown, 1232 more (older): monitor alerts --all --before " in text.stderr
+
+
+def test_plain_alerts_pages_through_the_current_ones(monitor: Monitor) -> None:
+    """Firing now, changes of the last 7 days, undelivered: as SPEC §4 says, paged alike."""
+    from monitor.report import RECENT_CHANGES, is_current
+
+    store = monitor.store()
+    add_alerts(store, 3000)
+    store.close()
+    recent = iso(START - RECENT_CHANGES)
+    expected = [
+        a
+        for a in monitor.json("alerts", "--all", "--limit", "0")
+        if is_current(a["kind"], a["status"], a["started_at"], recent)
+        or any(d["status"] in ("pending", "failed") for d in a["deliveries"])
+    ]
+    assert 150 < len(expected) < 600  # enough for pages, some of each kind
+    assert {a["kind"] for a in expected if a["started_at"] < recent} == {"condition", "change"}
+    pages, notes = _pages(monitor, "--limit", "40")
+    assert [a for page in pages for a in page] == expected
+    assert notes[0].startswith(f"note: 40 shown, {len(expected) - 40} more (older): ")
+    assert "--all" not in notes[0]
+    assert monitor.json("alerts", "--limit", "0") == expected
+
+
+def test_before_an_unknown_alert_is_a_usage_error(monitor: Monitor) -> None:
+    result = monitor.run("alerts", "--all", "--before", "999", "--json")
+    assert result.exit_code == 2
+    assert result.stdout == "" and "error: no alert has the id 999" in result.stderr
+    result = monitor.run("alerts", "--all", "--before", "999", "--limit", "0", "--json")
+    assert result.exit_code == 2 and result.stdout == ""  # nothing streamed before the error
+
+
+def _steps(store: Store, read: Callable[[], Any]) -> int:
+    """SQLite virtual machine steps ``read`` takes (counted every 10 instructions)."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store.conn.set_progress_handler(count, 10)
+    try:
+        read()
+    finally:
+        store.conn.set_progress_handler(None, 10)
+    return steps
+
+
+@pytest.mark.parametrize("show_all", [True, False], ids=["all", "current"])
+def test_a_page_reads_its_own_alerts_not_every_one(tmp_path: Path, show_all: bool) -> None:
+    """A page's SQL (the alerts, their deliveries) costs the same with 10 times as many
+    alerts in the history: read through the index newest first (``--all``), or from the
+    current alerts' own indexes (plain), never by scanning every alert."""
+    from monitor.report import list_alerts
+
+    costs = []
+    for older in (0, 9000):
+        store = Store(tmp_path / f"{older}.db")
+        add_alerts(store, 1000)
+        with store.transaction() as conn:  # older history: resolved, delivered long ago
+            conn.executemany(
+                "INSERT INTO alerts (episode, rule, watch_id, kind, severity, status,"
+                " started_at, summary) VALUES (?, 'no-commits-26-weeks', 1, 'condition',"
+                " 'info', 'resolved', ?, 'old')",
+                [(f"old{n}", iso(START - 2 * YEAR + timedelta(minutes=n))) for n in range(older)],
+            )
+        (middle,) = store.conn.execute(
+            "SELECT id FROM alerts ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET 500"
+        ).fetchone()
+
+        def page(store: Store = store, before: int | None = None) -> Any:
+            return list_alerts(
+                store, now=START, show_all=show_all, limit=50, before=before, count=False
+            )
+
+        costs.append([_steps(store, lambda b=b: page(before=b)) for b in (None, middle)])
+        plan = " ".join(
+            row[3]
+            for row in store.conn.execute(
+                "EXPLAIN QUERY PLAN SELECT a.*, w.slug FROM alerts a JOIN watches w"
+                " ON w.id = a.watch_id WHERE a.started_at <= ? AND (a.started_at < ? OR a.id < ?)"
+                " ORDER BY a.started_at DESC, a.id DESC LIMIT 50",
+                ("2026-01-01", "2026-01-01", 1),
+            )
+        )
+        assert "USING INDEX idx_alerts_started_at" in plan and "TEMP B-TREE" not in plan, plan
+        store.close()
+    print(f"VM steps/10 of a page (first, middle) at 1,000 and 10,000 alerts: {costs}")
+    for small, big in zip(costs[0], costs[1], strict=True):
+        assert big < small * 1.5, costs

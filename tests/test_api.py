@@ -5,6 +5,7 @@ document itself (schemathesis) — and nothing without the token."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -163,15 +164,59 @@ def test_a_change_raises_an_alert_that_the_api_lists(monitor: Monitor) -> None:
     with RunningMonitor(monitor.config_path) as daemon:
 
         def listed() -> list[Any]:
-            # once its delivery is over: the CLI's read below then sees the same
+            """The alerts once the daemon's outbox has delivered them (until then the CLI's
+            read, a moment later, may see them delivered and differ)."""
             alerts = _json(daemon, "GET", "/api/alerts?all=true")[1]
-            done = all(d["status"] == "delivered" for a in alerts for d in a["deliveries"])
-            return alerts if done else []
+            sent = [d["status"] for alert in alerts for d in alert["deliveries"]]
+            return alerts if sent and set(sent) == {"delivered"} else []
 
         alerts = daemon.wait_for(listed, timeout=15)
         assert alerts == monitor.json("alerts", "--all")
         assert alerts[0]["package"] == "django-otp"
         assert _json(daemon, "GET", "/api/alerts?all=maybe")[0] == 400
+
+
+def test_alerts_come_a_page_at_a_time_with_a_link_to_the_next(monitor: Monitor) -> None:
+    """Issue 14: ?limit= and ?before= page through a year of alerts as ``alerts --limit
+    --before`` do; the Link header's URL gives the next page, X-Alerts-More how many follow."""
+    from tests.test_alerts_cli import add_alerts
+
+    monitor.configure(SERVED)
+    store = monitor.store()
+    add_alerts(store, 450)
+    store.close()
+    with RunningMonitor(monitor.config_path) as daemon:
+        status, headers, body = daemon.request("GET", "/api/alerts?all=true", token=TOKEN)
+        assert status == 200 and len(json.loads(body)) == 200  # 200 by default
+        assert headers["X-Alerts-More"] == "250"
+        pages, path = [], "/api/alerts?all=true&limit=100"
+        while path:
+            status, headers, body = daemon.request("GET", path, token=TOKEN)
+            assert status == 200, body
+            pages.append(json.loads(body))
+            link = headers.get("Link")
+            more = headers.get("X-Alerts-More")
+            assert (link is None) == (more is None) == (len(pages) == 5), headers
+            if link:
+                assert int(more) == 450 - 100 * len(pages)
+                match = re.fullmatch(
+                    r'<(/api/alerts\?all=true&limit=100&before=\d+)>; rel="next"', link
+                )
+                assert match, link
+            path = match.group(1) if link else ""
+        assert [len(page) for page in pages] == [100] * 4 + [50]
+        assert [a for page in pages for a in page] == monitor.json(
+            "alerts", "--all", "--limit", "0"
+        )
+        for query, says in [
+            ("limit=0", "limit: a whole number from 1 to 1000, not '0'"),
+            ("limit=1001", "limit: a whole number from 1 to 1000"),
+            ("limit=1.5", "limit: a whole number"),
+            ("before=-3", "before: a whole number"),
+            ("before=99999", "no alert has the id 99999"),
+        ]:
+            status, answer = _json(daemon, "GET", f"/api/alerts?{query}")
+            assert status == 400 and answer["error"].startswith(says), (query, answer)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@
     POST   /api/watches                 watch NAME... (201 when something new is watched)
     DELETE /api/watches/NAME            unwatch NAME
     GET    /api/watches/NAME/history    history NAME --json
-    GET    /api/alerts[?all=true]       alerts [--all] --json
+    GET    /api/alerts[?all=true]       alerts [--all] --json, a page at a time: ?limit=N (200;
+                                        at most 1000), ?before=ID; a Link header (rel="next")
+                                        gives the next page, X-Alerts-More how many are left
     GET    /api/mutes                   mutes --json
     POST   /api/mutes                   mute NAME (set by "api"; 201)
     DELETE /api/mutes/NAME[?rule=RULE]  unmute NAME [--rule RULE]
@@ -30,6 +32,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -47,7 +50,14 @@ from monitor.errors import (
     UsageError,
 )
 from monitor.server import context
-from monitor.server.openapi import MAX_NAME, MAX_NAMES, MAX_TEXT
+from monitor.server.openapi import (
+    ALERTS_PAGE,
+    MAX_ALERT_ID,
+    MAX_ALERTS_PAGE,
+    MAX_NAME,
+    MAX_NAMES,
+    MAX_TEXT,
+)
 
 if TYPE_CHECKING:
     from monitor.app import App, WatchOutcome
@@ -131,9 +141,16 @@ async def history(request: web.Request, ctx: ServerContext) -> web.Response:
 
 async def alerts(request: web.Request, ctx: ServerContext) -> web.Response:
     show_all = _flag(request, "all")
-    return _json(
-        await ctx.call(lambda app: [a.to_json_dict() for a in app.alerts(show_all=show_all)])
-    )
+    limit = _number(request, "limit", MAX_ALERTS_PAGE) or ALERTS_PAGE
+    before = _number(request, "before", MAX_ALERT_ID)
+    page = await ctx.call(lambda app: app.alert_page(show_all=show_all, limit=limit, before=before))
+    response = _json([a.to_json_dict() for a in page.alerts])
+    if page.more:
+        query = {**({"all": "true"} if show_all else {}), "limit": str(limit)}
+        following = request.rel_url.with_query({**query, "before": str(page.next_before)})
+        response.headers["Link"] = f'<{following}>; rel="next"'
+        response.headers["X-Alerts-More"] = str(page.more)
+    return response
 
 
 async def mutes(request: web.Request, ctx: ServerContext) -> web.Response:
@@ -315,6 +332,16 @@ def _flag(request: web.Request, key: str) -> bool:
     if value not in ("true", "false", "1", "0"):
         raise ApiError(400, f"{key}: true or false, not {value!r}")
     return value in ("true", "1")
+
+
+def _number(request: web.Request, key: str, high: int) -> int | None:
+    """The query's ``key``, a whole number from 1 to ``high``; None when not given."""
+    value = request.query.get(key)
+    if value is None:
+        return None
+    if not re.fullmatch("[0-9]{1,19}", value) or not 1 <= int(value) <= high:
+        raise ApiError(400, f"{key}: a whole number from 1 to {high}, not {value[:40]!r}")
+    return int(value)
 
 
 def _type(value: Any) -> str:

@@ -14,6 +14,9 @@ from typing import Any
 MAX_NAMES = 100  # names in one request body
 MAX_NAME = 300  # characters of one of them
 MAX_TEXT = 1000  # characters of one string in a request body
+ALERTS_PAGE = 200  # alerts in one answer of GET /api/alerts, unless ?limit= says
+MAX_ALERTS_PAGE = 1000  # the most ?limit= may ask for
+MAX_ALERT_ID = 2**63 - 1  # SQLite's largest integer
 
 NAME_PATTERN = r"^\S+$"  # a watch name: a slug or pypi:NAME (what else is checked: 400)
 
@@ -271,7 +274,9 @@ PATHS: dict[str, Any] = {
     "/api/alerts": {
         "get": {
             "operationId": "alerts",
-            "summary": "Alerts, newest first (monitor alerts --json).",
+            "summary": "Alerts, newest first, a page at a time (monitor alerts --json).",
+            "description": 'When more alerts follow the page, the Link header (rel="next")'
+            " gives the URL of the next page and X-Alerts-More how many follow.",
             "parameters": [
                 {
                     "name": "all",
@@ -279,9 +284,45 @@ PATHS: dict[str, Any] = {
                     "required": False,
                     "description": "every alert ever raised (--all)",
                     "schema": {"type": "boolean", "default": False},
-                }
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "description": "at most this many alerts (--limit)",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_ALERTS_PAGE,
+                        "default": ALERTS_PAGE,
+                    },
+                },
+                {
+                    "name": "before",
+                    "in": "query",
+                    "required": False,
+                    "description": "those after the alert with this id, from the Link header"
+                    " (--before)",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ALERT_ID},
+                },
             ],
-            "responses": {**_ok(200, "The alerts.", _array(_ref("Alert"))), **_errors(400)},
+            "responses": {
+                "200": {
+                    "description": "The alerts.",
+                    "headers": {
+                        "Link": {
+                            "description": 'the next page: <URL>; rel="next"',
+                            "schema": {"type": "string"},
+                        },
+                        "X-Alerts-More": {
+                            "description": "how many alerts follow this page",
+                            "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+                        },
+                    },
+                    "content": {"application/json": {"schema": _array(_ref("Alert"))}},
+                },
+                **_errors(400),
+            },
         },
     },
     "/api/mutes": {
