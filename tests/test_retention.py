@@ -241,13 +241,22 @@ def test_replaced_vulnerability_details_go_the_newest_stay(tmp_path: Path) -> No
     store.close()
 
 
-def _bulky_history(monitor: Monitor, rows: int = 20_000) -> None:
-    """``rows`` failed polls of django-otp from long ago, each with a 500-byte error."""
-    monitor.clock.now = LONG_AGO
-    assert monitor.run("watch", "django-otp").exit_code == 0
+def _bulky_history(monitor: Monitor, rows: int = 20_000, slug: str = "django-otp") -> None:
+    """``rows`` failed polls of ``slug`` (watched from long ago if it is not watched yet),
+    each with a 500-byte error."""
+    if (monitor.tmp_path / "monitor.db").exists():
+        store = monitor.store()
+        watched = store.watch(slug) is not None
+        store.close()
+    else:
+        watched = False
+    if not watched:
+        monitor.clock.now = LONG_AGO
+        assert monitor.run("watch", slug).exit_code == 0
+        monitor.clock.now = START
     store = monitor.store()
     try:
-        watch_id = store.watch("django-otp").id  # type: ignore[union-attr]
+        watch_id = store.watch(slug).id  # type: ignore[union-attr]
         with store.transaction() as conn:
             conn.executemany(
                 "INSERT INTO checks (watch_id, checked_at, duration_ms, status, error)"
@@ -256,7 +265,6 @@ def _bulky_history(monitor: Monitor, rows: int = 20_000) -> None:
             )
     finally:
         store.close()
-    monitor.clock.now = START
 
 
 def _size(monitor: Monitor) -> int:
@@ -377,7 +385,9 @@ async def _until(condition: Callable[[], Any], timeout: float = 20.0) -> None:
 async def test_the_daemon_compacts_at_start(
     year: Monitor, caplog: pytest.LogCaptureFixture
 ) -> None:
+    _bulky_history(year, rows=2_000, slug="django-mfa")
     _daemon_world(year)
+    assert _size(year) > 1_000_000
     caplog.set_level("INFO", logger="monitor")
     config = load_config(year.config_path, {})
     store = year.store()
@@ -398,7 +408,15 @@ async def test_the_daemon_compacts_at_start(
         store.close()
     [line] = [r for r in caplog.records if r.getMessage() == "compacted"]
     fields = line.fields  # type: ignore[attr-defined]
-    assert (fields["checks"], fields["groups"], fields["attempts"]) == (1, 1, 1)
+    assert (fields["checks"], fields["groups"], fields["attempts"]) == (2_001, 1, 1)
+    assert fields["freed_pages"] > 200  # given back to the file system
+    store = year.store()
+    try:
+        assert store.free_pages() == 0
+        store.checkpoint()
+    finally:
+        store.close()
+    assert _size(year) < 500_000
     assert fields["before"].startswith(str((START - timedelta(days=400)).date()))
     assert ("django-mfa", iso(LONG_AGO + timedelta(hours=6))) not in _checks(year)
     assert ("django-mfa", iso(RECENT)) in _checks(year)
