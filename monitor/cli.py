@@ -1201,5 +1201,57 @@ def _run_daemon(runtime: Runtime, listen: str | None) -> None:
     asyncio.run(daemon())
 
 
+# -- db ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The database file: compact old history, give the space back."""
+
+
+@db.command("vacuum")
+@click.pass_context
+def db_vacuum(ctx: click.Context) -> None:
+    """Compact the history older than [history] keep now (as `monitor run` does once a day),
+    then rewrite the database file without its free space.
+
+    Failed polls older than keep lose their rows (they stay counted per package and day),
+    delivered messages lose their bodies, replaced vulnerability details go. Field history,
+    alerts and transitions are kept whole, and so is all an alert firing now needs. A
+    database made before incremental auto-vacuum is switched to it, so that `monitor run`
+    gives space back by itself from then on. Prints what was compacted and the file's size
+    before and after. The rewrite needs a moment without other writers: if the database
+    stays locked, exit 1.
+    """
+    from monitor.retention import compact
+
+    runtime = _runtime(ctx)
+    keep = runtime.config().history.keep
+    store = runtime.store()
+    try:
+        store.checkpoint()
+        before = _file_size(store.path)
+        compacted = compact(store, keep, runtime.clock())
+        switched = store.auto_vacuum() != 2
+        store.vacuum()
+        store.checkpoint()
+        after = _file_size(store.path)
+    finally:
+        store.close()
+    echo(compacted.describe())
+    mode = " (now in incremental auto-vacuum)" if switched else ""
+    echo(f"{store.path}: {_megabytes(before)} -> {_megabytes(after)}{mode}")
+
+
+def _file_size(path: Path) -> int:
+    """The database's bytes on disk, its write-ahead log included."""
+    wal = path.with_name(path.name + "-wal")
+    return sum(p.stat().st_size for p in (path, wal) if p.exists())
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size / 1000:.1f} kB"
+
+
 def main() -> None:
     cli(obj=Runtime(), prog_name="monitor")

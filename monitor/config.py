@@ -59,6 +59,7 @@ _SCHEMA: dict[str, Any] = {
     "sources": dict,  # checked by source_tables()
     "project": {"django": str},
     "schedule": {"interval": str, "jitter": str, "digest": str, "timezone": str},
+    "history": {"keep": str},
     "rules": {"paths": list},
     "defaults": {"notify": list},
     "notifiers": None,  # validated per notifier
@@ -108,6 +109,20 @@ class ScheduleConfig:
     jitter: timedelta = timedelta(minutes=5)
     digest: str = "0 8 * * mon"
     timezone: str = "UTC"
+
+
+# ``[history] keep``: how long polls are kept one by one (then counted per package and day)
+# and delivered messages whole. Digests and ``--since`` read a week and more of them.
+DEFAULT_KEEP = timedelta(days=400)
+SHORTEST_KEEP = timedelta(days=8)
+FOREVER = "forever"
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """``[history]``: ``keep`` None keeps everything ("forever")."""
+
+    keep: timedelta | None = DEFAULT_KEEP
 
 
 @dataclass(frozen=True)
@@ -216,6 +231,7 @@ class Config:
     sources: dict[str, SourceConfig] = field(default_factory=_default_sources)
     project_django: str | None = None  # [project] django: "5.2"
     schedule: ScheduleConfig = ScheduleConfig()
+    history: HistoryConfig = HistoryConfig()
     rule_paths: tuple[Path, ...] = ()
     default_notify: tuple[str, ...] = (CONSOLE,)
     notifiers: dict[str, NotifierConfig] = field(
@@ -444,6 +460,7 @@ class _Validator:
         except ValueError as exc:
             raise self.error("schedule.digest", str(exc)) from None
         schedule = ScheduleConfig(interval, jitter, digest, timezone)
+        history = self.history(raw)
 
         rules = self.typed(raw.get("rules", {}), dict, "rules")
         self.check_keys(rules, _SCHEMA["rules"], "rules.")
@@ -477,12 +494,32 @@ class _Validator:
             sources=sources,
             project_django=project_django,
             schedule=schedule,
+            history=history,
             rule_paths=tuple(rule_paths),
             default_notify=tuple(notify) or (CONSOLE,),
             notifiers=notifiers,
             http=http,
             slack_app=slack_app,
         )
+
+    def history(self, raw: dict[str, Any]) -> HistoryConfig:
+        """``[history] keep``: a duration of 8 days or more, or "forever"."""
+        table = self.typed(raw.get("history", {}), dict, "history")
+        self.check_keys(table, _SCHEMA["history"], "history.")
+        text = self.typed(table.get("keep", "400d"), str, "history.keep")
+        if text.strip().lower() == FOREVER:
+            return HistoryConfig(None)
+        try:
+            keep = parse_duration(text)
+        except ValueError as exc:
+            raise self.error("history.keep", f'{exc}, or "{FOREVER}"') from None
+        if keep < SHORTEST_KEEP:
+            raise self.error(
+                "history.keep",
+                f"{text!r} is shorter than {SHORTEST_KEEP.days}d: digests and --since read a"
+                f' week and more of history (or "{FOREVER}")',
+            )
+        return HistoryConfig(keep)
 
     def secrets(self, name: str, table: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         """A table's values expanded; an unset ``${VAR}`` in a secret is kept aside (the

@@ -1,13 +1,15 @@
 """``monitor run``: the daemon (SPEC §4 ``run``, §8).
 
-APScheduler's AsyncIOScheduler drives three jobs, none of which overlaps itself
+APScheduler's AsyncIOScheduler drives these jobs (and a heartbeat), none of which overlaps itself
 (``max_instances=1``, coalescing):
 
 - the poll tick (every 30 s, or the shortest interval if shorter) polls the watches whose
   due time (kept in the database) has come; they form one cycle;
 - the outbox job sends pending deliveries as they come due;
 - the digest job queues the digest on the configured cron and time zone, covering the time
-  since the cron's previous fire time.
+  since the cron's previous fire time;
+- the compaction job, at start and then once a day, compacts the history older than
+  ``[history] keep`` (:mod:`monitor.retention`) and gives the freed pages back.
 
 Watches added, changed or removed by other commands are seen at the next tick: the database,
 not this process, holds the schedule. SIGINT/SIGTERM stop it within seconds, whatever it is
@@ -29,7 +31,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from monitor.config import Config
@@ -42,11 +44,13 @@ from monitor.store import Store, iso
 
 if TYPE_CHECKING:
     from monitor.metrics import Metrics
+    from monitor.retention import Compacted
 
 log = logging.getLogger("monitor")
 
 MAX_TICK = 30.0
 OUTBOX_EVERY = 5.0
+COMPACT_EVERY = 24 * 3600.0
 # On SIGINT/SIGTERM: how long running jobs may go on, then how long cancelled ones may take
 # to unwind; together well within the 5 s a stop may take.
 STOP_GRACE = 2.0
@@ -211,6 +215,26 @@ class Daemon:
             log.info("digest", extra={"fields": {"queued": True}})
             await self.send_pending()
 
+    async def compact(self) -> None:
+        """Compact the history older than ``[history] keep``, then give the freed pages back,
+        in a thread on a connection of its own: the loop goes on polling and sending, and
+        each batch is a short transaction of its own. It stops between batches on SIGTERM."""
+        keep = self.config.history.keep
+        if keep is None:
+            return
+        compacted, freed = await asyncio.to_thread(self._compact, keep, self.clock())
+        log.info("compacted", extra={"fields": {**compacted.fields(), "freed_pages": freed}})
+
+    def _compact(self, keep: timedelta, now: datetime) -> tuple[Compacted, int]:
+        from monitor.retention import compact, give_back
+
+        store = Store(self.store.path)
+        try:
+            compacted = compact(store, keep, now, stopping=lambda: self._stopping)
+            return compacted, give_back(store, stopping=lambda: self._stopping)
+        finally:
+            store.close()
+
     def _tracked(self, job: Callable[[], Awaitable[None]], name: str) -> Callable[[], Any]:
         async def run() -> None:
             task = asyncio.current_task()
@@ -267,6 +291,14 @@ class Daemon:
             seconds=tick,
             next_run_time=now,
             id="heartbeat",
+            **options,
+        )
+        scheduler.add_job(
+            self._tracked(self.compact, "compact"),
+            "interval",
+            seconds=COMPACT_EVERY,
+            next_run_time=now,
+            id="compact",
             **options,
         )
         scheduler.add_job(

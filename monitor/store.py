@@ -19,11 +19,13 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from monitor.alerts import PACKAGE_NOT_FOUND, POLL_FAILING
 from monitor.durations import parse_duration
 from monitor.errors import StoreError
 from monitor.snapshot import Snapshot
@@ -37,6 +39,17 @@ FAILED_CHECKS = (
     "SELECT checked_at, error FROM checks WHERE watch_id = ? AND status = 'failed' ORDER BY id"
 )
 _SCAN_ABOVE = 500  # packages: read every watch rather than look these up
+CHECKS_KEPT_FROM = "history.checks_kept_from"  # meta: where compaction last cut
+# The failed polls of a package whose poll-failing or package-not-found alert fires now are
+# what that alert is about: kept, however old, until it resolves.
+_NO_FIRING_WATCH = (
+    " AND watch_id NOT IN (SELECT watch_id FROM alerts WHERE status = 'firing'"
+    f" AND rule IN ('{POLL_FAILING.id}', '{PACKAGE_NOT_FOUND.id}'))"
+)
+_NO_FIRING_GROUP = (
+    " AND id NOT IN (SELECT d.group_id FROM deliveries d JOIN transitions t"
+    " ON t.id = d.transition_id JOIN alerts a ON a.id = t.alert_id WHERE a.status = 'firing')"
+)
 
 
 def iso(moment: datetime) -> str:
@@ -448,6 +461,10 @@ class Store:
         )
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if self._is_empty():
+            # Before anything is written (switching to WAL writes the header): a new database
+            # gives the pages compaction frees back to the file system a few at a time.
+            self.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
         self._depth = 0
@@ -455,6 +472,10 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def _is_empty(self) -> bool:
+        """Whether the database has nothing in it yet (a new file, or ``:memory:``)."""
+        return int(self.conn.execute("PRAGMA page_count").fetchone()[0]) == 0
 
     def migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -843,8 +864,9 @@ class Store:
         ``limit``. Every alert, or with ``recent`` (ISO time) only the current ones, as plain
         ``alerts`` shows them: condition alerts firing now and change alerts started since
         ``recent``, of the ``rules`` in force (None: every rule), and any alert with a
-        delivery pending or failed. A page reads only its own rows (``idx_alerts_started_at``, made by migration 7);
-        the current ones are found through their own indexes, not among every alert."""
+        delivery pending or failed. A page reads only its own rows (through
+        ``idx_alerts_started_at``, made by migration 7); the current ones are found through
+        their own indexes, not among every alert."""
         where, params = self._alerts_where(after, recent, rules)
         query = (
             "SELECT a.*, w.slug FROM alerts a JOIN watches w ON w.id = a.watch_id"
@@ -1215,6 +1237,133 @@ class Store:
         ):
             out.setdefault(row["watch_id"], []).append(dict(row))
         return out
+
+    # -- retention (monitor/retention.py) -----------------------------------------------
+    # Rows an alert firing now refers to are never selected: the failed polls of a package
+    # whose poll-failing or package-not-found alert fires, the groups that delivered a firing
+    # alert's transitions. No rule reads them (rules read the parts and rule states).
+
+    def old_checks(self, cut: datetime, after: int, limit: int) -> list[int]:
+        """Ids, ascending, above ``after``, of at most ``limit`` ``checks`` rows made before
+        ``cut`` (their polls are counted in ``check_days`` too)."""
+        return [
+            row[0]
+            for row in self.conn.execute(
+                f"SELECT id FROM checks WHERE id > ? AND checked_at < ?{_NO_FIRING_WATCH}"
+                " ORDER BY id LIMIT ?",
+                (after, iso(cut), limit),
+            )
+        ]
+
+    def delete_checks(self, ids: list[int], cut: datetime) -> int:
+        """Delete these ``checks`` rows (those still eligible: see :meth:`old_checks`) in one
+        short transaction; how many went."""
+        marks = ",".join("?" * len(ids))
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                f"DELETE FROM checks WHERE id IN ({marks}) AND checked_at < ?{_NO_FIRING_WATCH}",
+                [*ids, iso(cut)],
+            )
+        return int(cursor.rowcount)
+
+    def finished_groups(self, cut: datetime, after: int, limit: int) -> list[tuple[int, str]]:
+        """(rowid, id), by rowid above ``after``, of at most ``limit`` delivery groups that
+        were delivered or failed before ``cut`` (the last attempt, when no delivery time) and
+        still keep their input or payload."""
+        return [
+            (int(row[0]), str(row[1]))
+            for row in self.conn.execute(
+                "SELECT rowid, id FROM outbox o WHERE rowid > ?"
+                " AND status IN ('delivered', 'failed')"
+                " AND (payload IS NOT NULL OR input IS NOT NULL)"
+                " AND COALESCE(delivered_at, (SELECT MAX(at) FROM attempts a"
+                " WHERE a.group_id = o.id), created_at) < ?"
+                f"{_NO_FIRING_GROUP} ORDER BY rowid LIMIT ?",
+                (after, iso(cut), limit),
+            )
+        ]
+
+    def drop_group_bodies(self, ids: list[str], cut: datetime) -> tuple[int, int]:
+        """Set the input and payload of these finished groups to NULL and delete their
+        attempts before ``cut``, in one short transaction: (groups, attempts). The rows stay:
+        ``deliveries`` and ``alerts`` refer to them (status, attempts, last error)."""
+        marks = ",".join("?" * len(ids))
+        with self.transaction() as conn:
+            groups = conn.execute(
+                "UPDATE outbox SET input = NULL, payload = NULL"
+                f" WHERE id IN ({marks}) AND status IN ('delivered', 'failed'){_NO_FIRING_GROUP}",
+                ids,
+            ).rowcount
+            attempts = conn.execute(
+                f"DELETE FROM attempts WHERE group_id IN ({marks}) AND at < ?"
+                " AND group_id IN (SELECT id FROM outbox WHERE input IS NULL AND payload IS NULL"
+                f" AND id IN ({marks}))",
+                [*ids, iso(cut), *ids],
+            ).rowcount
+        return int(groups), int(attempts)
+
+    def superseded_vulns(self, cut: datetime) -> list[tuple[str, str]]:
+        """(id, modified) of OSV's details that a newer ``modified`` of the same id replaced
+        before ``cut``: a poll asks for the pairs OSV gives now, messages show the newest."""
+        versions: dict[str, list[tuple[datetime, str]]] = {}
+        for ident, modified in self.conn.execute("SELECT id, modified FROM vulns"):
+            versions.setdefault(ident, []).append((_moment(modified), modified))
+        old: list[tuple[str, str]] = []
+        for ident, kept in versions.items():
+            kept.sort()
+            old += [
+                (ident, modified) for (_, modified), (newer, _) in pairwise(kept) if newer < cut
+            ]
+        return old
+
+    def delete_vulns(self, pairs: list[tuple[str, str]]) -> int:
+        with self.transaction() as conn:
+            cursor = conn.executemany("DELETE FROM vulns WHERE id = ? AND modified = ?", pairs)
+        return int(cursor.rowcount)
+
+    def failure_counts(self, start: datetime, until: datetime) -> dict[int, int]:
+        """watch id -> the failed polls ``check_days`` counts on the UTC days from
+        ``start``'s up to ``until``'s, that day excluded (``until`` at midnight: up to it
+        exactly): for the part of a period before :meth:`checks_kept_from`."""
+        rows = self.conn.execute(
+            "SELECT watch_id, SUM(failed) FROM check_days WHERE day >= ? AND day < ?"
+            " AND failed > 0 GROUP BY watch_id",
+            (day_number(start), day_number(until)),
+        )
+        return {int(watch_id): int(n) for watch_id, n in rows}
+
+    def checks_kept_from(self) -> datetime | None:
+        """Where compaction last cut (a UTC midnight): ``checks`` rows before it are gone
+        (but those of a package with an alert firing), counted in ``check_days``; None when
+        nothing was compacted."""
+        return from_iso(self.get_meta(CHECKS_KEPT_FROM))
+
+    def set_checks_kept_from(self, cut: datetime) -> None:
+        with self.transaction():
+            self.set_meta(CHECKS_KEPT_FROM, iso(cut))
+
+    def auto_vacuum(self) -> int:
+        """SQLite's ``auto_vacuum`` mode: 0 none, 1 full, 2 incremental."""
+        return int(self.conn.execute("PRAGMA auto_vacuum").fetchone()[0])
+
+    def free_pages(self) -> int:
+        return int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def incremental_vacuum(self, pages: int) -> None:
+        """Give up to ``pages`` free pages back to the file system (a short write). Run as a
+        script: ``execute`` would step it once, freeing one page (it returns no columns)."""
+        self.conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+
+    def vacuum(self) -> None:
+        """Rewrite the file without its free pages, in incremental auto-vacuum from then on
+        (switching a database made before needs this rewrite)."""
+        if self.auto_vacuum() != 2:
+            self.conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        self.conn.execute("VACUUM")
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the file and empty it."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 def _moment(text: str) -> datetime:

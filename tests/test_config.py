@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -404,3 +405,56 @@ def test_the_example_config_shows_every_source_and_project_key(tmp_path: Path) -
     config = load_config(ROOT / "config.example.toml", {"GITHUB_TOKEN": "ghp_x"})
     assert config.sources["github"].token == "ghp_x"
     assert config.project_django == "5.2"
+
+
+@pytest.mark.parametrize(
+    ("text", "keep"),
+    [
+        ("", timedelta(days=400)),
+        ('[history]\nkeep = "400d"\n', timedelta(days=400)),
+        ('[history]\nkeep = "2w"\n', timedelta(days=14)),
+        ('[history]\nkeep = "8d"\n', timedelta(days=8)),
+        ('[history]\nkeep = "forever"\n', None),
+        ('[history]\nkeep = "Forever"\n', None),
+    ],
+    ids=["default", "400d", "weeks", "shortest", "forever", "forever-any-case"],
+)
+def test_history_keep(tmp_path: Path, text: str, keep: timedelta | None) -> None:
+    assert _load(tmp_path, text).history.keep == keep
+    assert load_config(None).history.keep == timedelta(days=400)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ('[history]\nkep = "400d"\n', 2, "history.kep: unknown key (did you mean 'keep'?)"),
+        ('[history]\nkeep = "7d"\n', 2, "history.keep: '7d' is shorter than 8d"),
+        ('[history]\nkeep = "23h"\n', 2, "history.keep: '23h' is shorter than 8d"),
+        ('[history]\nkeep = "always"\n', 2, "history.keep: 'always' is not a duration"),
+        (
+            '[history]\nkeep = "200y"\n',
+            2,
+            'is not a duration (use e.g. 30s, 15m, 6h, 7d, 2w or 1h30m), or "forever"',
+        ),
+        ('[history]\nkeep = "36600d"\n', 2, "history.keep: '36600d' is longer than 100 years"),
+        ("[history]\nkeep = 400\n", 2, "history.keep: expected a string, got an integer"),
+        ('history = "400d"\n', 1, "history: expected a table, got a string"),
+    ],
+    ids=["unknown-key", "a-week", "hours", "word", "years", "too-long", "number", "not-a-table"],
+)
+def test_history_keep_errors_name_key_and_line(
+    tmp_path: Path, text: str, line: int, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, text)
+    assert caught.value.line == line
+    assert message in str(caught.value)
+
+
+def test_the_example_config_documents_history_keep() -> None:
+    config = load_config(ROOT / "config.example.toml", {})
+    assert config.history.keep == timedelta(days=400)
+    import tomllib
+
+    example = tomllib.loads((ROOT / "config.example.toml").read_text(encoding="utf-8"))
+    assert example["history"] == {"keep": "400d"}
