@@ -149,6 +149,10 @@ def build_digest(
     start = until - since
     known = None if rules is None else {*rules, *(rule.id for rule in BUILTIN_RULES)}
     alerts = store.digest_alerts(start)
+    # Failed polls before retention's cut are day counts (and the rows from it on, the
+    # failures of each day after it): a period reaching before it reads both.
+    cut = store.checks_kept_from()
+    counted = store.failure_counts(start, cut) if cut is not None and start < cut else {}
     packages = [
         _package(
             store,
@@ -159,6 +163,7 @@ def build_digest(
             until=until,
             base_url=base_url,
             rules=known,
+            counted=(counted.get(watch["id"], 0), cut) if counted else None,
         )
         for watch, values in store.digest_watches()
     ]
@@ -302,9 +307,11 @@ def _package(
     until: datetime,
     base_url: str,
     rules: set[str] | None = None,
+    counted: tuple[int, datetime | None] | None = None,
 ) -> PackageDigest:
     """One package's card. ``latest``: its sources' latest values; ``alerts``: its alerts
-    that may matter (firing now, started or resolved about the period), by start."""
+    that may matter (firing now, started or resolved about the period), by start;
+    ``counted``: its failed polls counted by day before retention's cut, and the cut."""
     watch_id, slug = watch["id"], watch["slug"]
     history = _History(store, watch_id, latest, start=start, until=until)
     period = history.period
@@ -357,7 +364,9 @@ def _package(
         key=lambda a: (-_severity(a["severity"]).rank, a["started_at"], a["rule"]),
     )
 
-    failures, last_error = _failures(store, watch_id, start=start, until=until)
+    earlier, cut = counted or (0, None)
+    failures, last_error = _failures(store, watch_id, start=max(start, cut or start), until=until)
+    failures += earlier
     title = one_line(current.get("title") or watch.get("title") or slug) or slug
     links = package_links(base_url.rstrip("/"), slug, current)
     return PackageDigest(

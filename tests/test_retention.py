@@ -127,6 +127,9 @@ def test_old_failed_polls_go_but_stay_counted_and_recent_ones_stay(year: Monitor
     digest = year.run("digest", "--since", "600d")
     assert digest.exit_code == 0, digest.output
     assert "django-mfa" in digest.stdout
+    # its failed polls: the one compacted into a day count and the one kept
+    assert "poll failures: 2 (" in digest.stdout, digest.stdout
+    assert "poll failures: 3\n" in digest.stdout  # rows kept for a firing alert: once
     history = year.json("history", "django-mfa")
     assert any("9.9.9" in json.dumps(entry) for entry in history)  # field history is whole
 
