@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -192,3 +192,21 @@ def bot_slack() -> Iterator[FakeSlack]:
     """Slack's Web API for a bot token (TOKEN): chat.postMessage and friends."""
     with FakeSlack(token=TOKEN) as server:
         yield server
+
+
+def vm_steps(store: Any, action: Callable[[], object]) -> int:
+    """SQLite virtual-machine steps ``action`` takes on the store's connection (counted every
+    10 instructions): what a read costs, independent of the machine's speed."""
+    steps = 0
+
+    def tick() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    store.conn.set_progress_handler(tick, 10)
+    try:
+        action()
+    finally:
+        store.conn.set_progress_handler(None, 10)
+    return steps

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from monitor.store import Store, iso
-from tests.conftest import FIVE, START, Monitor
+from tests.conftest import FIVE, START, Monitor, vm_steps
 
 
 def _firing(monitor: Monitor) -> list[tuple[str, str]]:
@@ -306,23 +305,6 @@ def test_before_an_unknown_alert_is_a_usage_error(monitor: Monitor) -> None:
     assert result.exit_code == 2 and result.stdout == ""  # nothing streamed before the error
 
 
-def _steps(store: Store, read: Callable[[], Any]) -> int:
-    """SQLite virtual machine steps ``read`` takes (counted every 10 instructions)."""
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    store.conn.set_progress_handler(count, 10)
-    try:
-        read()
-    finally:
-        store.conn.set_progress_handler(None, 10)
-    return steps
-
-
 @pytest.mark.parametrize("show_all", [True, False], ids=["all", "current"])
 def test_a_page_reads_its_own_alerts_not_every_one(tmp_path: Path, show_all: bool) -> None:
     """A page's SQL (the alerts, their deliveries) costs the same with 10 times as many
@@ -350,7 +332,7 @@ def test_a_page_reads_its_own_alerts_not_every_one(tmp_path: Path, show_all: boo
                 store, now=START, show_all=show_all, limit=50, before=before, count=False
             )
 
-        costs.append([_steps(store, lambda b=b: page(before=b)) for b in (None, middle)])
+        costs.append([vm_steps(store, lambda b=b: page(before=b)) for b in (None, middle)])
         plan = " ".join(
             row[3]
             for row in store.conn.execute(

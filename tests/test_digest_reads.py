@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from monitor.history import replay
 from monitor.snapshot import parse_record
 from monitor.store import Store, iso
 from monitor.text import one_line
-from tests.conftest import FIVE, Monitor
+from tests.conftest import FIVE, Monitor, vm_steps
 
 FIXTURES = Path(__file__).parent / "fixtures" / "djangopackages"
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -371,22 +370,6 @@ def write_history(store: Store, weeks_before: int) -> None:
                     )
                 w.poll(watch_id, at, **changes)
         w.alert(ids[0], "few-participants", first, kind="condition", status="firing")
-
-
-def vm_steps(store: Store, action: Callable[[], object]) -> int:
-    steps = 0
-
-    def tick() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    store.conn.set_progress_handler(tick, 10)
-    try:
-        action()
-    finally:
-        store.conn.set_progress_handler(None, 100)
-    return steps
 
 
 def test_reads_do_not_grow_with_the_history_before_the_period(tmp_path: Path) -> None:
