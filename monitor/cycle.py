@@ -430,9 +430,9 @@ class CycleRecorder:
                     self.report = replace(before, rule_errors=self.report.rule_errors)
                 else:
                     break
-            self._forget(batch)
+            self._forget()
 
-    def _forget(self, batch: Sequence[PollResult]) -> None:
+    def _forget(self) -> None:
         """Drop what a written batch needed: its plans and its packages' stored parts."""
         view = self._view
         self._view = None

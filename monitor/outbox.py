@@ -121,6 +121,22 @@ def queue_group(
 ) -> str:
     """Store a group's input pending; it is rendered when first sent. Call inside a
     transaction. Nothing here can fail on a notifier's account."""
+    return _insert_group(
+        store, channel, kind, group_input(kind, notices, digest), now=now, new_id=new_id
+    )
+
+
+def _insert_group(
+    store: Store,
+    channel: str,
+    kind: str,
+    data: dict[str, Any],
+    *,
+    now: datetime,
+    new_id: Callable[[], str],
+    status: str = "pending",
+    held_until: datetime | None = None,
+) -> str:
     group_id = new_id()
     store.insert(
         "outbox",
@@ -129,10 +145,11 @@ def queue_group(
             "channel": channel,
             "kind": kind,
             "created_at": iso(now),
-            "input": json.dumps(group_input(kind, notices, digest)),
-            "status": "pending",
+            "input": json.dumps(data),
+            "status": status,
             "attempts": 0,
             "next_attempt_at": iso(now),
+            "lease_until": iso(held_until) if held_until else None,
         },
     )
     return group_id
@@ -158,22 +175,16 @@ def open_group(
     """Start a cycle's alerts group for ``channel``, held open (not sent) until
     :func:`release_groups`; its notices are the transitions linked to it in ``deliveries``.
     Call inside a transaction."""
-    group_id = new_id()
-    store.insert(
-        "outbox",
-        {
-            "id": group_id,
-            "channel": channel,
-            "kind": "alerts",
-            "created_at": iso(now),
-            "input": json.dumps(FROM_DELIVERIES),
-            "status": OPEN,
-            "attempts": 0,
-            "next_attempt_at": iso(now),
-            "lease_until": iso(now + OPEN_HOLD),
-        },
+    return _insert_group(
+        store,
+        channel,
+        "alerts",
+        FROM_DELIVERIES,
+        now=now,
+        new_id=new_id,
+        status=OPEN,
+        held_until=now + OPEN_HOLD,
     )
-    return group_id
 
 
 def hold_group(store: Store, group_id: str, *, now: datetime) -> bool:
@@ -198,11 +209,14 @@ def release_groups(store: Store, group_ids: Sequence[str], *, now: datetime) -> 
 def release_abandoned(store: Store, *, now: datetime) -> int:
     """Release the open groups of cycles that died between batches (their hold expired):
     what they hold was recorded, and is sent like any pending group. How many."""
+    abandoned = "WHERE status = ? AND lease_until <= ?"
+    params = (OPEN, iso(now))
+    # read first: nearly always there is none, and a drain should not take the write lock
+    if store.conn.execute(f"SELECT 1 FROM outbox {abandoned} LIMIT 1", params).fetchone() is None:
+        return 0
     with store.transaction() as conn:
         cursor = conn.execute(
-            "UPDATE outbox SET status = 'pending', lease_until = NULL"
-            " WHERE status = ? AND lease_until <= ?",
-            (OPEN, iso(now)),
+            f"UPDATE outbox SET status = 'pending', lease_until = NULL {abandoned}", params
         )
     return cursor.rowcount
 

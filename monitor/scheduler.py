@@ -269,38 +269,18 @@ class Daemon:
         scheduler = AsyncIOScheduler(timezone=self.config.schedule.timezone)
         options = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
         now = datetime.now(scheduler.timezone)
-        scheduler.add_job(
-            self._tracked(self.poll_due, "poll"),
-            "interval",
-            seconds=tick,
-            next_run_time=now,
-            id="poll",
-            **options,
+        # Each runs at once too: the first poll, what a restart left pending or what came
+        # meanwhile, the first heartbeat, a compaction.
+        every = (
+            ("poll", self._tracked(self.poll_due, "poll"), tick),
+            ("outbox", self._tracked(self.send_pending, "outbox"), min(OUTBOX_EVERY, tick)),
+            ("heartbeat", self.heartbeat, tick),
+            ("compact", self._tracked(self.compact, "compact"), COMPACT_EVERY),
         )
-        scheduler.add_job(
-            self._tracked(self.send_pending, "outbox"),
-            "interval",
-            seconds=min(OUTBOX_EVERY, tick),
-            next_run_time=now,  # at once: what a restart left pending, what came meanwhile
-            id="outbox",
-            **options,
-        )
-        scheduler.add_job(
-            self.heartbeat,
-            "interval",
-            seconds=tick,
-            next_run_time=now,
-            id="heartbeat",
-            **options,
-        )
-        scheduler.add_job(
-            self._tracked(self.compact, "compact"),
-            "interval",
-            seconds=COMPACT_EVERY,
-            next_run_time=now,
-            id="compact",
-            **options,
-        )
+        for ident, job, seconds in every:
+            scheduler.add_job(
+                job, "interval", seconds=seconds, next_run_time=now, id=ident, **options
+            )
         scheduler.add_job(
             self._tracked(self.digest, "digest"),
             cron_trigger(self.config.schedule.digest, self.config.schedule.timezone),
