@@ -195,28 +195,35 @@ _BUILTIN_OBSERVED = {
     for status in ("ok", "unchanged", "failed", "not_found")
 }
 
-# The rows every polled package gets, written a few hundred at a time: its day's count of
-# polls (``check_days``), its watch row, its parts; and a ``checks`` row when it failed.
-_COUNT_POLL = (
-    "INSERT INTO check_days (day, watch_id, ok, unchanged, failed, not_found, ms)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, watch_id) DO UPDATE"
+# The rows every polled package gets, written a few hundred at a time: its watch row (which
+# counts its polls), its parts; a ``checks`` row and its day's count in ``failed_days`` when
+# it failed or found no package. Every poll is counted in its day's ``poll_days`` row too,
+# once per batch.
+_COUNT_DAY = (
+    "INSERT INTO poll_days (day, ok, unchanged, failed, not_found, ms)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (day) DO UPDATE"
     " SET ok = ok + excluded.ok, unchanged = unchanged + excluded.unchanged,"
     " failed = failed + excluded.failed, not_found = not_found + excluded.not_found,"
     " ms = ms + excluded.ms"
 )
-_COUNTED = {  # status -> its (ok, unchanged, failed, not_found) counts
-    "ok": (1, 0, 0, 0),
-    "unchanged": (0, 1, 0, 0),
-    "failed": (0, 0, 1, 0),
-    "not_found": (0, 0, 0, 1),
+_COUNT_FAILED = (
+    "INSERT INTO failed_days (day, watch_id, failed, not_found) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (day, watch_id) DO UPDATE"
+    " SET failed = failed + excluded.failed, not_found = not_found + excluded.not_found"
+)
+_COUNTED = {  # status -> its place in a ``poll_days`` row's (ok, unchanged, failed, not_found)
+    "ok": 0,
+    "unchanged": 1,
+    "failed": 2,
+    "not_found": 3,
 }
 _INSERT_CHECK = (
     "INSERT INTO checks (watch_id, checked_at, duration_ms, status, error, snapshot_id)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
 _UPDATE_WATCH = (
-    "UPDATE watches SET last_checked_at = ?, last_status = ?, last_error = ?, failures = ?,"
-    " snapshot_id = ?, title = ?, package_id = ?, next_due_at = ?,"
+    "UPDATE watches SET polls = polls + 1, last_checked_at = ?, last_status = ?,"
+    " last_error = ?, failures = ?, snapshot_id = ?, title = ?, package_id = ?, next_due_at = ?,"
     " last_fetched = COALESCE(?, last_fetched), modified = COALESCE(?, modified) WHERE id = ?"
 )
 _UPSERT_PART = (
@@ -453,7 +460,8 @@ class CycleRecorder:
             self._may_defer = not last_attempt
             self._mutes = self.store.active_mutes(self.now)
             self._checks: list[tuple[Any, ...]] = []
-            self._counts: list[tuple[Any, ...]] = []
+            self._failed: list[tuple[Any, ...]] = []
+            self._day_counts = [0, 0, 0, 0, 0]  # ok, unchanged, failed, not_found, ms
             self._watch_updates: list[tuple[Any, ...]] = []
             self._part_rows: list[tuple[Any, ...]] = []
             self._channel_notices = {}
@@ -468,18 +476,20 @@ class CycleRecorder:
                 if len(self._part_rows) >= _ROWS_AT_ONCE:
                     self._flush_rows()
             self._flush_rows()
+            if any(self._day_counts):
+                self.store.conn.execute(_COUNT_DAY, (self._day, *self._day_counts))
             self._queue_groups(close=last)
 
     def _flush_rows(self) -> None:
         """Write the rows gathered so far (a few hundred at a time: a part row holds a
         whole record's JSON, and a changed cycle has one per package)."""
         conn = self.store.conn
-        conn.executemany(_COUNT_POLL, self._counts)
+        conn.executemany(_COUNT_FAILED, self._failed)
         conn.executemany(_INSERT_CHECK, self._checks)
         conn.executemany(_UPDATE_WATCH, self._watch_updates)
         conn.executemany(_UPSERT_PART, self._part_rows)
         self._checks.clear()
-        self._counts.clear()
+        self._failed.clear()
         self._watch_updates.clear()
         self._part_rows.clear()
 
@@ -587,9 +597,13 @@ class CycleRecorder:
         for source, until in plan.deferred:
             report.deferred.append((watch.slug, source, until))
         ms = round(outcome.duration * 1000)
-        self._counts.append((self._day, watch.id, *_COUNTED[status], ms))
+        self._day_counts[_COUNTED[status]] += 1
+        self._day_counts[4] += ms
         if status in ("failed", "not_found"):
             self._checks.append((watch.id, self._now_iso, ms, status, plan.error, new_snapshot_id))
+            self._failed.append(
+                (self._day, watch.id, int(status == "failed"), int(status != "failed"))
+            )
         self._watch_updates.append(
             (
                 self._now_iso,

@@ -2,19 +2,20 @@
 compacted once it is older than ``keep``, and the space goes back to the file system.
 
 - ``checks`` rows (a failed or not-found poll and its error) made before the cut are deleted:
-  every poll is counted per package and day in ``check_days`` too, which stays, so the
-  digest's failure counts (:meth:`Store.failure_counts`) and ``status`` still work;
+  such a poll is counted per package and day in ``failed_days`` too (and every poll per day
+  in ``poll_days`` and per package on its watch row), which stay, so the digest's failure
+  counts (:meth:`Store.failure_counts`) and ``status`` still work;
 - delivery groups finished (delivered or failed) before the cut lose their ``input`` and
   rendered ``payload``, and their ``attempts`` rows go; the group row stays (its status, its
   count of attempts, its last error), since ``deliveries`` and ``alerts`` refer to it;
 - OSV details that a newer version of the same vulnerability replaced before the cut go.
 
 Field history (``snapshots``), alerts, rule states, transitions, mutes, parts, watches and
-``check_days`` are kept whole, and nothing an alert firing now refers to is touched: the
+the day counts are kept whole, and nothing an alert firing now refers to is touched: the
 failed polls of its package, the groups that delivered its transitions.
 
 The cut is the UTC midnight before ``now - keep``, so ``checks`` holds whole days from it on
-and ``check_days`` the days before (:meth:`Store.checks_kept_from`). Work is done in batches
+and ``failed_days`` the days before (:meth:`Store.checks_kept_from`). Work is done in batches
 of :data:`BATCH` rows, each its own short transaction: the daemon's cycle and the HTTP server
 write to the same database meanwhile.
 """

@@ -110,7 +110,7 @@ class Monitor:
             store.close()
 
     def polls(self) -> int:
-        """How many polls the database counts (``check_days``), of every outcome."""
+        """How many polls the database counts (``watches.polls``), of every outcome."""
         store = self.store()
         try:
             return store.conn.execute(POLLS_SQL).fetchone()[0]
@@ -118,7 +118,9 @@ class Monitor:
             store.close()
 
 
-POLLS_SQL = "SELECT COALESCE(SUM(ok + unchanged + failed + not_found), 0) FROM check_days"
+POLLS_SQL = "SELECT COALESCE(SUM(polls), 0) FROM watches"
+# the same polls, counted by day over all packages
+DAY_POLLS_SQL = "SELECT COALESCE(SUM(ok + unchanged + failed + not_found), 0) FROM poll_days"
 
 
 def webhook_toml(url: str, *, signed: bool = False) -> str:

@@ -64,16 +64,16 @@ def test_unchanged_check_adds_no_snapshot_but_records_the_check(monitor: Monitor
     assert monitor.polls() == 10
     statuses = {item["last_status"] for item in monitor.json("list")}
     assert statuses == {"unchanged"}
-    # an unchanged poll is a count in its package's day, not a row of its own; the
-    # bookkeeping of the newest poll is on the watch row
+    # an unchanged poll is a count on its watch row and in its day's, not a row of its own;
+    # the bookkeeping of the newest poll is on the watch row
     store = monitor.store()
     try:
         assert store.conn.execute("SELECT COUNT(*) FROM checks").fetchone()[0] == 0
-        days = store.conn.execute(
-            "SELECT w.slug, d.ok, d.unchanged, d.failed FROM check_days d"
-            " JOIN watches w ON w.id = d.watch_id"
-        ).fetchall()
-        assert sorted(tuple(row) for row in days) == [(slug, 1, 1, 0) for slug in sorted(FIVE)]
+        assert store.conn.execute("SELECT COUNT(*) FROM failed_days").fetchone()[0] == 0
+        polls = store.conn.execute("SELECT slug, polls FROM watches").fetchall()
+        assert sorted(tuple(row) for row in polls) == [(slug, 2) for slug in sorted(FIVE)]
+        days = store.conn.execute("SELECT ok, unchanged, failed, not_found FROM poll_days")
+        assert [tuple(row) for row in days] == [(5, 5, 0, 0)]
         fetched = store.conn.execute(
             "SELECT last_fetched FROM watches WHERE slug = 'django-otp'"
         ).fetchone()[0]
@@ -92,8 +92,10 @@ def test_a_failed_poll_keeps_its_error_and_counts_in_its_day(monitor: Monitor) -
     try:
         rows = store.conn.execute("SELECT status, error FROM checks").fetchall()
         assert [row[0] for row in rows] == ["failed"] and rows[0][1]
-        counted = store.conn.execute("SELECT ok, failed FROM check_days").fetchone()
+        counted = store.conn.execute("SELECT ok, failed FROM poll_days").fetchone()
         assert tuple(counted) == (1, 1)
+        failed = store.conn.execute("SELECT watch_id, failed, not_found FROM failed_days")
+        assert [tuple(row[1:]) for row in failed] == [(1, 0)]
     finally:
         store.close()
 

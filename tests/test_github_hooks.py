@@ -83,8 +83,7 @@ class Hooked:
         try:
             return int(
                 store.conn.execute(
-                    "SELECT COALESCE(SUM(ok + unchanged + failed + not_found), 0) FROM check_days c"
-                    " JOIN watches w ON w.id = c.watch_id WHERE w.slug = ?",
+                    "SELECT polls FROM watches WHERE slug = ?",
                     (SLUG,),
                 ).fetchone()[0]
             )

@@ -140,8 +140,9 @@ def test_a_schema_5_database_counts_its_polls_by_day_after_the_migration(
     conn = sqlite3.connect(DB / "schema5.db")
     try:
         before = dict(conn.execute("SELECT status, COUNT(*) FROM checks GROUP BY status"))
-        days = conn.execute(
-            "SELECT COUNT(DISTINCT substr(checked_at, 1, 10) || watch_id) FROM checks"
+        failed_days = conn.execute(
+            "SELECT COUNT(DISTINCT substr(checked_at, 1, 10) || ' ' || watch_id) FROM checks"
+            " WHERE status IN ('failed', 'not_found')"
         ).fetchone()[0]
         newest = dict(
             conn.execute(
@@ -156,11 +157,19 @@ def test_a_schema_5_database_counts_its_polls_by_day_after_the_migration(
     store = monitor.store()
     try:
         counted = store.conn.execute(
-            "SELECT SUM(ok), SUM(unchanged), SUM(failed), SUM(not_found), COUNT(*) FROM check_days"
+            "SELECT SUM(ok), SUM(unchanged), SUM(failed), SUM(not_found) FROM poll_days"
         ).fetchone()
         statuses = ("ok", "unchanged", "failed", "not_found")
-        assert tuple(counted[:4]) == tuple(before.get(s, 0) for s in statuses)
-        assert counted[4] == days  # one row a package and day
+        assert tuple(counted) == tuple(before.get(s, 0) for s in statuses)
+        assert store.conn.execute("SELECT SUM(polls) FROM watches").fetchone()[0] == sum(
+            before.values()
+        )
+        failed = store.conn.execute(
+            "SELECT COALESCE(SUM(failed), 0), COALESCE(SUM(not_found), 0), COUNT(*)"
+            " FROM failed_days"
+        ).fetchone()
+        assert tuple(failed[:2]) == (before.get("failed", 0), before.get("not_found", 0))
+        assert failed[2] == failed_days  # one row a package and day with a failed poll
         kept = dict(store.conn.execute("SELECT status, COUNT(*) FROM checks GROUP BY status"))
         assert kept == {s: n for s, n in before.items() if s in ("failed", "not_found")}
         moved = dict(store.conn.execute("SELECT id, last_fetched FROM watches"))

@@ -35,8 +35,7 @@ def _checks(monitor: Monitor, slug: str) -> int:
     store = monitor.store()
     try:
         return store.conn.execute(
-            "SELECT COALESCE(SUM(ok + unchanged + failed + not_found), 0) FROM check_days c"
-            " JOIN watches w ON w.id = c.watch_id WHERE w.slug = ?",
+            "SELECT polls FROM watches WHERE slug = ?",
             (slug,),
         ).fetchone()[0]
     finally:
