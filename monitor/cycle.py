@@ -959,7 +959,8 @@ class CycleRecorder:
                 "repeat": int(repeat),
                 "at": iso(self.now),
                 "snapshot_id": snapshot_id,
-                "changes": _json(notice.changes),
+                # ``changes`` (a column since schema 1) is left NULL: the notice holds them,
+                # and nothing read the second copy (10 MB a year at 10,000 packages)
                 "summary": summary,
                 "muted": int(muted),
                 "notice": _json(notice.to_json_dict()),
