@@ -33,8 +33,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -297,21 +297,31 @@ class CycleRecorder:
     # -- entry point --------------------------------------------------------------------
 
     def prepare(self, slugs: Sequence[str]) -> dict[str, bytes]:
-        """Read the watches about to be polled and their sources' stored parts; return the
-        fingerprints of their last stored djangopackages records, for that source to
-        recognise unchanged ones.
+        """Read the watches about to be polled; return the fingerprints of their last
+        stored djangopackages records, for that source to recognise unchanged ones. Their
+        sources' stored parts (a whole record each) are read a batch at a time, when the
+        batch's results are in (:meth:`_load_parts`).
 
         :meth:`record` reuses what this read unless another connection has committed since;
         this connection must not change these watches in between (one cycle at a time).
         """
         self._read_at = self.store.data_version()
         self._watches = self.store.watches(list(slugs))
-        self._parts = self.store.parts(w.id for w in self._watches.values())
+        self._parts = {}
         return {slug: w.fingerprint for slug, w in self._watches.items() if w.fingerprint}
+
+    def _load_parts(self, slugs: Iterable[str]) -> None:
+        """Read the stored parts of these watches, those not read yet."""
+        watches = self._watches or {}
+        ids = [w.id for w in map(watches.get, slugs) if w is not None and w.id not in self._parts]
+        if ids:
+            stored = self.store.parts(ids)
+            self._parts.update((i, stored.get(i, {})) for i in ids)
 
     def known_values(self, results: Mapping[str, PollResult]) -> dict[str, dict[str, Any]]:
         """slug -> what the other sources' keys are read from (:meth:`_key_values`), for
         one stage of :func:`poll_parts`: worked out once, shared by that stage's sources."""
+        self._load_parts(results)
         watches = self._watches or {}
         out = {}
         for slug, result in results.items():
@@ -401,31 +411,44 @@ class CycleRecorder:
         return self.report
 
     async def record_async(
-        self, outcomes: list[PollResult], *, baseline: bool = False
+        self, outcomes: list[PollResult], *, baseline: bool = False, close: bool = True
     ) -> CycleReport:
         """:meth:`record` of a list it empties as it goes (each batch's results are freed
         once written), letting the event loop run every few hundredths of a second while it
         compares values and renders messages (never inside a transaction): a stop signal is
         heard, and cancelling the cycle there stores nothing of the batch in hand (the
-        batches written before it stay, each whole)."""
+        batches written before it stay, each whole). ``close=False``: more results of the
+        cycle follow, so its delivery groups stay open (:meth:`close`)."""
         paused = time.monotonic()
-        for _ in self._recording(outcomes, baseline):
+        for _ in self._recording(outcomes, baseline, close=close):
             if time.monotonic() - paused > _SLICE:
                 await asyncio.sleep(0)
                 paused = time.monotonic()
         return self.report
 
-    def _recording(self, outcomes: list[PollResult], baseline: bool) -> Iterator[None]:
+    def close(self) -> None:
+        """Release the cycle's delivery groups held open (a cycle whose results came in
+        batches, the last of which was empty, or that stopped early): they are sent."""
+        if self._groups:
+            with self.store.transaction():
+                release_groups(self.store, list(self._groups.values()), now=self.now)
+
+    def _recording(
+        self, outcomes: list[PollResult], baseline: bool, *, close: bool = True
+    ) -> Iterator[None]:
         """Record the outcomes a batch at a time (:data:`BATCH`): plan and render a batch
         outside the transaction (yielding after each step), then write it in a transaction
         of its own. A write that needs a message rendered too late rolls back and goes round
         again. A batch written is forgotten: its plans, its stored parts and its poll
-        results (``outcomes`` is emptied as it is recorded)."""
+        results (``outcomes`` is emptied as it is recorded). The last batch releases the
+        cycle's delivery groups unless ``close`` is false."""
+        if not outcomes and close:
+            self.close()
         pending = outcomes
         while pending:
             batch = pending[:BATCH]
             del pending[:BATCH]  # a caller's list is consumed: results recorded are freed
-            last = not pending
+            last = close and not pending
             self._view = None
             for attempt in range(1, _ATTEMPTS + 1):
                 yield from self._replan(batch, baseline)
@@ -507,8 +530,11 @@ class CycleRecorder:
             # another process wrote since prepare(): read this batch's rows again, and make
             # every plan again (each later batch reads its own the same way)
             watches = self.store.watches([o.slug for o in outcomes])
-            self._parts.update(self.store.parts(w.id for w in watches.values()))
+            stored = self.store.parts(w.id for w in watches.values())
+            self._parts.update((w.id, stored.get(w.id, {})) for w in watches.values())
             earlier = None
+        else:
+            self._load_parts(o.slug for o in outcomes)
         plans: dict[str, _Plan] = {}
         for outcome in outcomes:
             watch = watches.get(outcome.slug)
@@ -1365,33 +1391,85 @@ async def poll_and_record(
     on_result: Callable[[Any], None] | None = None,
 ) -> CycleReport:
     """Poll the watched packages ``slugs`` through ``sources`` (:class:`Sources`) and
-    record the cycle (see the module docstring)."""
+    record the cycle (see the module docstring).
+
+    djangopackages' results are recorded as they come, :data:`BATCH` at a time (each batch
+    polled from the other sources first), while its other list pages are still being
+    fetched: a cycle holds a batch of records, not all of them. A batch is recorded in the
+    order of ``slugs``; a cycle of at most one batch is recorded just as it was asked."""
     known = store.get_meta("djangopackages.count")
     recorder = CycleRecorder(store, config, rules, now=now, rng=rng)
     primary = sources.djangopackages
-    listed = [slug for slug in slugs if not is_pypi_watch(slug)]
+    wanted = list(dict.fromkeys(slugs))
+    order = {slug: i for i, slug in enumerate(wanted)}
+    arrived: asyncio.Queue[PollResult | None] = asyncio.Queue()
+    taken = asyncio.Event()  # a result was taken from ``arrived``
+
+    async def pace() -> None:
+        """Ask for another list page only once fewer than a batch of results wait."""
+        while arrived.qsize() >= BATCH:
+            taken.clear()
+            await taken.wait()
+
+    def told(result: PollResult) -> None:
+        arrived.put_nowait(result)
+        if on_result is not None:
+            on_result(result)
+
+    async def poll(fingerprints: dict[str, bytes]) -> None:
+        try:
+            listed = [slug for slug in wanted if not is_pypi_watch(slug)]
+            if listed:
+                await primary.poll(
+                    listed,
+                    known_count=int(known) if known else None,
+                    fingerprints=fingerprints,
+                    fields=recorder.condition_fields,
+                    on_result=told,
+                    keep=False,
+                    pace=pace,
+                )
+            for slug in wanted:
+                if is_pypi_watch(slug):
+                    told(without_record(slug))
+        finally:
+            arrived.put_nowait(None)
+
+    async def record(batch: list[PollResult], *, close: bool) -> None:
+        batch.sort(key=lambda result: order[result.slug])
+        batch[:] = await poll_parts(recorder, batch, sources.others)
+        await recorder.record_async(batch, close=close)
+
     with _collector_paused():
-        fingerprints = recorder.prepare(slugs)
-        results = []
-        if listed:
-            results = await primary.poll(
-                listed,
-                known_count=int(known) if known else None,
-                fingerprints=fingerprints,
-                fields=recorder.condition_fields,
-                on_result=on_result,
-            )
-        for slug in dict.fromkeys(slugs):
-            if is_pypi_watch(slug):
-                results.append(without_record(slug))
-                if on_result is not None:
-                    on_result(results[-1])
-        results = await poll_parts(recorder, results, sources.others)
-        report = await recorder.record_async(results)
+        polling = asyncio.create_task(poll(recorder.prepare(wanted)))
+        try:
+            batch: list[PollResult] = []
+            while (result := await arrived.get()) is not None:
+                taken.set()
+                batch.append(result)
+                if len(batch) >= BATCH:
+                    await record(batch, close=False)
+            await polling  # its error, if it failed
+            await record(batch, close=True)
+        except BaseException:
+            polling.cancel()
+            # what the written batches decided is sent now, not once their hold expires
+            with suppress(Exception):
+                recorder.close()
+            raise
+    report = recorder.report
+    for items in (report.changed, report.failed, report.deferred, report.transitions):
+        items.sort(key=lambda item: order.get(_slug_of(item), len(order)))
+    report.not_found.sort(key=lambda slug: order.get(slug, len(order)))
     if primary.last_count is not None and str(primary.last_count) != known:
         with store.transaction():
             store.set_meta("djangopackages.count", str(primary.last_count))
     return report
+
+
+def _slug_of(item: Any) -> str:
+    """The package a report entry is about: a tuple's first item, a transition's package."""
+    return str(item[0] if isinstance(item, tuple) else item.package)
 
 
 async def poll_parts(

@@ -121,25 +121,23 @@ class CycleTally:
     (:meth:`outcomes`) against what the cycle found changed."""
 
     def __init__(self) -> None:
-        self.results: list[Any] = []  # djangopackages' PollResults
-        self.parts: list[Any] = []  # the other sources' Parts
+        # (source, package, status, seconds) per answer: not the answers themselves, which
+        # hold whole records (a cycle records them a batch at a time, and lets them go)
+        self.answers: list[tuple[str, str, str, float]] = []
 
     def observing(self, sources: Sources) -> Sources:
         """``sources``, each of which notes its answers here as it gives them."""
         return Sources(
-            _Observed(sources.djangopackages, self.results),
-            [_Observed(source, self.parts) for source in sources.others],
+            _ObservedPrimary(sources.djangopackages, self.answers),
+            [_Observed(source, self.answers) for source in sources.others],
         )
 
     def outcomes(self, report: CycleReport) -> Iterator[tuple[str, PollOutcome, float]]:
         """(source, outcome, seconds) per answer."""
         changed = changed_sources(report)
-        for result in self.results:
-            touched = PRIMARY in changed.get(result.slug, ())
-            yield PRIMARY, outcome(str(result.status), touched), result.duration
-        for part in self.parts:
-            touched = part.source in changed.get(part.watch, ())
-            yield part.source, outcome(str(part.status), touched), part.duration
+        for source, package, status, duration in self.answers:
+            touched = source in changed.get(package, ())
+            yield source, outcome(status, touched), duration
 
 
 def outcome(status: str, changed: bool) -> PollOutcome:
@@ -163,10 +161,10 @@ def changed_sources(report: CycleReport) -> dict[str, set[str]]:
 
 
 class _Observed:
-    """A source whose ``poll`` also appends its answers to ``seen``; anything else is the
-    source's own."""
+    """A source whose ``poll`` also notes its answers (parts) in ``seen``; anything else is
+    the source's own."""
 
-    def __init__(self, source: Any, seen: list[Any]):
+    def __init__(self, source: Any, seen: list[tuple[str, str, str, float]]):
         self._source = source
         self._seen = seen
 
@@ -175,8 +173,22 @@ class _Observed:
 
     async def poll(self, *args: Any, **kwargs: Any) -> Sequence[Any]:
         answers = await self._source.poll(*args, **kwargs)
-        self._seen.extend(answers)
+        self._seen += ((p.source, p.watch, str(p.status), p.duration) for p in answers)
         return answers  # type: ignore[no-any-return]
+
+
+class _ObservedPrimary(_Observed):
+    """djangopackages, whose ``poll`` tells each result as it comes (``on_result``)."""
+
+    async def poll(self, *args: Any, **kwargs: Any) -> Sequence[Any]:
+        told = kwargs.pop("on_result", None)
+
+        def note(result: Any) -> None:
+            self._seen.append((PRIMARY, result.slug, str(result.status), result.duration))
+            if told is not None:
+                told(result)
+
+        return await self._source.poll(*args, on_result=note, **kwargs)  # type: ignore[no-any-return]
 
 
 class _Scrape:

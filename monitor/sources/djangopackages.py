@@ -37,7 +37,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -58,6 +58,7 @@ from monitor.sources.http import FetchError, JsonSource
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
+PACED_PAGES = 4  # list pages asked at once by a paced poll (see ``poll``'s ``pace``)
 URL_KEY = "[sources.djangopackages] url"  # the config key a wrong URL is fixed in
 T = TypeVar("T")
 _LAST_SEGMENT = re.compile(r"/([^/]+)/?$")
@@ -160,23 +161,33 @@ class DjangoPackagesSource(JsonSource):
         fingerprints: Mapping[str, bytes] | None = None,
         fields: Iterable[str] = (),
         on_result: Callable[[PollResult], None] | None = None,
+        keep: bool = True,
+        pace: Callable[[], Awaitable[None]] | None = None,
     ) -> list[PollResult]:
         """A result per distinct slug, in the order given; ``on_result`` is called as each
         is known. Failures are results (``failed`` with the reason, or ``not_found``).
+        ``keep=False``: the results are only handed to ``on_result`` (a cycle records them
+        a batch at a time as they come) and none is returned. ``pace``: awaited before each
+        list page is asked (at most :data:`PACED_PAGES` at once), so a caller that takes
+        the results slower than they come holds a bounded number of them.
 
         ``fingerprints`` maps a slug to the fingerprint of its last stored record: a record
         that still has it is not parsed but reported ``unchanged``, carrying ``fields``.
         """
         reading = _Reading(fingerprints or {}, tuple(fields))
         wanted = list(dict.fromkeys(slugs))
-        results: dict[str, PollResult] = {}
-        held: list[str] = []  # not found: told once the poll knows the URL is not at fault
+        results: dict[str, PollResult] = {}  # kept ones
+        told: set[str] = set()
+        held: dict[str, PollResult] = {}  # not found: told once the URL is known not at fault
 
         def done(result: PollResult) -> None:
-            results[result.slug] = result
+            told.add(result.slug)
             if result.status is PollStatus.NOT_FOUND and len(wanted) > 1:
-                held.append(result.slug)
-            elif on_result is not None:
+                held[result.slug] = result
+                return
+            if keep:
+                results[result.slug] = result
+            if on_result is not None:
                 on_result(result)
 
         if known_count is not None:
@@ -184,7 +195,7 @@ class DjangoPackagesSource(JsonSource):
         page_answered = False
         tried: dict[str, int] = {}  # slug -> attempts a failed page spent on it
         if len(wanted) > 1:
-            pager = _Pager(self, wanted, reading, done)
+            pager = _Pager(self, wanted, reading, done, pace)
             await pager.run(known_count)
             page_answered = pager.count is not None
             if pager.failed_attempts:
@@ -192,16 +203,18 @@ class DjangoPackagesSource(JsonSource):
         await _all(
             self._poll_single(slug, reading, done, after_page=tried.get(slug, 0))
             for slug in wanted
-            if slug not in results
+            if slug not in told
         )
         if len(held) == len(wanted) > 1 and not page_answered and not await self.lists_answer():
-            for slug in held:
+            for slug, result in held.items():
                 error = self.everything_404(slug)
-                results[slug] = replace(results[slug], status=PollStatus.FAILED, error=error)
-        for slug in held:
+                held[slug] = replace(result, status=PollStatus.FAILED, error=error)
+        for slug, result in held.items():
+            if keep:
+                results[slug] = result
             if on_result is not None:
-                on_result(results[slug])
-        return [results[slug] for slug in wanted]
+                on_result(result)
+        return [results[slug] for slug in wanted] if keep else []
 
     async def _poll_single(
         self,
@@ -314,9 +327,12 @@ class _Pager:
         wanted: list[str],
         reading: _Reading,
         done: Callable[[PollResult], None],
+        pace: Callable[[], Awaitable[None]] | None = None,
     ):
         self.source = source
         self.reading = reading
+        self.pace = pace
+        self.paced = asyncio.Semaphore(PACED_PAGES)
         self.size = source.page_size
         self.done = done
         self.missing = set(wanted)  # not matched in any page yet
@@ -340,7 +356,7 @@ class _Pager:
                 return
         while offsets:
             self.read.update(offsets)
-            await _all(self.page(offset) for offset in offsets)
+            await _all(self.paced_page(offset) for offset in offsets)
             if self.count is None:
                 return  # no page answered: everything goes single
             self.source.last_count = self.count
@@ -351,6 +367,14 @@ class _Pager:
             ]
             if not self.worth_it(offsets):
                 return
+
+    async def paced_page(self, offset: int) -> None:
+        if self.pace is None:
+            await self.page(offset)
+            return
+        async with self.paced:
+            await self.pace()
+            await self.page(offset)
 
     async def page(self, offset: int) -> None:
         source = self.source
