@@ -19,9 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from monitor import cycle
 from monitor.outbox import OPEN_HOLD
+from monitor.sources.djangopackages import PACED_PAGES, PAGE_SIZE, DjangoPackagesSource
 from tests.conftest import POLLS_SQL, Monitor, webhook_toml
 from tests.fakes import FakeWebhookReceiver
 from tests.fakeupstream import clone_records
@@ -96,6 +100,38 @@ def test_a_changed_cycle_of_many_batches_sends_one_message_per_channel(
         assert group == {"input": '{"notices_from": "deliveries"}', "status": "delivered"}
     finally:
         store.close()
+
+
+def test_a_changed_cycle_records_batches_as_results_come_and_holds_few(
+    monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycle records each batch while later list pages are still being polled, and
+    asks for a page only while less than a batch waits: the results it holds (told by
+    djangopackages, not yet written) stay bounded, whatever the number of packages."""
+    monkeypatch.setattr(cycle, "BATCH", 100)
+    db = monitor.tmp_path / "monitor.db"
+    in_hand: list[int] = []
+    poll = DjangoPackagesSource.poll
+
+    async def counting(self: DjangoPackagesSource, *args: Any, **kwargs: Any) -> Any:
+        told, written_before = kwargs["on_result"], _polls(db)
+
+        def note(result: Any) -> None:
+            in_hand.append(len(in_hand) + 1 - (_polls(db) - written_before))
+            told(result)
+
+        return await poll(self, *args, **{**kwargs, "on_result": note})
+
+    with _released_world(monitor) as (hook, slugs):
+        monkeypatch.setattr(DjangoPackagesSource, "poll", counting)
+        report = monitor.json("check")
+        assert len(report["changed"]) == PACKAGES
+        assert _released(monitor, hook) == Counter({slug: 1 for slug in slugs})
+    assert len(in_hand) == PACKAGES
+    # at most a batch waiting when the last pages were asked, those pages, a batch in hand
+    bound = 2 * cycle.BATCH + PACED_PAGES * PAGE_SIZE
+    assert bound < PACKAGES
+    assert max(in_hand) <= bound
 
 
 def test_sigkill_between_batches_loses_nothing_and_sends_nothing_twice(
