@@ -166,6 +166,26 @@ def test_the_digest_reads_the_counts_at_its_periods_end(monitor: Monitor, moment
     assert card.commits == served[AT_END[moment]]
 
 
+@pytest.mark.parametrize("moment", ["now", "week 5", "between weeks 5 and 6"])
+def test_counts_after_shifts_only_are_not_looked_up_before_the_period(
+    monitor: Monitor, moment: str
+) -> None:
+    """Only shifts stored since the period's end: the latest counts moved backward, so the
+    digest reads no row before the period for them (the whole counts are weeks back)."""
+    shifting(monitor)
+    at, since = MOMENTS[moment]
+    store = monitor.store()
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    try:
+        build_digest(store, now=START + at, since=since)
+    finally:
+        store.conn.set_trace_callback(None)
+        store.close()
+    assert statements
+    assert not [sql for sql in statements if "commits_over_52" in sql]
+
+
 def test_records_replayed_by_fingerprint(monitor: Monitor) -> None:
     served = shifting(monitor)
     store = monitor.store()
