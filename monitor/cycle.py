@@ -58,6 +58,7 @@ from monitor.config import Config
 from monitor.diff import Change, diff, diff_values
 from monitor.durations import parse_duration
 from monitor.expr import LimitExceeded, UnknownValue
+from monitor.history import stored_change
 from monitor.names import is_pypi_watch, package_links, project_of
 from monitor.outbox import hold_group, open_group, release_groups
 from monitor.snapshot import BOOKKEEPING, Snapshot
@@ -1139,7 +1140,7 @@ class _Planner:
         del old
         if changes:
             self.changes += changes
-            self.history.update({c.field: fields.to_json(c.new) for c in changes})
+            self.history.update({c.field: stored_change(c) for c in changes})
             self.dp_fingerprint = fingerprint
             self._row(_PRIMARY, stored, fingerprint=fingerprint, data=snapshot, failures=0)
             # The stored record is superseded (messages read the new one): let it go.
@@ -1242,7 +1243,7 @@ class _Planner:
         self.old.update(prior)
         if changes:
             self.changes += changes
-            self.history.update({c.field: fields.to_json(c.new) for c in changes})
+            self.history.update({c.field: stored_change(c) for c in changes})
 
     def _row(self, source: str, stored: StoredPart | None, **values: Any) -> None:
         """A ``parts`` row: the stored one with ``values`` changed."""

@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from monitor.alerts import BUILTIN_RULES, Severity
+from monitor.history import backward, is_shift, replayed
 from monitor.names import package_links
 from monitor.notify.base import safe_url
 from monitor.store import Store, iso
@@ -222,7 +223,9 @@ class _History:
     the past), and the newest row before it. Rows hold only the fields that changed, so a
     field's value at a moment is the one in the newest row up to then that holds it: among
     the rows read, else the package's latest values (``parts``) when no row read holds it,
-    else looked up before the period (an index serves the fields of CHANGE_FIELDS)."""
+    else looked up before the period (an index serves the fields of CHANGE_FIELDS). A row
+    holding a shift of a list (``commits_over_52``'s weekly slide) moves the value before it
+    forward, or the value after it backward: see :meth:`_at`."""
 
     def __init__(
         self,
@@ -261,18 +264,11 @@ class _History:
 
     def at_end(self, name: str) -> Any:
         """The field's value at the period's end."""
-        for _, data in reversed(self.period):
-            if name in data:
-                return data[name]
-        if self.latest is not None and not any(name in data for data in self.after):
-            return self.latest.get(name)
-        return self._before(name)
+        return self._at(name, self.after, [data for _, data in reversed(self.period)])
 
     def at_start(self, name: str) -> Any:
         """The field's value at the period's start (the newest row before it)."""
-        if self.latest is not None and not self._changed_since(name):
-            return self.latest.get(name)
-        return self._before(name)
+        return self._at(name, [*self.after, *(data for _, data in reversed(self.period))], [])
 
     def seen_before(self, version: str) -> bool:
         """Whether ``pypi_version`` was ``version`` at some time before the period."""
@@ -283,18 +279,41 @@ class _History:
             return True
         return self.store.digest_version_seen(self.watch_id, version, ident)
 
-    def _changed_since(self, name: str) -> bool:
-        return any(name in data for _, data in self.period) or any(
-            name in data for data in self.after
-        )
+    def _at(self, name: str, newer: list[dict[str, Any]], older: list[dict[str, Any]]) -> Any:
+        """The field's value at a moment: ``newer``, the rows read after it, and ``older``,
+        the period's rows up to it, newest first. A row may hold a shift of the value
+        (:mod:`monitor.history`): the newest whole value up to the moment moved forward
+        through the shifts since, else the latest value moved backward through the rows after
+        the moment when these hold shifts only, else the whole value before the period."""
+        shifts: list[Any] = []
+        for data in older:
+            if name in data:
+                if not is_shift(data[name]):
+                    return replayed(data[name], shifts)
+                shifts.append(data[name])
+        if self.latest is not None:
+            later = [data[name] for data in newer if name in data]
+            if all(map(is_shift, later)):
+                value = self.latest.get(name)
+                for stored in later:
+                    value = backward(value, stored)
+                return value
+        value, earlier = self._before(name)
+        return replayed(value, shifts + earlier)
 
-    def _before(self, name: str) -> Any:
+    def _before(self, name: str) -> tuple[Any, list[Any]]:
+        """The field's newest whole value in the rows up to the newest one before the period,
+        and the shifts stored since (newest first)."""
         if self.before is None:
-            return None
+            return None, []
         ident, data = self.before
-        if name in data:
-            return data[name]
-        return self.store.digest_value_before(self.watch_id, name, ident)[1]
+        lookup = self.store.digest_value_before
+        found = (ident, data[name]) if name in data else lookup(self.watch_id, name, ident)
+        shifts = []
+        while found is not None and is_shift(found[1]):
+            shifts.append(found[1])
+            found = lookup(self.watch_id, name, found[0])
+        return (None if found is None else found[1]), shifts
 
 
 def _package(

@@ -6,12 +6,15 @@ source's own baseline (turned on for a watched package), whose fields appear fro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from monitor import fields
 from monitor.diff import Change, diff_values
+from monitor.sources import FieldKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,55 @@ def replay(rows: Iterable[Mapping[str, Any]]) -> Iterator[Entry]:
             continue
         names = [name for name in order if name in delta]
         names += sorted(name for name in delta if name not in names)  # a field no longer known
-        changes = tuple(diff_values(current, delta, names))
-        current.update(delta)
+        new = values_after(current, delta)
+        changes = tuple(diff_values(current, new, names))
+        current.update(new)
         yield Entry(row["taken_at"], changes, False, sources, dict(current))
+
+
+def stored_change(change: Change) -> Any:
+    """What a history row holds for ``change``: its new value as JSON, or, for a list of ints
+    that slid (``new == old[k:] + tail``, ``k >= 1``), the shift when that is shorter."""
+    new = fields.to_json(change.new)
+    if fields.known().get(change.field) is not FieldKind.INTS:
+        return new
+    old = fields.to_json(change.old)
+    if not (isinstance(old, list) and isinstance(new, list)):
+        return new
+    for k in range(1, len(old)):  # the least slide is the shortest shift
+        if old[k:] == new[: len(old) - k]:
+            shift = {"drop": old[:k], "add": new[len(old) - k :]}
+            return shift if len(orjson.dumps(shift)) < len(orjson.dumps(new)) else new
+    return new
+
+
+def is_shift(stored: Any) -> bool:
+    """Whether a history row's value is a shift (see the module's docstring)."""
+    return isinstance(stored, dict)
+
+
+def forward(before: Any, stored: Any) -> Any:
+    """A field's value after a history row that holds ``stored`` for it, from its value
+    ``before`` the row."""
+    if not is_shift(stored):
+        return stored
+    return before[len(stored["drop"]) :] + stored["add"]
+
+
+def backward(after: Any, stored: Any) -> Any:
+    """A field's value before a history row that holds the shift ``stored`` for it, from its
+    value ``after`` the row."""
+    return stored["drop"] + after[: len(after) - len(stored["add"])]
+
+
+def values_after(before: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
+    """A history row's fields with their values after it (its shifts applied to ``before``,
+    the values before it)."""
+    return {name: forward(before.get(name), stored) for name, stored in row.items()}
+
+
+def replayed(value: Any, shifts: Sequence[Any]) -> Any:
+    """``value`` moved forward through ``shifts``, given newest first."""
+    for stored in reversed(shifts):
+        value = forward(value, stored)
+    return value

@@ -28,6 +28,7 @@ import orjson
 from monitor.alerts import PACKAGE_NOT_FOUND, POLL_FAILING
 from monitor.durations import parse_duration
 from monitor.errors import StoreError
+from monitor.history import values_after
 from monitor.snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -791,7 +792,7 @@ class Store:
             "SELECT data FROM snapshots WHERE watch_id = ? AND id <= ? ORDER BY id",
             (watch_id, row[0]),
         ):
-            values.update(json.loads(data))
+            values.update(values_after(values, json.loads(data)))
         return Snapshot.from_json_dict(values)
 
     def rule_states(self, watch_ids: list[int]) -> list[dict[str, Any]]:
@@ -1226,17 +1227,17 @@ class Store:
             (watch_id,),
         )
 
-    def digest_value_before(self, watch_id: int, name: str, before: int) -> tuple[bool, Any]:
-        """Field ``name``'s value in the watch's newest history row older than id ``before``
-        that holds it: ``(True, value)``, or ``(False, None)`` when none does. Indexed for
-        the fields of :data:`DIGEST_INDEXES`; for another, the older rows are read back to
-        the one that holds it."""
+    def digest_value_before(self, watch_id: int, name: str, before: int) -> tuple[int, Any] | None:
+        """The watch's newest history row older than id ``before`` that holds field ``name``:
+        its id and what it holds (the value, or a shift: :mod:`monitor.history`), or None
+        when none does. Indexed for the fields of :data:`DIGEST_INDEXES`; for another, the
+        older rows are read back to the one that holds it."""
         row = self.conn.execute(
-            f"SELECT data FROM snapshots WHERE watch_id = ? AND id < ? AND {_holds(name)}"
+            f"SELECT id, data FROM snapshots WHERE watch_id = ? AND id < ? AND {_holds(name)}"
             " ORDER BY id DESC LIMIT 1",
             (watch_id, before),
         ).fetchone()
-        return (False, None) if row is None else (True, orjson.loads(row[0]).get(name))
+        return None if row is None else (row[0], orjson.loads(row[1]).get(name))
 
     def digest_version_seen(self, watch_id: int, version: str, before: int) -> bool:
         """Whether a history row of the watch older than id ``before`` set ``pypi_version``
