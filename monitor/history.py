@@ -1,7 +1,16 @@
 """A watch's history read back (SPEC §4 ``history``): the stored rows hold only the fields
 that changed at each poll, so the values before each change come from replaying the rows in
 order. The first row is the watch's baseline (its full values); a later row may hold a
-source's own baseline (turned on for a watched package), whose fields appear from null."""
+source's own baseline (turned on for a watched package), whose fields appear from null.
+
+A list of ints that slid (djangopackages' ``commits_over_52``, a 52-week window that moves a
+week each week and whose newest week is counted again as the week goes) is stored as its
+shift when that is shorter than the list: ``{"drop": [...], "cut": [...], "add": [...]}``,
+the old list's first ``len(drop)`` items dropped, its last ``len(cut)`` items cut, and
+``add`` appended (``cut`` left out when empty). A whole value of such a field is a list or
+null, never an object, so the two cannot be mistaken. A shift is read forward from the
+value before its row (:func:`forward`) or backward from the value after it
+(:func:`backward`), which is how the digest reads back from the latest values."""
 
 from __future__ import annotations
 
@@ -58,17 +67,24 @@ def replay(rows: Iterable[Mapping[str, Any]]) -> Iterator[Entry]:
 
 def stored_change(change: Change) -> Any:
     """What a history row holds for ``change``: its new value as JSON, or, for a list of ints
-    that slid (``new == old[k:] + tail``, ``k >= 1``), the shift when that is shorter."""
+    that slid (``new == old[k:n - r] + add`` for the list's length ``n``, ``k`` items dropped
+    and ``r`` (0 or 1: the newest week counted again) cut), the shift when that is
+    shorter."""
     new = fields.to_json(change.new)
     if fields.known().get(change.field) is not FieldKind.INTS:
         return new
     old = fields.to_json(change.old)
     if not (isinstance(old, list) and isinstance(new, list)):
         return new
-    for k in range(1, len(old)):  # the least slide is the shortest shift
-        if old[k:] == new[: len(old) - k]:
-            shift = {"drop": old[:k], "add": new[len(old) - k :]}
-            return shift if len(orjson.dumps(shift)) < len(orjson.dumps(new)) else new
+    n = len(old)
+    for k in range(n):  # the least slide is the shortest shift
+        for r in (0, 1):
+            kept = n - k - r
+            if kept >= 0 and old[k : n - r] == new[:kept]:
+                shift = {"drop": old[:k], "cut": old[n - r :], "add": new[kept:]}
+                if not r:
+                    del shift["cut"]
+                return shift if len(orjson.dumps(shift)) < len(orjson.dumps(new)) else new
     return new
 
 
@@ -82,13 +98,14 @@ def forward(before: Any, stored: Any) -> Any:
     ``before`` the row."""
     if not is_shift(stored):
         return stored
-    return before[len(stored["drop"]) :] + stored["add"]
+    end = len(before) - len(stored.get("cut", ()))
+    return before[len(stored["drop"]) : end] + stored["add"]
 
 
 def backward(after: Any, stored: Any) -> Any:
     """A field's value before a history row that holds the shift ``stored`` for it, from its
     value ``after`` the row."""
-    return stored["drop"] + after[: len(after) - len(stored["add"])]
+    return stored["drop"] + after[: len(after) - len(stored["add"])] + stored.get("cut", [])
 
 
 def values_after(before: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:

@@ -209,9 +209,12 @@ L = list(range(10, 40))  # 30 weeks
         (L, L[2:], {"drop": [10, 11], "add": []}),
         (L, [*L[1:], 7, 8], {"drop": [10], "add": [7, 8]}),
         ([1, 2, 3], [2, 3, 4], [2, 3, 4]),  # the shift is no shorter
-        (L, [*L[:-1], 7], [*L[:-1], 7]),  # did not slide
+        (L, [*L[:-1], 7], {"drop": [], "cut": [39], "add": [7]}),  # the newest week again
+        (L, [*L[1:-1], 7, 8], {"drop": [10], "cut": [39], "add": [7, 8]}),  # and a new week
+        (L, [*L[:-2], 7, 8], [*L[:-2], 7, 8]),  # two weeks again: stored whole
+        (L, [*L[:5], 7, *L[6:]], [*L[:5], 7, *L[6:]]),  # an old week edited
         (L, [7, *L], [7, *L]),  # grew in front
-        (L, [*L, 7], [*L, 7]),  # grew behind: not a slide (k >= 1)
+        (L, [*L, 7], {"drop": [], "add": [7]}),  # grew behind
         (None, L, L),
         (L, None, None),
     ],
@@ -221,6 +224,9 @@ L = list(range(10, 40))  # 30 weeks
         "shrank",
         "grew",
         "short",
+        "recounted",
+        "slid-and-recounted",
+        "two-recounted",
         "edited",
         "front",
         "behind",
