@@ -103,14 +103,13 @@ class CycleReport:
     groups: list[str] = field(default_factory=list)
     rule_errors: list[tuple[str, str, str]] = field(default_factory=list)  # slug, rule, error
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self, *, changed: bool = True) -> dict[str, Any]:
+        """The report as JSON; ``changed=False``: ``changed`` is an empty list (a caller
+        writes :meth:`changed_json` a chunk at a time instead)."""
         return {
             "checked": self.checked,
             "unchanged": self.unchanged,
-            "changed": [
-                {"slug": slug, "changes": [c.to_json_dict() for c in changes]}
-                for slug, changes in self.changed
-            ],
+            "changed": [item for chunk in self.changed_json() for item in chunk] if changed else [],
             "failed": [
                 {"slug": slug, "error": error, "source": source}
                 for slug, error, source in self.failed
@@ -126,6 +125,14 @@ class CycleReport:
                 for slug, rule, error in self.rule_errors
             ],
         }
+
+    def changed_json(self, chunk: int = 500) -> Iterator[list[dict[str, Any]]]:
+        """The ``changed`` entries as JSON, ``chunk`` at a time."""
+        for start in range(0, len(self.changed), chunk):
+            yield [
+                {"slug": slug, "changes": [c.to_json_dict() for c in changes]}
+                for slug, changes in self.changed[start : start + chunk]
+            ]
 
 
 log = logging.getLogger(__name__)

@@ -158,3 +158,29 @@ def test_a_commands_async_result_is_never_repred() -> None:
 
     result = _run(work())
     assert isinstance(result, Huge) and Huge.reprs == 0
+
+
+def test_a_checks_changes_written_a_chunk_at_a_time_are_the_one_document(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    """``check --json`` writes its changes 500 at a time: byte for byte the document it
+    wrote whole, escapes included (three chunks and a bit here)."""
+    from monitor.cli import _stream_json_object
+    from monitor.cycle import CycleReport
+    from monitor.diff import Change
+
+    report = CycleReport(checked=1501, unchanged=0)
+    for i in range(1501):
+        changes = [Change("title", f"{TITLE} {i}", EVIL), Change("commits_over_52", (1, 2), (2, 3))]
+        report.changed.append((f"package-{i}", changes))
+    report.not_found.append("gone")
+    whole = report.to_json_dict()
+    whole["undelivered"] = ["hook"]
+    data = report.to_json_dict(changed=False)
+    data["undelivered"] = ["hook"]
+
+    _stream_json_object(data, {"changed": report.changed_json()})
+
+    written = capsysbinary.readouterr().out
+    assert written == _json_document(whole, pretty=False) + b"\n"
+    assert len(json.loads(written)["changed"]) == 1501
