@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -145,16 +145,39 @@ def build_digest(
     history rows from the period's start on and the newest one before it, a field's value
     before the period only when the field changed since (indexed lookups), failed polls and
     alerts of the period (and those firing now)."""
+    start, until = _period(now, since)
+    packages = sorted(
+        _packages(store, start=start, until=until, base_url=base_url, rules=rules),
+        key=lambda p: (p.attention, p.slug),
+    )
+    totals = _totals()
+    for p in packages:
+        _tally(totals, p)
+    return Digest(since=start, until=until, packages=packages, totals=totals, timezone=timezone)
+
+
+def _period(now: datetime, since: timedelta) -> tuple[datetime, datetime]:
     until = now.astimezone(UTC)
-    start = until - since
+    return until - since, until
+
+
+def _packages(
+    store: Store,
+    *,
+    start: datetime,
+    until: datetime,
+    base_url: str,
+    rules: Collection[str] | None,
+) -> Iterator[PackageDigest]:
+    """Every active watch's card data over ``[start, until]``, by watch id, one at a time."""
     known = None if rules is None else {*rules, *(rule.id for rule in BUILTIN_RULES)}
     alerts = store.digest_alerts(start)
     # Failed polls before retention's cut are day counts (and the rows from it on, the
     # failures of each day after it): a period reaching before it reads both.
     cut = store.checks_kept_from()
     counted = store.failure_counts(start, cut) if cut is not None and start < cut else {}
-    packages = [
-        _package(
+    for watch, values in store.digest_watches():
+        yield _package(
             store,
             watch,
             values,
@@ -165,19 +188,22 @@ def build_digest(
             rules=known,
             counted=(counted.get(watch["id"], 0), cut) if counted else None,
         )
-        for watch, values in store.digest_watches()
-    ]
-    packages.sort(key=lambda p: (p.attention, p.slug))
-    totals = {
-        "packages": len(packages),
-        "firing": sum(len(p.firing) for p in packages),
-        "fired": sum(len(p.fired) for p in packages),
-        "resolved": sum(len(p.resolved) for p in packages),
-        "failures": sum(p.failures for p in packages),
-        "releases": sum(len(p.new_versions) for p in packages),
-        "changed": sum(1 for p in packages if p.changed),
-    }
-    return Digest(since=start, until=until, packages=packages, totals=totals, timezone=timezone)
+
+
+def _totals() -> dict[str, int]:
+    keys = ("packages", "firing", "fired", "resolved", "failures", "releases", "changed")
+    return dict.fromkeys(keys, 0)
+
+
+def _tally(totals: dict[str, int], p: PackageDigest) -> None:
+    """Add one package to the digest's ``totals``."""
+    totals["packages"] += 1
+    totals["firing"] += len(p.firing)
+    totals["fired"] += len(p.fired)
+    totals["resolved"] += len(p.resolved)
+    totals["failures"] += p.failures
+    totals["releases"] += len(p.new_versions)
+    totals["changed"] += p.changed
 
 
 def configured_digest(
@@ -522,9 +548,89 @@ def digest_data(digest: Digest) -> dict[str, Any]:
 def render_text(digest: Digest) -> str:
     """The plain-text digest (terminal, console channel, the email's text part): fields are
     one line each, and the whole is kept free of control and bidi characters (SPEC §9)."""
-    context = _context(digest)
-    context["quiet_lines"] = _quiet_table(context["quiet"]) if context["quiet"] else []
-    return printable(template_environment(html=False).get_template("digest.txt.j2").render(context))
+    return "".join(text_chunks(digest))
+
+
+def text_chunks(digest: Digest) -> Iterator[str]:
+    """:func:`render_text`'s text in pieces of about ``TEXT_CHUNK`` characters."""
+    cards = _TextCards(ZoneInfo(digest.timezone))
+    for p in digest.packages:
+        cards.add(p)
+    return _text_document(digest, cards)
+
+
+def configured_text(
+    store: Store,
+    config: Any,
+    *,
+    now: datetime,
+    since: timedelta = DEFAULT_SINCE,
+    rules: Collection[str] | None = None,
+) -> Iterator[str]:
+    """The text of :func:`configured_digest` (what ``monitor digest`` prints), in pieces to
+    write as they come. Each package's card is rendered as the package is read, and only the
+    cards are kept (UTF-8), not the packages' data nor the whole text: a year's digest of
+    10,000 packages is megabytes (issue 14). Everything is read and every card rendered
+    before this returns (the totals head the text), so an error leaves nothing half-written.
+    """
+    start, until = _period(now, since)
+    timezone = config.schedule.timezone
+    cards, totals = _TextCards(ZoneInfo(timezone)), _totals()
+    base_url = config.djangopackages.url
+    for p in _packages(store, start=start, until=until, base_url=base_url, rules=rules):
+        cards.add(p)
+        _tally(totals, p)
+    cards.sort()
+    head = Digest(since=start, until=until, packages=[], totals=totals, timezone=timezone)
+    return _text_document(head, cards)
+
+
+TEXT_CHUNK = 1 << 16
+
+
+class _TextCards:
+    """The text digest's packages, added as they are read: the card of each one to report,
+    rendered there and then (UTF-8), and the table row of each quiet one, both in the order
+    added until :meth:`sort` puts them in the digest's (:func:`build_digest`'s)."""
+
+    def __init__(self, zone: ZoneInfo):
+        self.zone = zone
+        # A macro: calling it makes no new template context per card, as render() would.
+        template = template_environment(html=False).get_template("digest_card.txt.j2")
+        self.card: Callable[[dict[str, Any]], str] = template.module.card  # type: ignore[attr-defined]
+        self.cards: list[tuple[tuple[tuple[int, int], str], bytes]] = []
+        self.quiet: list[tuple[str, tuple[str, str, str, str]]] = []  # slug, row
+
+    def add(self, p: PackageDigest) -> None:
+        if p.quiet:
+            row = _quiet_context(p)
+            self.quiet.append((p.slug, (row["name"], row["version"], row["stars"], row["forks"])))
+        else:
+            card = self.card(_package_context(p, self.zone))
+            self.cards.append(((p.attention, p.slug), card.encode()))
+
+    def sort(self) -> None:
+        self.cards.sort(key=lambda card: card[0])
+        self.quiet.sort(key=lambda row: row[0])
+
+
+def _text_document(head: Digest, cards: _TextCards) -> Iterator[str]:
+    """The text digest headed by ``head`` (its period and totals; its packages are not read),
+    printable, in pieces of about ``TEXT_CHUNK`` characters."""
+    quiet = [row for _, row in cards.quiet]
+    context = _head_context(head, ZoneInfo(head.timezone))
+    context["cards"] = [card for _, card in cards.cards]  # the template decodes each
+    context["quiet"] = quiet
+    context["quiet_lines"] = _quiet_table(quiet) if quiet else []
+    pieces: list[str] = []
+    size = 0
+    for piece in template_environment(html=False).get_template("digest.txt.j2").generate(context):
+        pieces.append(piece)
+        size += len(piece)
+        if size >= TEXT_CHUNK:
+            yield printable("".join(pieces))
+            pieces, size = [], 0
+    yield printable("".join(pieces))
 
 
 def render_html(digest: Digest) -> str:
@@ -566,13 +672,19 @@ def template_environment(*, html: bool) -> jinja2.Environment:
 def _context(digest: Digest) -> dict[str, Any]:
     zone = ZoneInfo(digest.timezone)
     return {
+        **_head_context(digest, zone),
+        "packages": [_package_context(p, zone) for p in digest.packages if not p.quiet],
+        "quiet": [_quiet_context(p) for p in digest.packages if p.quiet],
+    }
+
+
+def _head_context(digest: Digest, zone: ZoneInfo) -> dict[str, Any]:
+    return {
         "subject": digest_subject(digest),
         "period": _period_name(digest),
         "since": _display(digest.since, zone),
         "until": _display(digest.until, zone),
         "totals": digest.totals,
-        "packages": [_package_context(p, zone) for p in digest.packages if not p.quiet],
-        "quiet": [_quiet_context(p) for p in digest.packages if p.quiet],
     }
 
 
@@ -589,13 +701,12 @@ def _quiet_context(p: PackageDigest) -> dict[str, Any]:
     }
 
 
-def _quiet_table(rows: list[dict[str, Any]]) -> list[str]:
-    """The quiet packages as aligned text lines: name and version left, numbers right."""
+def _quiet_table(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    """The quiet packages (name, version, stars, forks) as aligned text lines: name and
+    version left, numbers right."""
     from monitor.report import table_lines
 
-    table = [("package", "version", "stars", "forks")]
-    table += [(r["name"], r["version"], r["stars"], r["forks"]) for r in rows]
-    return table_lines(table, right={2, 3})
+    return table_lines([("package", "version", "stars", "forks"), *rows], right={2, 3})
 
 
 def _package_context(p: PackageDigest, zone: ZoneInfo) -> dict[str, Any]:
