@@ -562,24 +562,23 @@ def text_chunks(digest: Digest) -> Iterator[str]:
     return _text_document(digest, cards)
 
 
-def configured_text(
+def build_text(
     store: Store,
-    config: Any,
     *,
     now: datetime,
     since: timedelta = DEFAULT_SINCE,
+    base_url: str = DEFAULT_BASE_URL,
+    timezone: str = "UTC",
     rules: Collection[str] | None = None,
 ) -> Iterator[str]:
-    """The text of :func:`configured_digest` (what ``monitor digest`` prints), in pieces to
-    write as they come. Each package's card is rendered as the package is read, and only the
-    cards are kept (UTF-8), not the packages' data nor the whole text: a year's digest of
+    """The text of :func:`build_digest`'s digest (what ``monitor digest`` prints), in pieces
+    to write as they come. Each package's card is rendered as the package is read, and only
+    the cards are kept (UTF-8), not the packages' data nor the whole text: a year's digest of
     10,000 packages is megabytes (issue 14). Everything is read and every card rendered
     before this returns (the totals head the text), so an error leaves nothing half-written.
     """
     start, until = _period(now, since)
-    timezone = config.schedule.timezone
     cards, totals = _TextCards(ZoneInfo(timezone)), _totals()
-    base_url = config.djangopackages.url
     packages = _packages(store, start=start, until=until, base_url=base_url, rules=rules)
     # Read and rendered by turns of READ_BATCH packages, not one: reading and rendering
     # each evict the other from the CPU's caches (a tenth of the time, turn by turn).
@@ -590,6 +589,25 @@ def configured_text(
     cards.sort()
     head = Digest(since=start, until=until, packages=[], totals=totals, timezone=timezone)
     return _text_document(head, cards)
+
+
+def configured_text(
+    store: Store,
+    config: Any,
+    *,
+    now: datetime,
+    since: timedelta = DEFAULT_SINCE,
+    rules: Collection[str] | None = None,
+) -> Iterator[str]:
+    """:func:`build_text` with the config's djangopackages URL and time zone."""
+    return build_text(
+        store,
+        now=now,
+        since=since,
+        base_url=config.djangopackages.url,
+        timezone=config.schedule.timezone,
+        rules=rules,
+    )
 
 
 class _TextCards:
