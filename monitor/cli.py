@@ -1068,8 +1068,8 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     from monitor.digest import (
         configured_digest,
         configured_text,
+        html_chunks,
         queue_digest_groups,
-        render_html,
         text_chunks,
         write_file,
     )
@@ -1083,10 +1083,11 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     if html_path:
         built = configured_digest(store, config, now=now, since=period, rules=rules_in_force)
         if html_path == "-":
-            echo(render_html(built), nl=False)  # stdout holds the HTML document alone
+            for chunk in html_chunks(built):  # stdout holds the HTML document alone
+                echo(chunk, nl=False)
         else:
             try:
-                write_file(html_path, render_html(built))
+                write_file(html_path, html_chunks(built))
             except OSError as exc:
                 raise MonitorError(f"cannot write {html_path}: {exc.strerror or exc}") from None
             echo(f"wrote {html_path}", err=True)

@@ -1,6 +1,7 @@
-"""``monitor digest`` at hundreds of packages (issue 14): the text is written in pieces as it is
+"""``monitor digest`` at a thousand packages (issue 14): the text is written in pieces as it is
 rendered, and what is held meanwhile is each package's card as text, not the packages' data
-nor the whole document; the text is the one :func:`render_text` gives of the digest.
+nor the whole document; the text is the one :func:`render_text` gives of the digest. The HTML
+(``--html``) is written in pieces too, and a file whose pieces fail is not written.
 
 The store holds 1,000 packages in every group of the digest's order (critical, warning and info
 alerts firing, failed polls, changes, alerts fired or resolved, quiet), their slugs not in the
@@ -13,13 +14,21 @@ import contextlib
 import io
 import shutil
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from monitor.cli import Runtime, cli
 from monitor.config import load_config
-from monitor.digest import TEXT_CHUNK, configured_digest, configured_text, render_text
+from monitor.digest import (
+    TEXT_CHUNK,
+    configured_digest,
+    configured_text,
+    render_html,
+    render_text,
+    write_file,
+)
 from monitor.store import Store
 from tests.conftest import Monitor
 from tests.fakeupstream import clone_records
@@ -104,11 +113,11 @@ class Recorder(io.StringIO):
         return super().write(text)
 
 
-def run_digest(monitor: Monitor) -> Recorder:
+def run_digest(monitor: Monitor, *args: str) -> Recorder:
     runtime = Runtime(config_path=str(monitor.config_path), clock=monitor.clock)
     out = Recorder()
     with contextlib.redirect_stdout(out):
-        cli.main(["digest"], obj=runtime, standalone_mode=False)
+        cli.main(["digest", *args], obj=runtime, standalone_mode=False)
     return out
 
 
@@ -122,6 +131,30 @@ def test_the_text_is_written_in_pieces_and_is_the_digests(many: Monitor) -> None
     assert len(expected) > 4 * TEXT_CHUNK
     assert len(out.writes) > 4
     assert max(out.writes) < TEXT_CHUNK + 2_000  # a piece: about TEXT_CHUNK and a card
+
+
+def test_the_html_is_written_in_pieces_too(many: Monitor) -> None:
+    out = run_digest(many, "--html", "-")
+    store = many.store()
+    expected = render_html(configured_digest(store, load_config(many.config_path), now=NOW))
+    store.close()
+    assert out.getvalue() == expected
+    assert len(expected) > 4 * TEXT_CHUNK
+    assert max(out.writes) < TEXT_CHUNK + 4_000  # a piece: about TEXT_CHUNK and a card
+
+
+def test_a_file_whose_pieces_fail_is_not_written(tmp_path: Path) -> None:
+    target = tmp_path / "digest.html"
+    target.write_text("an older digest")
+
+    def pieces() -> Iterator[str]:
+        yield "<!DOCTYPE html>"
+        raise RuntimeError("the template failed")
+
+    with pytest.raises(RuntimeError, match="the template failed"):
+        write_file(str(target), pieces())
+    assert target.read_text() == "an older digest"
+    assert [p.name for p in tmp_path.iterdir()] == ["digest.html"]  # no temporary file left
 
 
 def test_the_render_holds_cards_not_the_digest(many: Monitor) -> None:
