@@ -3,11 +3,14 @@
 ``build_digest`` reads the history in the store as of ``now`` (the clock is injected) and
 returns a :class:`Digest`; ``render_text``, ``render_html``, ``digest_subject`` and
 ``digest_data`` turn it into what the notifiers send (email text + HTML, the webhook's
-``package.digest`` ``data``, console lines). The period is ``[now - since, now]``; times are
-shown in the ``[schedule] timezone`` (``data`` keeps them in UTC). The period is named after
-its length: "daily digest", "weekly digest", "monthly digest", else "digest (3d)". The
-scheduled digest covers the time since the cron's previous fire time, so a daily cron sends a
-daily digest (a day is a day of the wall clock: 23 or 25 hours across a DST change).
+``package.digest`` ``data``, console lines). ``build_text`` gives the text alone, as
+``monitor digest`` prints it, without holding a :class:`Digest`: each package's card is
+rendered as the package is read, and the text comes in pieces. The period is
+``[now - since, now]``; times are shown in the ``[schedule] timezone`` (``data`` keeps them
+in UTC). The period is named after its length: "daily digest", "weekly digest", "monthly
+digest", else "digest (3d)". The scheduled digest covers the time since the cron's previous
+fire time, so a daily cron sends a daily digest (a day is a day of the wall clock: 23 or 25
+hours across a DST change).
 
 What each number means:
 
