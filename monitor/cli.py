@@ -1085,9 +1085,10 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     """
     from monitor.digest import (
         configured_digest,
+        configured_text,
+        html_chunks,
         queue_digest_groups,
-        render_html,
-        render_text,
+        text_chunks,
         write_file,
     )
 
@@ -1097,17 +1098,27 @@ def digest(ctx: click.Context, send: bool, html_path: str | None, since: str) ->
     now = runtime.clock()
     period = parse_duration(since)
     rules_in_force = runtime.rule_ids()
-    built = configured_digest(store, config, now=now, since=period, rules=rules_in_force)
-    if html_path == "-":
-        echo(render_html(built), nl=False)  # stdout holds the HTML document alone
-    elif html_path:
-        try:
-            write_file(html_path, render_html(built))
-        except OSError as exc:
-            raise MonitorError(f"cannot write {html_path}: {exc.strerror or exc}") from None
-        echo(f"wrote {html_path}", err=True)
+    if html_path:
+        built = configured_digest(store, config, now=now, since=period, rules=rules_in_force)
+        if html_path == "-":
+            for chunk in html_chunks(built):  # stdout holds the HTML document alone
+                echo(chunk, nl=False)
+        else:
+            try:
+                write_file(html_path, html_chunks(built))
+            except OSError as exc:
+                raise MonitorError(f"cannot write {html_path}: {exc.strerror or exc}") from None
+            echo(f"wrote {html_path}", err=True)
     if html_path != "-":
-        echo(render_text(built))
+        # The text alone is rendered as its packages are read, with no digest held whole,
+        # and written in pieces: megabytes for 10,000 packages (issue 14).
+        if html_path:
+            text = text_chunks(built)
+        else:
+            text = configured_text(store, config, now=now, since=period, rules=rules_in_force)
+        for chunk in text:
+            echo(chunk, nl=False)
+        echo()
     if send:
         groups = queue_digest_groups(store, config, now=now, since=period, rules=rules_in_force)
         undelivered = _run(runtime.app(console=sys.stderr).deliver(groups))

@@ -3,11 +3,14 @@
 ``build_digest`` reads the history in the store as of ``now`` (the clock is injected) and
 returns a :class:`Digest`; ``render_text``, ``render_html``, ``digest_subject`` and
 ``digest_data`` turn it into what the notifiers send (email text + HTML, the webhook's
-``package.digest`` ``data``, console lines). The period is ``[now - since, now]``; times are
-shown in the ``[schedule] timezone`` (``data`` keeps them in UTC). The period is named after
-its length: "daily digest", "weekly digest", "monthly digest", else "digest (3d)". The
-scheduled digest covers the time since the cron's previous fire time, so a daily cron sends a
-daily digest (a day is a day of the wall clock: 23 or 25 hours across a DST change).
+``package.digest`` ``data``, console lines). ``build_text`` gives the text alone, as
+``monitor digest`` prints it, without holding a :class:`Digest`: each package's card is
+rendered as the package is read, and the text comes in pieces. The period is
+``[now - since, now]``; times are shown in the ``[schedule] timezone`` (``data`` keeps them
+in UTC). The period is named after its length: "daily digest", "weekly digest", "monthly
+digest", else "digest (3d)". The scheduled digest covers the time since the cron's previous
+fire time, so a daily cron sends a daily digest (a day is a day of the wall clock: 23 or 25
+hours across a DST change).
 
 What each number means:
 
@@ -38,10 +41,11 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -65,6 +69,8 @@ DEFAULT_BASE_URL = "https://djangopackages.org"
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 NO_COMMITS = "no commit data"
+TEXT_CHUNK = 1 << 16  # characters: the text digest is written in pieces of about this size
+READ_BATCH = 64  # packages read, then rendered, at a turn (configured_text)
 
 
 @dataclass(frozen=True)
@@ -146,16 +152,39 @@ def build_digest(
     history rows from the period's start on and the newest one before it, a field's value
     before the period only when the field changed since (indexed lookups), failed polls and
     alerts of the period (and those firing now)."""
+    start, until = _period(now, since)
+    packages = sorted(
+        _packages(store, start=start, until=until, base_url=base_url, rules=rules),
+        key=lambda p: (p.attention, p.slug),
+    )
+    totals = _totals()
+    for p in packages:
+        _tally(totals, p)
+    return Digest(since=start, until=until, packages=packages, totals=totals, timezone=timezone)
+
+
+def _period(now: datetime, since: timedelta) -> tuple[datetime, datetime]:
     until = now.astimezone(UTC)
-    start = until - since
+    return until - since, until
+
+
+def _packages(
+    store: Store,
+    *,
+    start: datetime,
+    until: datetime,
+    base_url: str,
+    rules: Collection[str] | None,
+) -> Iterator[PackageDigest]:
+    """Every active watch's card data over ``[start, until]``, by watch id, one at a time."""
     known = None if rules is None else {*rules, *(rule.id for rule in BUILTIN_RULES)}
     alerts = store.digest_alerts(start)
     # Failed polls before retention's cut are day counts (and the rows from it on, the
     # failures of each day after it): a period reaching before it reads both.
     cut = store.checks_kept_from()
     counted = store.failure_counts(start, cut) if cut is not None and start < cut else {}
-    packages = [
-        _package(
+    for watch, values in store.digest_watches():
+        yield _package(
             store,
             watch,
             values,
@@ -166,19 +195,22 @@ def build_digest(
             rules=known,
             counted=(counted.get(watch["id"], 0), cut) if counted else None,
         )
-        for watch, values in store.digest_watches()
-    ]
-    packages.sort(key=lambda p: (p.attention, p.slug))
-    totals = {
-        "packages": len(packages),
-        "firing": sum(len(p.firing) for p in packages),
-        "fired": sum(len(p.fired) for p in packages),
-        "resolved": sum(len(p.resolved) for p in packages),
-        "failures": sum(p.failures for p in packages),
-        "releases": sum(len(p.new_versions) for p in packages),
-        "changed": sum(1 for p in packages if p.changed),
-    }
-    return Digest(since=start, until=until, packages=packages, totals=totals, timezone=timezone)
+
+
+def _totals() -> dict[str, int]:
+    keys = ("packages", "firing", "fired", "resolved", "failures", "releases", "changed")
+    return dict.fromkeys(keys, 0)
+
+
+def _tally(totals: dict[str, int], p: PackageDigest) -> None:
+    """Add one package to the digest's ``totals``."""
+    totals["packages"] += 1
+    totals["firing"] += len(p.firing)
+    totals["fired"] += len(p.fired)
+    totals["resolved"] += len(p.resolved)
+    totals["failures"] += p.failures
+    totals["releases"] += len(p.new_versions)
+    totals["changed"] += p.changed
 
 
 def configured_digest(
@@ -541,26 +573,139 @@ def digest_data(digest: Digest) -> dict[str, Any]:
 def render_text(digest: Digest) -> str:
     """The plain-text digest (terminal, console channel, the email's text part): fields are
     one line each, and the whole is kept free of control and bidi characters (SPEC §9)."""
-    context = _context(digest)
-    context["quiet_lines"] = _quiet_table(context["quiet"]) if context["quiet"] else []
-    return printable(template_environment(html=False).get_template("digest.txt.j2").render(context))
+    return "".join(text_chunks(digest))
+
+
+def text_chunks(digest: Digest) -> Iterator[str]:
+    """:func:`render_text`'s text in pieces of about ``TEXT_CHUNK`` characters."""
+    cards = _TextCards(ZoneInfo(digest.timezone))
+    for p in digest.packages:
+        cards.add(p)
+    return _text_document(digest, cards)
+
+
+def build_text(
+    store: Store,
+    *,
+    now: datetime,
+    since: timedelta = DEFAULT_SINCE,
+    base_url: str = DEFAULT_BASE_URL,
+    timezone: str = "UTC",
+    rules: Collection[str] | None = None,
+) -> Iterator[str]:
+    """The text of :func:`build_digest`'s digest (what ``monitor digest`` prints), in pieces
+    to write as they come. Each package's card is rendered as the package is read, and only
+    the cards are kept (UTF-8), not the packages' data nor the whole text: a year's digest of
+    10,000 packages is megabytes (issue 14). Everything is read and every card rendered
+    before this returns (the totals head the text), so an error leaves nothing half-written.
+    """
+    start, until = _period(now, since)
+    cards, totals = _TextCards(ZoneInfo(timezone)), _totals()
+    packages = _packages(store, start=start, until=until, base_url=base_url, rules=rules)
+    # Read and rendered by turns of READ_BATCH packages, not one: reading and rendering
+    # each evict the other from the CPU's caches (a tenth of the time, turn by turn).
+    while batch := list(islice(packages, READ_BATCH)):
+        for p in batch:
+            cards.add(p)
+            _tally(totals, p)
+    cards.sort()
+    head = Digest(since=start, until=until, packages=[], totals=totals, timezone=timezone)
+    return _text_document(head, cards)
+
+
+def configured_text(
+    store: Store,
+    config: Any,
+    *,
+    now: datetime,
+    since: timedelta = DEFAULT_SINCE,
+    rules: Collection[str] | None = None,
+) -> Iterator[str]:
+    """:func:`build_text` with the config's djangopackages URL and time zone."""
+    return build_text(
+        store,
+        now=now,
+        since=since,
+        base_url=config.djangopackages.url,
+        timezone=config.schedule.timezone,
+        rules=rules,
+    )
+
+
+class _TextCards:
+    """The text digest's packages, added as they are read: the card of each one to report,
+    rendered there and then (UTF-8), and the table row of each quiet one, both in the order
+    added until :meth:`sort` puts them in the digest's (:func:`build_digest`'s)."""
+
+    def __init__(self, zone: ZoneInfo):
+        self.zone = zone
+        # A macro: calling it makes no new template context per card, as render() would.
+        template = template_environment(html=False).get_template("digest_card.txt.j2")
+        self.card: Callable[[dict[str, Any]], str] = template.module.card  # type: ignore[attr-defined]
+        self.cards: list[tuple[tuple[tuple[int, int], str], bytes]] = []
+        self.quiet: list[tuple[str, tuple[str, str, str, str]]] = []  # slug, row
+
+    def add(self, p: PackageDigest) -> None:
+        if p.quiet:
+            row = _quiet_context(p)
+            self.quiet.append((p.slug, (row["name"], row["version"], row["stars"], row["forks"])))
+        else:
+            card = self.card(_package_context(p, self.zone))
+            self.cards.append(((p.attention, p.slug), card.encode()))
+
+    def sort(self) -> None:
+        self.cards.sort(key=lambda card: card[0])
+        self.quiet.sort(key=lambda row: row[0])
+
+
+def _text_document(head: Digest, cards: _TextCards) -> Iterator[str]:
+    """The text digest headed by ``head`` (its period and totals; its packages are not read),
+    printable, in pieces of about ``TEXT_CHUNK`` characters."""
+    quiet = [row for _, row in cards.quiet]
+    context = _head_context(head, ZoneInfo(head.timezone))
+    context["cards"] = [card for _, card in cards.cards]  # the template decodes each
+    context["quiet"] = quiet
+    context["quiet_lines"] = _quiet_table(quiet) if quiet else []
+    template = template_environment(html=False).get_template("digest.txt.j2")
+    return (printable(chunk) for chunk in _joined(template.generate(context)))
 
 
 def render_html(digest: Digest) -> str:
-    return template_environment(html=True).get_template("digest.html.j2").render(_context(digest))
+    return "".join(html_chunks(digest))
 
 
-def write_file(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: into a new file beside it, renamed over
-    it once written. Raises ``OSError``; nothing is left behind then."""
+def html_chunks(digest: Digest) -> Iterator[str]:
+    """:func:`render_html`'s document in pieces of about ``TEXT_CHUNK`` characters (megabytes
+    for 10,000 packages: ``monitor digest --html`` writes it as it is rendered)."""
+    template = template_environment(html=True).get_template("digest.html.j2")
+    return _joined(template.generate(_context(digest)))
+
+
+def _joined(pieces: Iterable[str]) -> Iterator[str]:
+    """A template's small pieces of output joined into ones of about ``TEXT_CHUNK``."""
+    held: list[str] = []
+    size = 0
+    for piece in pieces:
+        held.append(piece)
+        size += len(piece)
+        if size >= TEXT_CHUNK:
+            yield "".join(held)
+            held, size = [], 0
+    yield "".join(held)
+
+
+def write_file(path: str, text: str | Iterable[str]) -> None:
+    """Write ``text`` (or its pieces, as they come) to ``path`` whole or not at all: into a
+    new file beside it, renamed over it once written. Raises ``OSError``, or what making the
+    pieces raised; nothing is left behind then."""
     target = Path(path)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
+            file.writelines([text] if isinstance(text, str) else text)
         os.replace(temporary, target)
-    except OSError:
+    except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
         raise
@@ -585,13 +730,19 @@ def template_environment(*, html: bool) -> jinja2.Environment:
 def _context(digest: Digest) -> dict[str, Any]:
     zone = ZoneInfo(digest.timezone)
     return {
+        **_head_context(digest, zone),
+        "packages": [_package_context(p, zone) for p in digest.packages if not p.quiet],
+        "quiet": [_quiet_context(p) for p in digest.packages if p.quiet],
+    }
+
+
+def _head_context(digest: Digest, zone: ZoneInfo) -> dict[str, Any]:
+    return {
         "subject": digest_subject(digest),
         "period": _period_name(digest),
         "since": _display(digest.since, zone),
         "until": _display(digest.until, zone),
         "totals": digest.totals,
-        "packages": [_package_context(p, zone) for p in digest.packages if not p.quiet],
-        "quiet": [_quiet_context(p) for p in digest.packages if p.quiet],
     }
 
 
@@ -608,13 +759,12 @@ def _quiet_context(p: PackageDigest) -> dict[str, Any]:
     }
 
 
-def _quiet_table(rows: list[dict[str, Any]]) -> list[str]:
-    """The quiet packages as aligned text lines: name and version left, numbers right."""
+def _quiet_table(rows: list[tuple[str, str, str, str]]) -> list[str]:
+    """The quiet packages (name, version, stars, forks) as aligned text lines: name and
+    version left, numbers right."""
     from monitor.report import table_lines
 
-    table = [("package", "version", "stars", "forks")]
-    table += [(r["name"], r["version"], r["stars"], r["forks"]) for r in rows]
-    return table_lines(table, right={2, 3})
+    return table_lines([("package", "version", "stars", "forks"), *rows], right={2, 3})
 
 
 def _package_context(p: PackageDigest, zone: ZoneInfo) -> dict[str, Any]:
