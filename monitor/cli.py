@@ -18,7 +18,6 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -43,18 +42,29 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
 class Runtime:
-    """What a command needs from the world; tests replace the clock and sleep."""
+    """What a command needs from the world; tests replace the clock and sleep.
 
-    config_path: str | None = None
-    clock: Callable[[], datetime] = utcnow
-    sleep: Callable[[float], Awaitable[Any]] | None = None  # None: asyncio.sleep
-    rng: Callable[[], float] = random.random
-    env: dict[str, str] | None = None
-    read_only: bool = False  # a command that only reads: a missing database is not created
-    _config: Config | None = field(default=None, repr=False)
-    _rules: list[Any] | None = field(default=None, repr=False)
+    (A plain class, not a dataclass: ``dataclasses`` and the ``inspect`` it imports are a
+    seventh of ``monitor --help``'s start-up.)"""
+
+    def __init__(
+        self,
+        config_path: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,  # None: asyncio.sleep
+        rng: Callable[[], float] = random.random,
+        env: dict[str, str] | None = None,
+        read_only: bool = False,  # a command that only reads: a missing database is not made
+    ):
+        self.config_path = config_path
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+        self.env = env
+        self.read_only = read_only
+        self._config: Config | None = None
+        self._rules: list[Any] | None = None
 
     def pause(self) -> Callable[[float], Awaitable[Any]]:
         """The sleep to use: the injected one, else asyncio's (imported only now: start-up
