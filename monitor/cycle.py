@@ -58,13 +58,21 @@ from monitor.config import Config
 from monitor.diff import Change, diff, diff_values
 from monitor.durations import parse_duration
 from monitor.expr import LimitExceeded, UnknownValue
-from monitor.history import stored_change
+from monitor.history import stored_change, stored_notice
 from monitor.names import is_pypi_watch, package_links, project_of
 from monitor.outbox import hold_group, open_group, release_groups
 from monitor.snapshot import BOOKKEEPING, Snapshot
 from monitor.sources import Due, PartState, PartStatus, PollResult, PollStatus
 from monitor.sources import title as source_title
-from monitor.store import Store, StoredPart, Watch, day_number, from_iso, iso
+from monitor.store import (
+    Store,
+    StoredPart,
+    Watch,
+    day_number,
+    from_iso,
+    history_fingerprint,
+    iso,
+)
 
 
 @dataclass(frozen=True)
@@ -679,7 +687,7 @@ class CycleRecorder:
                 "watch_id": plan.watch.id,
                 "taken_at": self._now_iso,
                 "data": _json(plan.history),
-                "fingerprint": plan.dp_fingerprint,
+                "fingerprint": history_fingerprint(plan.dp_fingerprint),
                 "baselines": _json(plan.baselines) if plan.baselines else None,
             },
         )
@@ -993,11 +1001,11 @@ class CycleRecorder:
                 "repeat": int(repeat),
                 "at": iso(self.now),
                 "snapshot_id": snapshot_id,
-                # ``changes`` (a column since schema 1) is left NULL: the notice holds them,
-                # and nothing read the second copy (10 MB a year at 10,000 packages)
-                "summary": summary,
+                # ``changes`` and ``summary`` (columns since schema 1) are left NULL: the
+                # notice holds them, and nothing read the second copy (12 MB a year at
+                # 10,000 packages); its changes of a list that slid are stored as shifts
                 "muted": int(muted),
-                "notice": _json(notice.to_json_dict()),
+                "notice": _json(stored_notice(notice.to_json_dict())),
             },
         )
         self.report.transitions.append(

@@ -70,10 +70,13 @@ def stored_change(change: Change) -> Any:
     that slid (``new == old[k:n - r] + add`` for the list's length ``n``, ``k`` items dropped
     and ``r`` (0 or 1: the newest week counted again) cut), the shift when that is
     shorter."""
-    new = fields.to_json(change.new)
-    if fields.known().get(change.field) is not FieldKind.INTS:
+    return shift_of(change.field, fields.to_json(change.old), fields.to_json(change.new))
+
+
+def shift_of(name: str, old: Any, new: Any) -> Any:
+    """:func:`stored_change` of field ``name`` going from ``old`` to ``new`` (JSON values)."""
+    if fields.known().get(name) is not FieldKind.INTS:
         return new
-    old = fields.to_json(change.old)
     if not (isinstance(old, list) and isinstance(new, list)):
         return new
     n = len(old)
@@ -106,6 +109,25 @@ def backward(after: Any, stored: Any) -> Any:
     """A field's value before a history row that holds the shift ``stored`` for it, from its
     value ``after`` the row."""
     return stored["drop"] + after[: len(after) - len(stored["add"])] + stored.get("cut", [])
+
+
+def stored_notice(notice: Mapping[str, Any]) -> dict[str, Any]:
+    """A notice's JSON as a transition row stores it: the new value of each change to a list
+    of ints that slid as its shift (a weekly star move of 10,000 packages also lists their
+    ``commits_over_52`` before and after)."""
+    changes = notice.get("changes") or ()
+    return {
+        **notice,
+        "changes": [{**c, "new": shift_of(c["field"], c["old"], c["new"])} for c in changes],
+    }
+
+
+def read_notice(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A notice's JSON as :func:`stored_notice` stored it, its changes whole again."""
+    changes = stored.get("changes") or ()
+    if not any(is_shift(c.get("new")) for c in changes):
+        return dict(stored)
+    return {**stored, "changes": [{**c, "new": forward(c["old"], c["new"])} for c in changes]}
 
 
 def values_after(before: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:

@@ -191,9 +191,17 @@ def test_records_replayed_by_fingerprint(monitor: Monitor) -> None:
     store = monitor.store()
     try:
         for (_, _, fingerprint), counts in zip(raw_rows(monitor), served, strict=True):
+            assert len(fingerprint) == 8  # a history row keeps a record's first 8 bytes
             record = store.snapshot_by_fingerprint(1, fingerprint)
             assert record is not None
             assert list(record.commits_over_52 or ()) == counts
+        # the cycle looks up a record's whole fingerprint (the newest is the stored part's)
+        [(whole,)] = store.conn.execute(
+            "SELECT fingerprint FROM parts WHERE source = 'djangopackages'"
+        ).fetchall()
+        assert len(whole) == 16
+        record = store.snapshot_by_fingerprint(1, whole)
+        assert record is not None and list(record.commits_over_52 or ()) == served[-1]
     finally:
         store.close()
 
@@ -245,3 +253,35 @@ def test_the_shift_goes_both_ways(old: Any, new: Any, stored: Any) -> None:
 def test_only_lists_of_ints_are_shifted() -> None:
     change = Change("participants", ("a", "b", "c", "d", "e"), ("b", "c", "d", "e", "f"))
     assert stored_change(change) == ["b", "c", "d", "e", "f"]
+
+
+def test_a_notice_stores_a_slid_list_as_its_shift_and_sends_it_whole(monitor: Monitor) -> None:
+    """A release in the week the counts slid: the transition row's notice holds the slide as
+    its shift, and the message built from it (a webhook here) lists both whole lists."""
+    from monitor.notify.webhook import bounded_change
+    from tests.conftest import webhook_toml
+    from tests.fakes import FakeWebhookReceiver
+
+    record = monitor.upstream.records[SLUG]
+    record["commits_over_52"] = list(FIRST)
+    with FakeWebhookReceiver() as hook:
+        monitor.configure(webhook_toml(hook.hook_url))
+        assert monitor.run("watch", SLUG).exit_code == 0
+        hook.clear()
+        record["commits_over_52"] = WEEKS[1]
+        record["pypi_version"] = "99.0.0"
+        monitor.clock.now = START + timedelta(weeks=1)
+        result = monitor.run("check")
+        assert result.exit_code == 0, result.output
+        [alert] = [a for event in hook.events for a in event["data"]["alerts"]]
+    sent = {c["field"]: c for c in alert["changes"]}
+    whole = {"field": "commits_over_52", "old": FIRST, "new": WEEKS[1]}
+    assert sent["commits_over_52"] == bounded_change(whole)  # the webhook cuts long lists
+    store = monitor.store()
+    try:
+        [(notice,)] = store.conn.execute("SELECT notice FROM transitions").fetchall()
+    finally:
+        store.close()
+    stored = {c["field"]: c for c in json.loads(notice)["changes"]}
+    assert stored["commits_over_52"]["new"] == {"drop": [100], "add": [1]}
+    assert stored["pypi_version"]["new"] == "99.0.0"
