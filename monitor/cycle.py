@@ -3,10 +3,11 @@
 The packages polled by one ``check``, one ``watch`` or one ``run`` tick form a cycle, in
 steps of :class:`CycleRecorder` (:func:`poll_and_record` runs them):
 
-- ``prepare`` reads the watches and their sources' stored parts, and hands djangopackages
-  the fingerprints of the last stored records, so it can report unchanged ones unparsed;
-- :func:`poll_parts` polls the other sources for the same watches (``due`` gives each its
-  keys and stored ETags), OSV after PyPI;
+- ``prepare`` reads the watches, and hands djangopackages the fingerprints of the last
+  stored records, so it can report unchanged ones unparsed; its results are taken
+  :data:`BATCH` at a time as they come, while its later list pages are fetched;
+- for each batch, its watches' stored parts are read and :func:`poll_parts` polls the other
+  sources for them (``due`` gives each its keys and stored ETags), OSV after PyPI;
 - ``record`` takes the results :data:`BATCH` packages at a time. For each batch it first
   works out, outside any transaction, what each result means (its :class:`_Plan`: each
   source's part diffed against its stored values, change rules fired, condition verdicts)
@@ -22,7 +23,8 @@ again. A crash (or a cancelled cycle) stores whole batches only: the batch in ha
 stored (the next poll sees the same changes). The cycle's delivery group of each channel is
 held ``open`` until its last batch is written, so a cycle sends one message per channel; the
 group of a cycle that died is released by the outbox when its hold expires, and sends what its
-written batches decided. Nothing is lost and no alert is decided twice.
+written batches decided (a cycle that stops on an error or a stop signal releases them at
+once). Nothing is lost and no alert is decided twice.
 """
 
 from __future__ import annotations
