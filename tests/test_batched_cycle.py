@@ -178,3 +178,43 @@ def test_sigkill_between_batches_loses_nothing_and_sends_nothing_twice(
         monitor.clock.now += timedelta(hours=1)
         report = monitor.json("check")
         assert report["changed"] == [] and len(hook.events) == 2
+
+
+def test_a_cycle_that_fails_midway_sends_what_its_written_batches_decided_at_once(
+    monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """djangopackages' poll breaks after some batches were written: those batches stay
+    (whole), and their delivery group is released there and then, not once its hold
+    expires; the next check records the rest and every release goes out once."""
+    monkeypatch.setattr(cycle, "BATCH", 100)
+    db = monitor.tmp_path / "monitor.db"
+    poll = DjangoPackagesSource.poll
+
+    async def breaking(self: DjangoPackagesSource, *args: Any, **kwargs: Any) -> Any:
+        told, seen = kwargs["on_result"], []
+
+        def note(result: Any) -> None:
+            seen.append(result.slug)
+            if len(seen) > 3 * cycle.BATCH and _polls(db) >= written_before + cycle.BATCH:
+                raise RuntimeError("the source broke")
+            told(result)
+
+        written_before = _polls(db)
+        return await poll(self, *args, **{**kwargs, "on_result": note})
+
+    with _released_world(monitor) as (hook, slugs):
+        before = _polls(db)
+        monkeypatch.setattr(DjangoPackagesSource, "poll", breaking)
+        with pytest.raises(RuntimeError, match="the source broke"):  # a bug: it propagates
+            monitor.run("check")
+        written = _polls(db) - before
+        assert 0 < written < PACKAGES and written % cycle.BATCH == 0
+        store = monitor.store()
+        try:
+            statuses = {row["status"] for row in store.query("SELECT status FROM outbox")}
+        finally:
+            store.close()
+        assert "open" not in statuses  # released by the failing cycle itself
+        monkeypatch.setattr(DjangoPackagesSource, "poll", poll)
+        assert monitor.run("check").exit_code == 0
+        assert _released(monitor, hook) == Counter({slug: 1 for slug in slugs})
