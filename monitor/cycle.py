@@ -60,7 +60,7 @@ from monitor.config import Config
 from monitor.diff import Change, diff, diff_values
 from monitor.durations import parse_duration
 from monitor.expr import LimitExceeded, UnknownValue
-from monitor.history import stored_change, stored_notice
+from monitor.history import stored_change
 from monitor.names import is_pypi_watch, package_links, project_of
 from monitor.outbox import hold_group, open_group, release_groups
 from monitor.snapshot import BOOKKEEPING, Snapshot
@@ -74,6 +74,7 @@ from monitor.store import (
     from_iso,
     history_fingerprint,
     iso,
+    notice_column,
 )
 
 
@@ -1005,9 +1006,9 @@ class CycleRecorder:
                 "snapshot_id": snapshot_id,
                 # ``changes`` and ``summary`` (columns since schema 1) are left NULL: the
                 # notice holds them, and nothing read the second copy (12 MB a year at
-                # 10,000 packages); its changes of a list that slid are stored as shifts
+                # 10,000 packages); the notice is stored as :func:`notice_column` makes it
                 "muted": int(muted),
-                "notice": _json(stored_notice(notice.to_json_dict())),
+                "notice": notice_column(notice.to_json_dict()),
             },
         )
         self.report.transitions.append(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from monitor.store import Store, iso
+from monitor.store import Store, iso, notice_of
 from tests.conftest import FIVE, START, Monitor, vm_steps
 
 
@@ -178,7 +178,7 @@ def test_built_in_alerts_say_what_happened_once(monitor: Monitor) -> None:
         rows = store.query("SELECT notice FROM transitions")
     finally:
         store.close()
-    notices = {n.rule: n for n in (Notice.from_json_dict(json.loads(r["notice"])) for r in rows)}
+    notices = {n.rule: n for n in (Notice.from_json_dict(notice_of(r["notice"])) for r in rows)}
     for rule in ("package-not-found", "poll-failing"):
         description, summary = said_once(notices[rule])
         assert description == "" and summary, (rule, notices[rule])

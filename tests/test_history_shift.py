@@ -8,6 +8,7 @@ shift replaced by the list the fake upstream served that week."""
 from __future__ import annotations
 
 import json
+import zlib
 from datetime import timedelta
 from typing import Any
 
@@ -282,6 +283,22 @@ def test_a_notice_stores_a_slid_list_as_its_shift_and_sends_it_whole(monitor: Mo
         [(notice,)] = store.conn.execute("SELECT notice FROM transitions").fetchall()
     finally:
         store.close()
-    stored = {c["field"]: c for c in json.loads(notice)["changes"]}
+    stored = {c["field"]: c for c in json.loads(zlib.decompress(notice))["changes"]}
     assert stored["commits_over_52"]["new"] == {"drop": [100], "add": [1]}
     assert stored["pypi_version"]["new"] == "99.0.0"
+
+
+def test_a_notice_column_reads_back_whole_and_one_from_before_as_it_was() -> None:
+    from monitor.store import notice_column, notice_of
+
+    notice = {
+        "rule": "pypi-version-changed",
+        "changes": [
+            {"field": "commits_over_52", "old": FIRST, "new": WEEKS[1]},
+            {"field": "pypi_version", "old": "1.0", "new": "2.0"},
+        ],
+    }
+    column = notice_column(notice)
+    assert isinstance(column, bytes) and len(column) < len(json.dumps(notice)) / 2
+    assert notice_of(column) == notice
+    assert notice_of(json.dumps(notice)) == notice  # a row stored as JSON text before
