@@ -1256,13 +1256,15 @@ def db_vacuum(ctx: click.Context) -> None:
 
     Failed polls older than keep lose their rows (they stay counted per package and day),
     delivered messages lose their bodies, replaced vulnerability details go. Field history,
-    alerts and transitions are kept whole, and so is all an alert firing now needs. A
-    database made before incremental auto-vacuum is switched to it, so that `monitor run`
-    gives space back by itself from then on. Prints what was compacted and the file's size
+    alerts and transitions are kept whole, and so is all an alert firing now needs. What an
+    older monitor stored in a longer form is rewritten in today's (a slid commit list as its
+    shift, an alert's notice deflated), reading back the same. A database made before
+    incremental auto-vacuum is switched to it, so that `monitor run` gives space back by
+    itself from then on. Prints what was compacted and the file's size
     before and after. The rewrite needs a moment without other writers: if the database
     stays locked, exit 1.
     """
-    from monitor.retention import compact
+    from monitor.retention import compact, repack
 
     runtime = _runtime(ctx)
     keep = runtime.config().history.keep
@@ -1271,6 +1273,7 @@ def db_vacuum(ctx: click.Context) -> None:
         store.checkpoint()
         before = _file_size(store.path)
         compacted = compact(store, keep, runtime.clock())
+        repacked = repack(store)
         switched = store.auto_vacuum() != 2
         store.vacuum()
         store.checkpoint()
@@ -1278,6 +1281,7 @@ def db_vacuum(ctx: click.Context) -> None:
     finally:
         store.close()
     echo(compacted.describe())
+    echo(repacked.describe())
     mode = " (now in incremental auto-vacuum)" if switched else ""
     echo(f"{store.path}: {_megabytes(before)} -> {_megabytes(after)}{mode}")
 

@@ -111,6 +111,22 @@ def backward(after: Any, stored: Any) -> Any:
     return stored["drop"] + after[: len(after) - len(stored["add"])] + stored.get("cut", [])
 
 
+def repacked(rows: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """One watch's history rows (``data`` decoded, oldest first) as :func:`stored_change`
+    stores them now: ``(index, data)`` of each row that holds a whole list a shift would
+    store in fewer bytes (a row written before shifts). The baseline stays whole."""
+    current: dict[str, Any] = {}
+    for index, row in enumerate(rows):
+        if current:
+            data = {
+                name: stored if is_shift(stored) else shift_of(name, current.get(name), stored)
+                for name, stored in row.items()
+            }
+            if data != row:
+                yield index, data
+        current.update(values_after(current, row))
+
+
 def stored_notice(notice: Mapping[str, Any]) -> dict[str, Any]:
     """A notice's JSON as a transition row stores it: the new value of each change to a list
     of ints that slid as its shift (a weekly star move of 10,000 packages also lists their

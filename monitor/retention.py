@@ -26,6 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
+from monitor.history import repacked
 from monitor.store import Store, day_number
 
 BATCH = 5_000  # rows per transaction
@@ -106,6 +109,46 @@ def _groups(
         dropped, gone = store.drop_group_bodies([ident for _, ident in rows], cut)
         groups, attempts, after = groups + dropped, attempts + gone, rows[-1][0]
     return groups, attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Repacked:
+    """What :func:`repack` rewrote."""
+
+    history: int = 0  # history rows whose whole list is now a shift
+    notices: int = 0  # transitions' notices now deflated
+
+    def describe(self) -> str:
+        return (
+            f"stored as now: {self.history} history rows (slid lists as shifts),"
+            f" {self.notices} alert notices (deflated)"
+        )
+
+
+def repack(
+    store: Store, *, batch: int = BATCH, stopping: Callable[[], bool] = lambda: False
+) -> Repacked:
+    """Rewrite what an older monitor stored in the forms it takes now: history rows holding
+    a whole list that slid, as its shift; notices held as JSON text, deflated. Everything
+    reads back the same; each batch is its own short transaction (another process may write
+    meanwhile: a row it changed since it was read is left as it is)."""
+    history = notices = 0
+    after = 0
+    while not stopping() and (watch_ids := store.history_watches(after, max(batch // 50, 1))):
+        rows: list[tuple[int, str, str]] = []
+        for watch_id in watch_ids:
+            stored = store.history_data(watch_id)
+            for index, data in repacked(orjson.loads(text) for _, text in stored):
+                ident, old = stored[index]
+                rows.append((ident, old, orjson.dumps(data).decode()))
+        if rows:
+            history += store.rewrite_history(rows)
+        after = watch_ids[-1]
+    after = 0
+    while not stopping() and (texts := store.text_notices(after, batch)):
+        notices += store.rewrite_notices(texts)
+        after = texts[-1][0]
+    return Repacked(history, notices)
 
 
 def give_back(

@@ -1364,6 +1364,52 @@ class Store:
             ).rowcount
         return int(groups), int(attempts)
 
+    def history_watches(self, after: int, limit: int) -> list[int]:
+        """Ids, ascending, above ``after``, of at most ``limit`` watches with history rows."""
+        return [
+            int(row[0])
+            for row in self.conn.execute(
+                "SELECT DISTINCT watch_id FROM snapshots WHERE watch_id > ? ORDER BY watch_id"
+                " LIMIT ?",
+                (after, limit),
+            )
+        ]
+
+    def history_data(self, watch_id: int) -> list[tuple[int, str]]:
+        """(id, data) of the watch's history rows, oldest first."""
+        return self.conn.execute(
+            "SELECT id, data FROM snapshots WHERE watch_id = ? ORDER BY id", (watch_id,)
+        ).fetchall()
+
+    def rewrite_history(self, rows: list[tuple[int, str, str]]) -> int:
+        """Set the data of these history rows, ``(id, old data, new data)``, those still
+        holding the old (one short transaction); how many changed."""
+        with self.transaction() as conn:
+            cursor = conn.executemany(
+                "UPDATE snapshots SET data = ? WHERE id = ? AND data = ?",
+                [(new, ident, old) for ident, old, new in rows],
+            )
+        return int(cursor.rowcount)
+
+    def text_notices(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(id, notice) of at most ``limit`` transitions above id ``after`` whose notice is
+        stored as JSON text (rows from before :func:`notice_column`)."""
+        return self.conn.execute(
+            "SELECT id, notice FROM transitions WHERE id > ? AND typeof(notice) = 'text'"
+            " ORDER BY id LIMIT ?",
+            (after, limit),
+        ).fetchall()
+
+    def rewrite_notices(self, rows: list[tuple[int, str]]) -> int:
+        """Store these transitions' notices, ``(id, JSON text)``, as :func:`notice_column`
+        does now (one short transaction); how many changed."""
+        with self.transaction() as conn:
+            cursor = conn.executemany(
+                "UPDATE transitions SET notice = ? WHERE id = ? AND notice = ?",
+                [(notice_column(orjson.loads(text)), ident, text) for ident, text in rows],
+            )
+        return int(cursor.rowcount)
+
     def superseded_vulns(self, cut: datetime) -> list[tuple[str, str]]:
         """(id, modified) of OSV's details that a newer ``modified`` of the same id replaced
         before ``cut``: a poll asks for the pairs OSV gives now, messages show the newest."""

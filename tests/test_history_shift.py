@@ -302,3 +302,56 @@ def test_a_notice_column_reads_back_whole_and_one_from_before_as_it_was() -> Non
     assert isinstance(column, bytes) and len(column) < len(json.dumps(notice)) / 2
     assert notice_of(column) == notice
     assert notice_of(json.dumps(notice)) == notice  # a row stored as JSON text before
+
+
+def test_db_vacuum_stores_history_rows_from_before_shifts_as_now(monitor: Monitor) -> None:
+    """A database written before shifts holds every week's whole list: `monitor db vacuum`
+    rewrites each slid one as its shift, and every reader reads the same as before."""
+    served = shifting(monitor)
+    as_now = [data for _, data, _ in raw_rows(monitor)]
+    before = reads(monitor)
+    whole_rows(monitor, served)
+
+    result = monitor.run("db", "vacuum")
+
+    assert result.exit_code == 0, result.output
+    assert f"{len(SHIFTED)} history rows (slid lists as shifts)" in result.stdout
+    assert [data for _, data, _ in raw_rows(monitor)] == as_now
+    assert reads(monitor) == before
+    assert "0 history rows" in monitor.run("db", "vacuum").stdout  # nothing left to do
+
+
+def test_db_vacuum_deflates_notices_stored_as_text(monitor: Monitor) -> None:
+    from monitor.store import notice_of
+    from tests.conftest import webhook_toml
+    from tests.fakes import FakeWebhookReceiver
+
+    record = monitor.upstream.records[SLUG]
+    record["commits_over_52"] = list(FIRST)
+    with FakeWebhookReceiver() as hook:
+        monitor.configure(webhook_toml(hook.hook_url))
+        assert monitor.run("watch", SLUG).exit_code == 0
+        record["commits_over_52"] = WEEKS[1]
+        record["pypi_version"] = "99.0.0"
+        monitor.clock.now = START + timedelta(weeks=1)
+        assert monitor.run("check").exit_code == 0
+    store = monitor.store()
+    try:
+        [(ident, column)] = store.conn.execute("SELECT id, notice FROM transitions").fetchall()
+        notice = notice_of(column)
+        with store.conn:  # as an older monitor stored it
+            store.conn.execute(
+                "UPDATE transitions SET notice = ? WHERE id = ?", (json.dumps(notice), ident)
+            )
+    finally:
+        store.close()
+
+    result = monitor.run("db", "vacuum")
+
+    assert "1 alert notices (deflated)" in result.stdout, result.output
+    store = monitor.store()
+    try:
+        [(column,)] = store.conn.execute("SELECT notice FROM transitions").fetchall()
+    finally:
+        store.close()
+    assert isinstance(column, bytes) and notice_of(column) == notice
