@@ -111,7 +111,7 @@ class ScheduleConfig:
     timezone: str = "UTC"
 
 
-# ``[history] keep``: how long polls are kept one by one (then counted per package and day)
+# ``[history] keep``: how long failed polls are kept one by one (then counted per package and day)
 # and delivered messages whole. Digests and ``--since`` read a week and more of them.
 DEFAULT_KEEP = timedelta(days=400)
 SHORTEST_KEEP = timedelta(days=8)

@@ -137,10 +137,10 @@ def repack(
     while not stopping() and (watch_ids := store.history_watches(after, max(batch // 50, 1))):
         rows: list[tuple[int, str, str]] = []
         for watch_id in watch_ids:
-            stored = store.history_data(watch_id)
-            for index, data in repacked(orjson.loads(text) for _, text in stored):
-                ident, old = stored[index]
-                rows.append((ident, old, orjson.dumps(data).decode()))
+            stored = store.history(watch_id)
+            for index, data in repacked(orjson.loads(row["data"]) for row in stored):
+                row = stored[index]
+                rows.append((row["id"], row["data"], orjson.dumps(data).decode()))
         if rows:
             history += store.rewrite_history(rows)
         after = watch_ids[-1]

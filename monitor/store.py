@@ -792,13 +792,6 @@ class Store:
                 out.setdefault(watch_id, {})[rest[0]] = StoredPart(*rest)
         return out
 
-    def djangopackages_content(self, watch_id: int) -> Snapshot | None:
-        """The watch's latest djangopackages values, as a snapshot (no bookkeeping)."""
-        row = self.conn.execute(
-            "SELECT data FROM parts WHERE watch_id = ? AND source = 'djangopackages'", (watch_id,)
-        ).fetchone()
-        return Snapshot.from_json_dict(json.loads(row[0])) if row and row[0] else None
-
     def snapshot_by_fingerprint(self, watch_id: int, fingerprint: bytes | None) -> Snapshot | None:
         """The djangopackages content as of the newest history row made from a record with
         this fingerprint (replayed from the watch's field history)."""
@@ -1374,12 +1367,6 @@ class Store:
                 (after, limit),
             )
         ]
-
-    def history_data(self, watch_id: int) -> list[tuple[int, str]]:
-        """(id, data) of the watch's history rows, oldest first."""
-        return self.conn.execute(
-            "SELECT id, data FROM snapshots WHERE watch_id = ? ORDER BY id", (watch_id,)
-        ).fetchall()
 
     def rewrite_history(self, rows: list[tuple[int, str, str]]) -> int:
         """Set the data of these history rows, ``(id, old data, new data)``, those still
