@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import logging
 import random
 import time
@@ -188,6 +189,7 @@ class _Plan:
     modified: int | None
     summaries: dict[str, str] = field(default_factory=dict)  # rule id -> rendered message
     shown: dict[str, Any] | None = None  # every latest value, for messages, once built
+    quiet: bool = False  # the steady rules' verdicts are known (quiet_key): not evaluated
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +245,8 @@ _INSERT_CHECK = (
 _UPDATE_WATCH = (
     "UPDATE watches SET polls = polls + 1, last_checked_at = ?, last_status = ?,"
     " last_error = ?, failures = ?, snapshot_id = ?, title = ?, package_id = ?, next_due_at = ?,"
-    " last_fetched = COALESCE(?, last_fetched), modified = COALESCE(?, modified) WHERE id = ?"
+    " last_fetched = COALESCE(?, last_fetched), modified = COALESCE(?, modified), quiet = ?"
+    " WHERE id = ?"
 )
 _UPSERT_PART = (
     "INSERT INTO parts (watch_id, source, key, etag, fingerprint, data, failures, deferred_until,"
@@ -254,6 +257,10 @@ _UPSERT_PART = (
 )
 # djangopackages fields other sources' keys are read from (and the title, for messages).
 _KEY_FIELDS = ("pypi_url", "repo_url", "pypi_version", "title")
+# The form of the quiet key (CycleRecorder.quiet_key): raise it when what a verdict depends on
+# changes in the code, and every package is evaluated by every rule once more.
+_QUIET_FORM = 1
+_QUIET_HASH = 16  # bytes of the quiet key's hash; the ids of the rules that held follow
 DP_FIELDS = frozenset(fields.DJANGOPACKAGES)
 
 
@@ -291,6 +298,19 @@ class CycleRecorder:
         self._condition_sources = {
             source for r in self._condition_rules for source in self._reads[r.id]
         }
+        # A steady rule's verdict on a package follows from its values, its pin and the
+        # project's settings alone; the others read the clock, or djangopackages'
+        # bookkeeping (which a record's fingerprint leaves out). See quiet_key.
+        self._volatile_rules = [r for r in self._condition_rules if _volatile(r)]
+        self._volatile_sources = {s for r in self._volatile_rules for s in self._reads[r.id]}
+        steady = sorted(
+            (r.id, r.when.source, r.packages) for r in self._condition_rules if not _volatile(r)
+        )
+        self._steady = {r.id: r for r in self._condition_rules if not _volatile(r)}
+        self._rules_key = orjson.dumps(
+            [_QUIET_FORM, steady, config.project_django, sorted(self.sources)]
+        )
+        self._erred: set[str] = set()  # packages a rule went over its bounds on
         self.now = now
         self.rng = rng
         self.new_id = new_id
@@ -569,20 +589,109 @@ class CycleRecorder:
 
     def _plan(self, watch: Watch, outcome: PollResult, baseline: bool) -> _Plan:
         """What one package's poll means: its djangopackages part, then each other source's
-        (:class:`_Planner`), the change rules fired and the condition rules' verdicts."""
-        planner = _Planner(self, watch, outcome, self._parts.get(watch.id, {}))
-        planner.djangopackages()
-        for source in self.sources:
-            planner.part(source)
-        plan = planner.plan()
+        (:class:`_Planner`), the change rules fired and the condition rules' verdicts. For a
+        quiet package (nothing new, and its ``quiet`` key holds: :meth:`quiet_key`) the
+        steady rules' verdicts are the ones the key holds; the volatile rules are evaluated."""
+        held = None if baseline else self._held(watch)
+        plan = self._quiet_plan(watch, outcome) if held is not None else None
+        if plan is None:
+            planner = _Planner(self, watch, outcome, self._parts.get(watch.id, {}))
+            planner.djangopackages()
+            for source in self.sources:
+                planner.part(source)
+            plan = planner.plan()
+            plan.quiet = held is not None and _nothing_new(plan)
         if not baseline and plan.changes and plan.old is not None:
             plan.fired = self._fired_change_rules(watch.slug, plan)
+        rules = self._condition_rules
+        if plan.quiet and held is not None:
+            plan.verdicts += [(self._steady[rule_id], True) for rule_id in held]
+            rules = self._volatile_rules
         # A rule reading a source that failed or was deferred keeps its state; the others are
         # evaluated as usual (SPEC §3.1).
-        for rule in self._condition_rules:
+        for rule in rules:
             if rule.applies_to(watch.slug) and not (self._reads[rule.id] & plan.blocked):
                 plan.verdicts.append((rule, self._holds(rule, plan.values, None, watch.slug)))
         return plan
+
+    def quiet_key(self, pinned: str | None, title: str | None, fingerprint: bytes | None) -> bytes:
+        """The hash a watch's ``quiet`` column starts with once every steady condition rule
+        was evaluated on its values: of the steady rules, the project's settings and the
+        sources polled, the pin, the title and the djangopackages record's fingerprint. The
+        ids of the steady rules that held follow it (one per line). While a poll finds the
+        same hash and nothing new in any source, the steady rules would come out the same:
+        they are not evaluated again (those that held hold, the others do not)."""
+        text = f"{pinned}\0{title}\0".encode()
+        digest = hashlib.blake2b(self._rules_key, digest_size=_QUIET_HASH)
+        digest.update(text)
+        digest.update(fingerprint or b"")
+        return digest.digest()
+
+    def _held(self, watch: Watch) -> list[str] | None:
+        """The steady rules that hold on the watch's values, as its ``quiet`` column says
+        if its hash is the one of now; else None (evaluate every rule)."""
+        quiet = watch.quiet
+        if quiet is None or quiet[:_QUIET_HASH] != self.quiet_key(
+            watch.pinned, watch.title, watch.fingerprint
+        ):
+            return None
+        held = quiet[_QUIET_HASH:].decode()
+        return held.split("\n") if held else []
+
+    def _quiet_plan(self, watch: Watch, outcome: PollResult) -> _Plan | None:
+        """The plan of a package whose record is the stored one and whose every other
+        source answered "not modified" with nothing to write, made without comparing
+        anything; None when there is more to it (then :class:`_Planner` works it out). Its
+        values are the record's as polled and what the volatile rules read of the rest."""
+        if (
+            outcome.status is not PollStatus.UNCHANGED
+            or outcome.fingerprint != watch.fingerprint
+            or is_pypi_watch(watch.slug)
+        ):
+            return None
+        stored = self._parts.get(watch.id, {})
+        primary = stored.get(_PRIMARY)
+        if primary is None or primary.failures:
+            return None
+        values = dict(outcome.values or {})
+        for source in self.sources:
+            part, kept = outcome.parts.get(source), stored.get(source)
+            if part is None:
+                if kept is not None and kept.data:
+                    return None
+                continue
+            if (
+                part.status is not PartStatus.UNCHANGED
+                or kept is None
+                or kept.failures
+                or kept.deferred_until
+                or (part.etag or kept.etag) != kept.etag
+            ):
+                return None
+            if source in self._volatile_sources:
+                values.update(_decoded(kept) or {})
+        values["pinned"] = watch.pinned
+        values["project.django"] = self.config.project_django
+        return _Plan(
+            watch,
+            "unchanged",
+            None,
+            values,
+            None,
+            [],
+            [],
+            frozenset(),
+            None,
+            [],
+            [],
+            None,
+            [],
+            [],
+            [],
+            _unix(values.get("last_fetched")),
+            _unix(values.get("modified")),
+            quiet=True,
+        )
 
     def _fired_change_rules(self, slug: str, plan: _Plan) -> list[Any]:
         """The change rules the plan's changes fire. A source that failed this poll shows
@@ -661,6 +770,7 @@ class CycleRecorder:
                 self._next_due(watch.interval),
                 plan.last_fetched,
                 plan.modified,
+                self._quiet_after(plan, states),
                 watch.id,
             )
         )
@@ -677,6 +787,30 @@ class CycleRecorder:
                 self._condition(plan, rule, holds, states, new_snapshot_id, outcome)
         for rule in plan.fired:
             self._fire_change(plan, rule, new_snapshot_id)
+
+    def _quiet_after(self, plan: _Plan, states: dict[str, _Stored]) -> bytes | None:
+        """The watch's ``quiet`` column after this poll (:meth:`quiet_key`), when every
+        steady rule that applies was evaluated (or known) and none went over its bounds; else
+        None, and the next poll evaluates every rule. None too when a rule came out unknown
+        with its alert in progress: unknown keeps a state, where false would end it."""
+        if plan.status not in ("ok", "unchanged") or plan.blocked or plan.watch.slug in self._erred:
+            return None
+        held = []
+        for rule, holds in plan.verdicts:
+            if rule.id not in self._steady:
+                continue
+            if holds:
+                held.append(rule.id)
+            elif holds is None and rule.id in states and _astir(states[rule.id]):
+                return None
+        watch = plan.watch
+        fingerprint = watch.fingerprint
+        for row in plan.parts:  # the row djangopackages' fingerprint is stored in, if written
+            if row[0] == _PRIMARY:
+                fingerprint = row[3]
+        title = plan.values.get("title") or watch.title
+        key = self.quiet_key(watch.pinned, title, fingerprint)
+        return key + "\n".join(sorted(held)).encode()
 
     def _store_history(self, plan: _Plan) -> int | None:
         """Write the plan's history row (the fields that changed); its id, if one is."""
@@ -736,6 +870,7 @@ class CycleRecorder:
         try:
             return bool(rule.when.evaluate(values, old, self.now))
         except LimitExceeded as exc:
+            self._erred.add(slug)
             error = (slug, rule.id, str(exc))
             if error not in self.report.rule_errors:  # a replanned watch is evaluated again
                 self.report.rule_errors.append(error)
@@ -1368,6 +1503,31 @@ def _content(value: Any) -> Any:
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _volatile(rule: Any) -> bool:
+    """Whether a condition rule's verdict can change while a package's values do not: it
+    reads the clock, or djangopackages' bookkeeping."""
+    return bool(rule.when.reads_clock or rule.when.fields.intersection(BOOKKEEPING))
+
+
+def _astir(stored: _Stored) -> bool:
+    """Whether a rule's stored state is more than at rest: holding, firing, or with an
+    alert open."""
+    state, alert_id = stored
+    return bool(state.holds or state.firing_since is not None or alert_id is not None)
+
+
+def _nothing_new(plan: _Plan) -> bool:
+    """Whether a plan stores no history and every source answered: its values are the
+    ones stored."""
+    return (
+        plan.status == "unchanged"
+        and plan.history is None
+        and not plan.blocked
+        and not plan.failures
+        and not plan.deferred
+    )
 
 
 def _transitions(event: Event | None, alert_id: int | None) -> bool:

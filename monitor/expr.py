@@ -153,6 +153,7 @@ class Expression:
     fields: frozenset[str]  # the fields it reads
     _fn: _Fn = field(repr=False, compare=False)
     limits: Limits = field(default=LIMITS, repr=False, compare=False)
+    reads_clock: bool = False  # calls days_since(): its value can change with time alone
 
     def evaluate(self, new: dict[str, Any], old: dict[str, Any] | None, now: datetime) -> Any:
         """Evaluate on field values (``Snapshot.values()``); raise :class:`UnknownValue`
@@ -206,7 +207,8 @@ def compile_expression(source: str, limits: Limits | None = None) -> Expression:
         fn = compiler.compile(tree.body)
     except RecursionError:
         raise ExpressionError("expression too deeply nested") from None
-    return Expression(text, compiler.is_change, frozenset(compiler.fields), fn, limits)
+    fields_read = frozenset(compiler.fields)
+    return Expression(text, compiler.is_change, fields_read, fn, limits, compiler.reads_clock)
 
 
 # -- runtime helpers ---------------------------------------------------------------------------
@@ -385,6 +387,7 @@ class _Compiler:
         self.is_change = False
         self.fields: set[str] = set()
         self.reads = 0  # data reads compiled so far: a part that adds none is a constant
+        self.reads_clock = False
         self.limits = limits
 
     def error(self, node: ast.AST, message: str) -> ExpressionError:
@@ -668,6 +671,7 @@ class _Compiler:
             if name == "version":
                 return lambda n, o, now: _version_of(arg(n, o, now))
             self.reads += 1  # it reads the clock: never a constant
+            self.reads_clock = True
             day = timedelta(days=1)
             return lambda n, o, now: (now - arg(n, o, now)) / day
         return self.plain_function(node, name, args)

@@ -452,6 +452,14 @@ def _migrate_8(db: sqlite_utils.Database) -> None:
     conn.execute("DROP TABLE check_days")
 
 
+def _migrate_9(db: sqlite_utils.Database) -> None:
+    # A package whose values did not change is not evaluated again by the rules whose
+    # verdict they decide alone (issue 14): ``quiet`` holds the key of the rule set, pin and
+    # record under which every such rule last came out false, with no state stored
+    # (CycleRecorder.quiet_key). NULL (every row now) means: evaluate every rule.
+    db.conn.execute("ALTER TABLE watches ADD COLUMN quiet BLOB")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
     _migrate_2,
@@ -461,6 +469,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_6,
     _migrate_7,
     _migrate_8,
+    _migrate_9,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -486,6 +495,7 @@ class Watch:
     snapshot_id: int | None  # the newest history row
     fingerprint: bytes | None  # of the djangopackages record behind the latest values
     pinned: str | None = None
+    quiet: bytes | None = None  # see CycleRecorder.quiet_key
 
 
 class _Keep:
@@ -752,7 +762,7 @@ class Store:
         cursor.row_factory = None  # plain tuples: a cycle reads every polled watch
         query = (
             "SELECT w.slug, w.id, w.package_id, w.title, w.notify, w.interval, w.failures,"
-            " w.snapshot_id, p.fingerprint, w.pinned FROM watches w LEFT JOIN parts p"
+            " w.snapshot_id, p.fingerprint, w.pinned, w.quiet FROM watches w LEFT JOIN parts p"
             " ON p.watch_id = w.id AND p.source = 'djangopackages' WHERE w.active = 1"
         )
         if len(slugs) > _SCAN_ABOVE:  # one scan beats thousands of index lookups

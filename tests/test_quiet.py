@@ -1,0 +1,247 @@
+"""Issue 14: a package whose values did not change is not evaluated again by the rules whose
+verdict those values decide alone (``watches.quiet``, CycleRecorder.quiet_key). What could
+change such a verdict without a change of values must still reach it: an edited rule, the
+project's Django version, the pin; and the rules that read the clock or djangopackages'
+bookkeeping are evaluated on every poll."""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from monitor import cycle
+from monitor.expr import Expression
+from tests.conftest import Monitor
+
+MFA = "django-mfa"
+OTP = "django-otp"
+
+
+@pytest.fixture
+def evaluations(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """How often each expression is evaluated, by its source text."""
+    counted: Counter[str] = Counter()
+    evaluate = Expression.evaluate
+
+    def counting(self: Expression, *args: Any) -> Any:
+        counted[self.source] += 1
+        return evaluate(self, *args)
+
+    monkeypatch.setattr(Expression, "evaluate", counting)
+    yield counted
+
+
+def _use_rules(monitor: Monitor, text: str, extra: str = "") -> None:
+    (monitor.tmp_path / "team.yaml").write_text(textwrap.dedent(text))
+    monitor.configure('[rules]\npaths = ["team.yaml"]\n' + extra)
+
+
+def _firing(monitor: Monitor) -> set[tuple[str, str]]:
+    return {(a["package"], a["rule"]) for a in monitor.json("alerts") if a["status"] == "firing"}
+
+
+def _quiet(monitor: Monitor, slug: str) -> bytes | None:
+    store = monitor.store()
+    try:
+        return store.conn.execute("SELECT quiet FROM watches WHERE slug = ?", (slug,)).fetchone()[0]
+    finally:
+        store.close()
+
+
+def _check(monitor: Monitor, **advance: int) -> None:
+    monitor.clock.advance(**advance or {"hours": 6})
+    result = monitor.run("check")
+    assert result.exit_code == 0, result.output
+
+
+def test_an_unchanged_package_is_not_evaluated_again_by_its_steady_rules(
+    monitor: Monitor, evaluations: Counter[str]
+) -> None:
+    _use_rules(
+        monitor,
+        """\
+        rules:
+          - {id: popular, when: repo_watchers > 100000}
+          - {id: fresh, when: days_since(last_updated) < 1}
+        """,
+    )
+    assert monitor.run("watch", OTP).exit_code == 0
+    assert _quiet(monitor, OTP) is not None  # the baseline evaluated every rule: all false
+    evaluations.clear()
+    _check(monitor)
+    _check(monitor)
+    # the steady rule is known false; the one reading the clock is evaluated each poll
+    assert evaluations["repo_watchers > 100000"] == 0
+    assert evaluations["days_since(last_updated) < 1"] == 2
+
+    monitor.upstream.records[OTP]["repo_watchers"] += 1  # a change: every rule, once
+    _check(monitor)
+    assert evaluations["repo_watchers > 100000"] == 1
+    _check(monitor)
+    assert evaluations["repo_watchers > 100000"] == 1
+
+
+def test_an_edited_rule_is_evaluated_on_unchanged_packages(monitor: Monitor) -> None:
+    _use_rules(monitor, "rules:\n  - {id: popular, when: repo_watchers > 100000}\n")
+    monitor.run("watch", OTP)
+    _check(monitor)
+    assert (OTP, "popular") not in _firing(monitor)
+    _use_rules(monitor, "rules:\n  - {id: popular, when: repo_watchers > 10}\n")
+    _check(monitor)
+    assert (OTP, "popular") in _firing(monitor)
+
+
+def test_a_rule_scoped_to_more_packages_is_evaluated_on_them(monitor: Monitor) -> None:
+    _use_rules(monitor, "rules:\n  - {id: any, when: repo_watchers > 10, packages: [other]}\n")
+    monitor.run("watch", OTP)
+    _check(monitor)
+    _use_rules(monitor, "rules:\n  - {id: any, when: repo_watchers > 10, packages: [django-*]}\n")
+    _check(monitor)
+    assert (OTP, "any") in _firing(monitor)
+
+
+def test_a_new_project_django_version_is_evaluated_on_unchanged_packages(
+    monitor: Monitor,
+) -> None:
+    rules = 'rules:\n  - {id: old-django, when: project.django == "4.2"}\n'
+    _use_rules(monitor, rules, '\n[project]\ndjango = "5.2"\n')
+    monitor.run("watch", OTP)
+    _check(monitor)
+    assert (OTP, "old-django") not in _firing(monitor)
+    _use_rules(monitor, rules, '\n[project]\ndjango = "4.2"\n')
+    _check(monitor)
+    assert (OTP, "old-django") in _firing(monitor)
+
+
+def test_a_new_pin_is_evaluated_on_an_unchanged_package(monitor: Monitor) -> None:
+    _use_rules(monitor, 'rules:\n  - {id: on-old, when: pinned == "1.0.0"}\n')
+    monitor.run("watch", f"{OTP}==2.0.0")
+    _check(monitor)
+    assert (OTP, "on-old") not in _firing(monitor)
+    assert monitor.run("watch", OTP, "--pin", "1.0.0").exit_code == 0
+    _check(monitor)
+    assert (OTP, "on-old") in _firing(monitor)
+
+
+def test_a_rule_reading_the_clock_fires_on_an_unchanged_package(monitor: Monitor) -> None:
+    _use_rules(monitor, "rules:\n  - {id: stale, when: days_since(last_updated) > 20000}\n")
+    monitor.run("watch", OTP)
+    _check(monitor)
+    assert (OTP, "stale") not in _firing(monitor)
+    _check(monitor, days=20000)
+    assert (OTP, "stale") in _firing(monitor)
+
+
+def test_a_rule_reading_bookkeeping_fires_when_only_bookkeeping_moved(monitor: Monitor) -> None:
+    # djangopackages' last_fetched is left out of a record's fingerprint: the record is
+    # "unchanged", yet a rule reading it sees a new value.
+    _use_rules(monitor, "rules:\n  - {id: refetched, when: last_fetched < created}\n")
+    monitor.run("watch", OTP)
+    _check(monitor)
+    assert (OTP, "refetched") not in _firing(monitor)
+    monitor.upstream.records[OTP]["last_fetched"] = "2001-01-01T00:00:00Z"
+    _check(monitor)
+    assert (OTP, "refetched") in _firing(monitor)
+
+
+def test_a_rule_that_holds_keeps_holding_on_an_unchanged_package_and_resolves(
+    monitor: Monitor, evaluations: Counter[str]
+) -> None:
+    _use_rules(monitor, "rules:\n  - {id: popular, when: repo_watchers > 10, repeat: 1d}\n")
+    monitor.run("watch", OTP)
+    assert (OTP, "popular") in _firing(monitor)
+    key = _quiet(monitor, OTP)
+    assert key is not None and key.endswith(b"popular")  # the steady rules that held
+    evaluations.clear()
+    _check(monitor)
+    assert (OTP, "popular") in _firing(monitor)
+    # known to hold, not evaluated, and its reminder still goes out a day on
+    transitions = monitor.count("transitions")
+    _check(monitor, days=1)
+    assert monitor.count("transitions") == transitions + 1
+    assert evaluations["repo_watchers > 10"] == 0
+    monitor.upstream.records[OTP]["repo_watchers"] = 3
+    _check(monitor)
+    assert (OTP, "popular") not in _firing(monitor)
+    assert _quiet(monitor, OTP) is not None
+    _check(monitor)
+    monitor.upstream.records[OTP]["repo_watchers"] = 30
+    _check(monitor)
+    assert (OTP, "popular") in _firing(monitor)
+
+
+def test_a_rule_held_for_some_polls_fires_on_an_unchanged_package(monitor: Monitor) -> None:
+    _use_rules(monitor, "rules:\n  - {id: popular, when: repo_watchers > 10, for: 3}\n")
+    monitor.run("watch", OTP)
+    assert (OTP, "popular") not in _firing(monitor)  # 1 poll of 3
+    _check(monitor)
+    assert (OTP, "popular") not in _firing(monitor)
+    _check(monitor)
+    assert (OTP, "popular") in _firing(monitor)
+
+
+def test_an_unknown_verdict_on_an_alert_in_progress_is_evaluated_again(
+    monitor: Monitor, evaluations: Counter[str]
+) -> None:
+    # unknown keeps a state where false would end it: no key while one is in progress
+    _use_rules(monitor, "rules:\n  - {id: forked, when: repo_forks > 1, for: 3}\n")
+    monitor.run("watch", OTP)
+    monitor.upstream.records[OTP]["repo_forks"] = None
+    _check(monitor)
+    assert _quiet(monitor, OTP) is None
+    evaluations.clear()
+    _check(monitor)
+    assert evaluations["repo_forks > 1"] == 1
+
+
+def test_a_failed_poll_clears_the_key(monitor: Monitor) -> None:
+    monitor.run("watch", OTP)
+    assert _quiet(monitor, OTP) is not None
+    monitor.upstream.fail(OTP, [500, 500, 500])
+    monitor.clock.advance(hours=6)
+    assert monitor.run("check").exit_code == 1
+    assert _quiet(monitor, OTP) is None
+
+
+def test_with_every_source_polled_an_unchanged_package_is_quiet_and_volatile_rules_still_fire(
+    monitor: Monitor, evaluations: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _use_rules(
+        monitor,
+        """\
+        rules:
+          - {id: inactive, when: pypi.status != "active"}
+          - {id: old-release, when: days_since(pypi.released_at) > 365}
+        """,
+    )
+    monitor.configure('[rules]\npaths = ["team.yaml"]\n', sources=("pypi", "github", "osv"))
+    assert monitor.run("watch", OTP).exit_code == 0
+    _check(monitor)  # the first poll with the sources' validators
+    planned = Counter[str]()
+    plan = cycle._Planner.plan
+    monkeypatch.setattr(
+        cycle._Planner, "plan", lambda self: planned.update([self.watch.slug]) or plan(self)
+    )
+    evaluations.clear()
+    _check(monitor)
+    assert planned[OTP] == 0  # every source said "not modified": nothing to compare
+    assert evaluations['pypi.status != "active"'] == 0
+    assert evaluations["days_since(pypi.released_at) > 365"] > 0  # evaluated each poll
+    assert (OTP, "old-release") not in _firing(monitor)
+    _check(monitor, days=400)
+    assert (OTP, "old-release") in _firing(monitor)
+
+    _declare_django(monitor, "6.0")  # PyPI's answer changes: compared, every rule evaluated
+    _check(monitor)
+    assert planned[OTP] == 1
+    assert evaluations['pypi.status != "active"'] > 0
+
+
+def _declare_django(monitor: Monitor, version: str) -> None:
+    monitor.upstream.world.pypi.set_classifiers(  # type: ignore[attr-defined]
+        OTP, ["Framework :: Django", f"Framework :: Django :: {version}"]
+    )
