@@ -291,10 +291,11 @@ class CycleRecorder:
         }
         # Which sources are polled; the fields of the others are unknown (SPEC §2.1).
         self.sources = [name for name, s in config.sources.items() if s.enabled]
-        # What condition rules read of djangopackages, and what other sources' keys need
-        # (an unchanged record carries these, validated, unparsed otherwise).
-        dp_read = {f for r in self._condition_rules for f in r.when.fields if f in DP_FIELDS}
-        self.condition_fields = sorted(dp_read | {*_KEY_FIELDS})
+        # What an unchanged record carries, validated, unparsed otherwise: what other
+        # sources' keys need (and the title). The other fields condition rules read of it
+        # are the stored record's, which has the same content (_Planner.djangopackages).
+        self.carried_fields = sorted(_KEY_FIELDS)
+        self._dp_read = {f for r in self._condition_rules for f in r.when.fields if f in DP_FIELDS}
         self._condition_sources = {
             source for r in self._condition_rules for source in self._reads[r.id]
         }
@@ -303,6 +304,7 @@ class CycleRecorder:
         # bookkeeping (which a record's fingerprint leaves out). See quiet_key.
         self._volatile_rules = [r for r in self._condition_rules if _volatile(r)]
         self._volatile_sources = {s for r in self._volatile_rules for s in self._reads[r.id]}
+        self._dp_volatile = {f for r in self._volatile_rules for f in r.when.fields} & DP_FIELDS
         steady = sorted(
             (r.id, r.when.source, r.packages) for r in self._condition_rules if not _volatile(r)
         )
@@ -653,7 +655,8 @@ class CycleRecorder:
         primary = stored.get(_PRIMARY)
         if primary is None or primary.failures:
             return None
-        values = dict(outcome.values or {})
+        values = _stored_fields(primary, self._dp_volatile - (outcome.values or {}).keys())
+        values.update(outcome.values or {})
         for source in self.sources:
             part, kept = outcome.parts.get(source), stored.get(source)
             if part is None:
@@ -1263,6 +1266,7 @@ class _Planner:
             return
         if self.status == "unchanged" or snapshot is None:
             seen = outcome.values or {}
+            self.new.update(_stored_fields(stored, self.recorder._dp_read - seen.keys()))
             self.new.update(seen)
             self._bookkeeping(seen)
             self.unloaded.append(_PRIMARY)
@@ -1484,6 +1488,15 @@ class _StoredValues(Mapping[str, Any]):
         return len(self._decoded())
 
 
+def _stored_fields(stored: StoredPart | None, names: Iterable[str]) -> dict[str, Any]:
+    """Some fields of a stored djangopackages record, as rules see them: of an unchanged
+    record, those its poll result does not carry (none to read: no decoding)."""
+    wanted = set(names)
+    if not wanted or stored is None or not stored.data:
+        return {}
+    return {k: v for k, v in fields.from_json(orjson.loads(stored.data)).items() if k in wanted}
+
+
 def _decoded(stored: StoredPart | None) -> dict[str, Any] | None:
     """A stored part's values, or None when it has none."""
     if stored is None or not stored.data:
@@ -1603,7 +1616,7 @@ async def poll_and_record(
                     listed,
                     known_count=int(known) if known else None,
                     fingerprints=fingerprints,
-                    fields=recorder.condition_fields,
+                    fields=recorder.carried_fields,
                     on_result=told,
                     keep=False,
                     pace=pace,
