@@ -309,9 +309,8 @@ class CycleRecorder:
             (r.id, r.when.source, r.packages) for r in self._condition_rules if not _volatile(r)
         )
         self._steady = {r.id: r for r in self._condition_rules if not _volatile(r)}
-        self._rules_key = orjson.dumps(
-            [_QUIET_FORM, steady, config.project_django, sorted(self.sources)]
-        )
+        rules_key = orjson.dumps([_QUIET_FORM, steady, config.project_django, sorted(self.sources)])
+        self._quiet_base = hashlib.blake2b(rules_key, digest_size=_QUIET_HASH)
         self._erred: set[str] = set()  # packages a rule went over its bounds on
         self.now = now
         self.rng = rng
@@ -623,9 +622,8 @@ class CycleRecorder:
         ids of the steady rules that held follow it (one per line). While a poll finds the
         same hash and nothing new in any source, the steady rules would come out the same:
         they are not evaluated again (those that held hold, the others do not)."""
-        text = f"{pinned}\0{title}\0".encode()
-        digest = hashlib.blake2b(self._rules_key, digest_size=_QUIET_HASH)
-        digest.update(text)
+        digest = self._quiet_base.copy()  # the rules hashed once, not for each package
+        digest.update(f"{pinned}\0{title}\0".encode())
         digest.update(fingerprint or b"")
         return digest.digest()
 
