@@ -458,6 +458,12 @@ def _migrate_9(db: sqlite_utils.Database) -> None:
     # record under which every such rule last came out false, with no state stored
     # (CycleRecorder.quiet_key). NULL (every row now) means: evaluate every rule.
     db.conn.execute("ALTER TABLE watches ADD COLUMN quiet BLOB")
+    # And a djangopackages list page that comes back byte for byte is not decoded again:
+    # what reading it gave is kept by the hash of its body, for a day or two (Store.pages).
+    db.conn.execute(
+        "CREATE TABLE list_pages (digest BLOB PRIMARY KEY, recall BLOB NOT NULL,"
+        " day INTEGER NOT NULL)"
+    )
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
@@ -786,6 +792,26 @@ class Store:
                 notify_lists[notify] = tuple(json.loads(notify))
             out[slug] = Watch(ident, slug, package_id, title, notify_lists[notify], *rest)
         return out
+
+    def pages(self) -> dict[bytes, bytes]:
+        """What reading each djangopackages list page read lately gave: the hash of its
+        body -> its recall (see DjangoPackagesSource.poll)."""
+        return dict(self.conn.execute("SELECT digest, recall FROM list_pages"))
+
+    def keep_pages(self, read: Mapping[bytes, bytes | None], *, day: int) -> None:
+        """Keep the recalls of the list pages a poll read (None: one kept already, read
+        again) as of ``day``; forget those not read since the day before it."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO list_pages (digest, recall, day) VALUES (?, ?, ?)"
+                " ON CONFLICT (digest) DO UPDATE SET day = excluded.day",
+                [(digest, recall, day) for digest, recall in read.items() if recall is not None],
+            )
+            self.conn.executemany(
+                "UPDATE list_pages SET day = ? WHERE digest = ?",
+                [(day, digest) for digest, recall in read.items() if recall is None],
+            )
+            self.conn.execute("DELETE FROM list_pages WHERE day < ?", (day - 1,))
 
     def parts(self, watch_ids: Iterable[int]) -> dict[int, dict[str, StoredPart]]:
         """watch id -> source -> its stored part, for these watches."""

@@ -15,7 +15,7 @@ import pytest
 
 from monitor import cycle
 from monitor.expr import Expression
-from tests.conftest import Monitor
+from tests.conftest import FIVE, Monitor
 
 MFA = "django-mfa"
 OTP = "django-otp"
@@ -245,3 +245,30 @@ def _declare_django(monitor: Monitor, version: str) -> None:
     monitor.upstream.world.pypi.set_classifiers(  # type: ignore[attr-defined]
         OTP, ["Framework :: Django", f"Framework :: Django :: {version}"]
     )
+
+
+def _pages(monitor: Monitor) -> dict[bytes, int]:
+    store = monitor.store()
+    try:
+        return dict(store.conn.execute("SELECT digest, day FROM list_pages"))
+    finally:
+        store.close()
+
+
+def test_a_list_page_read_again_is_recalled_and_forgotten_two_days_after(
+    monitor: Monitor,
+) -> None:
+    assert monitor.run("watch", *FIVE).exit_code == 0
+    fetched = monitor.upstream.package_requests  # the watch fetched each
+    _check(monitor)
+    (first,) = _pages(monitor)  # the one list page, as read
+    report = monitor.json("check")
+    assert (report["checked"], report["unchanged"]) == (5, 5)
+    assert list(_pages(monitor)) == [first]  # recalled, and kept
+    assert monitor.upstream.package_requests == fetched  # each recalled from its page
+
+    monitor.upstream.records[OTP]["repo_watchers"] += 1  # the page's body changes
+    _check(monitor, days=1)
+    assert len(_pages(monitor)) == 2  # yesterday's is kept a day more
+    _check(monitor, days=1)
+    assert first not in _pages(monitor)

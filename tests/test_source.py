@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from typing import Any
@@ -608,3 +609,94 @@ async def test_pages_report_unchanged_records_without_parsing_them(clones, make_
     statuses = [r.status for r in results]
     assert statuses == [PollStatus.UNCHANGED] * 250 + [PollStatus.OK] * 50
     assert clones.package_requests == 0
+
+
+# -- list pages read again: recalled, not decoded ------------------------------------------
+
+
+def _plain(results: list[PollResult]) -> list[PollResult]:
+    """Results as comparable across polls (a duration is the poll's own)."""
+    return [replace(result, duration=0.0) for result in results]
+
+
+async def _poll_pages(
+    source: DjangoPackagesSource,
+    slugs: list[str],
+    known: dict[str, bytes],
+    pages: dict[bytes, bytes],
+    fields: tuple[str, ...] = ("title", "repo_url"),
+) -> tuple[list[PollResult], dict[bytes, bytes | None]]:
+    read: dict[bytes, bytes | None] = {}
+    results = await source.poll(
+        slugs,
+        known_count=600,
+        fingerprints=known,
+        fields=fields,
+        pages=pages,
+        on_page=read.__setitem__,
+    )
+    return results, read
+
+
+def _recalls(read: dict[bytes, bytes | None]) -> dict[bytes, bytes]:
+    return {digest: recall for digest, recall in read.items() if recall is not None}
+
+
+async def test_a_page_read_again_is_recalled_as_decoding_it_would_report_it(clones, make_source):
+    slugs = sorted(clones.records)[:300]
+    known = {slug: record_fingerprint(clones.records[slug]) for slug in slugs[:250]}
+    source = make_source(clones.url, page_size=200)
+    first, read = await _poll_pages(source, slugs, known, {})
+    assert len(read) == 3 and all(read.values())  # each page decoded, its recall made
+    assert [r.status for r in first].count(PollStatus.OK) == 50
+
+    stored = {r.slug: r.fingerprint for r in first}  # as the cycle would store them
+    again, reread = await _poll_pages(source, slugs, stored, _recalls(read))
+    assert reread == dict.fromkeys(read)  # every page recalled, none decoded
+    decoding, _ = await _poll_pages(source, slugs, stored, {})
+    assert _plain(again) == _plain(decoding)
+    assert {r.status for r in again} == {PollStatus.UNCHANGED}
+    assert clones.package_requests == 0
+
+
+async def test_a_page_back_to_an_earlier_body_is_decoded_when_a_record_changed_since(
+    clones, make_source
+):
+    slugs = sorted(clones.records)[:300]
+    source = make_source(clones.url, page_size=200)
+    known = {slug: record_fingerprint(clones.records[slug]) for slug in slugs}
+    _, read = await _poll_pages(source, slugs, known, {})
+    record = clones.records[slugs[7]]
+    forks = record["repo_forks"]
+    record["repo_forks"] = forks + 1234  # a change, stored...
+    changed = {**known, slugs[7]: record_fingerprint(record)}
+    record["repo_forks"] = forks  # ...and back: the page is byte for byte the first one
+    results, reread = await _poll_pages(source, slugs, changed, _recalls(read))
+
+    by_slug = {r.slug: r for r in results}
+    assert by_slug[slugs[7]].status is PollStatus.OK
+    assert by_slug[slugs[7]].snapshot == parse_record(record)
+    assert sum(r.status is PollStatus.UNCHANGED for r in results) == 299
+    assert sum(recall is not None for recall in reread.values()) == 1  # that page decoded
+
+
+async def test_a_page_with_an_invalid_record_is_not_recalled(clones, make_source):
+    slugs = sorted(clones.records)[:300]
+    clones.records[slugs[3]]["repo_watchers"] = "many"
+    source = make_source(clones.url, page_size=200)
+    known = {slug: record_fingerprint(clones.records[slug]) for slug in slugs if slug != slugs[3]}
+    _, read = await _poll_pages(source, slugs, known, {})
+    assert len(read) == 2  # the page holding it has no recall: read again, it fails again
+    again, _ = await _poll_pages(source, slugs, known, _recalls(read))
+    assert [r.slug for r in again if r.status is PollStatus.FAILED] == [slugs[3]]
+    assert clones.package_requests == 2  # fetched singly each time
+
+
+async def test_a_recall_made_for_other_fields_is_not_used(clones, make_source):
+    slugs = sorted(clones.records)[:300]
+    source = make_source(clones.url, page_size=200)
+    known = {slug: record_fingerprint(clones.records[slug]) for slug in slugs}
+    _, read = await _poll_pages(source, slugs, known, {}, fields=("title",))
+    results, reread = await _poll_pages(source, slugs, known, _recalls(read))
+    assert all(reread.values())  # decoded again
+    assert all("repo_url" in (r.values or {}) for r in results)

@@ -33,6 +33,7 @@ the bookkeeping are validated); any other record is parsed into a snapshot.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import re
@@ -44,6 +45,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 
+from monitor import fields as field_kinds
 from monitor.errors import InvalidRecord, PackageNotFound, SourceError
 from monitor.snapshot import (
     BOOKKEEPING,
@@ -53,7 +55,7 @@ from monitor.snapshot import (
     record_values,
 )
 from monitor.sources import PollResult, PollStatus
-from monitor.sources.http import FetchError, JsonSource
+from monitor.sources.http import FetchError, JsonSource, decoded
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +165,8 @@ class DjangoPackagesSource(JsonSource):
         on_result: Callable[[PollResult], None] | None = None,
         keep: bool = True,
         pace: Callable[[], Awaitable[None]] | None = None,
+        pages: Mapping[bytes, bytes] | None = None,
+        on_page: Callable[[bytes, bytes | None], None] | None = None,
     ) -> list[PollResult]:
         """A result per distinct slug, in the order given; ``on_result`` is called as each
         is known. Failures are results (``failed`` with the reason, or ``not_found``).
@@ -173,6 +177,11 @@ class DjangoPackagesSource(JsonSource):
 
         ``fingerprints`` maps a slug to the fingerprint of its last stored record: a record
         that still has it is not parsed but reported ``unchanged``, carrying ``fields``.
+
+        ``pages`` maps the hash of a list page's body to what reading it gave (its
+        ``recall``, made by an earlier poll): a page that comes back the same, every package
+        it holds still unchanged, is not decoded at all. ``on_page(hash, recall)`` is told
+        each page read (``recall`` None when it was one of ``pages``), for the next poll.
         """
         reading = _Reading(fingerprints or {}, tuple(fields))
         wanted = list(dict.fromkeys(slugs))
@@ -196,6 +205,7 @@ class DjangoPackagesSource(JsonSource):
         tried: dict[str, int] = {}  # slug -> attempts a failed page spent on it
         if len(wanted) > 1:
             pager = _Pager(self, wanted, reading, done, pace)
+            pager.recalls, pager.on_page = pages or {}, on_page
             await pager.run(known_count)
             page_answered = pager.count is not None
             if pager.failed_attempts:
@@ -340,6 +350,8 @@ class _Pager:
         self.count: int | None = None  # the largest count a page reported
         self.failed_attempts = 0  # the most a page spent before failing on 5xx/timeouts
         self.read: set[int] = set()  # offsets requested
+        self.recalls: Mapping[bytes, bytes] = {}  # page hash -> its recall (see poll)
+        self.on_page: Callable[[bytes, bytes | None], None] | None = None
 
     def pages(self, count: int) -> int:
         return max(1, math.ceil(count / self.size))
@@ -384,7 +396,12 @@ class _Pager:
                 f"{source.base_url}/api/v4/packages/",
                 params={"limit": self.size, "offset": offset},
                 subject=subject,
+                decode=False,
             )
+            digest = hashlib.blake2b(fetched.data, digest_size=16).digest()
+            if self.recalled(digest, fetched.duration):
+                return
+            fetched = decoded(fetched, subject)
         except FetchError as exc:
             log.info("%s; its packages are fetched singly", exc)
             if exc.reason is not None and exc.status != 429:  # the upstream is struggling
@@ -396,8 +413,11 @@ class _Pager:
             return
         count, records = page
         self.count = count if self.count is None else max(self.count, count)
+        recall: _Recall | None = _Recall(self.reading.fields, count)
         for record in records:
             slug = record.get("slug") if isinstance(record, dict) else None
+            if recall is not None:
+                recall.slugs.append(slug if isinstance(slug, str) else None)
             if not isinstance(slug, str) or slug not in self.missing or slug in self.invalid:
                 continue
             try:
@@ -405,9 +425,55 @@ class _Pager:
             except Exception as exc:  # InvalidRecord, or a bug: the single fetch reports it
                 log.info("%s (in %s); fetching it singly", exc, subject)
                 self.invalid.add(slug)
+                recall = None  # recalled, it would have to fail the same way
                 continue
             self.missing.discard(slug)
+            if recall is not None:
+                recall.add(result, self.reading.fields)
             self.done(result)
+        if recall is not None and self.on_page is not None:
+            self.on_page(digest, recall.dumps())
+
+    def recalled(self, digest: bytes, duration: float) -> bool:
+        """Report the packages of a page whose body is one read before (its hash is one of
+        :attr:`recalls`) as that reading found them, without decoding it, if every package
+        of it still wanted was unchanged then and still has that record's fingerprint.
+        False (decode the page) when not."""
+        stored = self.recalls.get(digest) if self.on_page is not None else None
+        if stored is None:
+            return False
+        recall = orjson.loads(stored)
+        if recall["form"] != _RECALL_FORM or recall["fields"] != list(self.reading.fields):
+            return False
+        known = recall["known"]
+        wanted = [
+            s for s in dict.fromkeys(recall["slugs"]) if s in self.missing and s not in self.invalid
+        ]
+        fingerprints = self.reading.fingerprints
+        for slug in wanted:
+            entry = known.get(slug)
+            if entry is None or bytes.fromhex(entry[0]) != fingerprints.get(slug):
+                return False  # a record read as changed, or not read: decode the page
+        count = recall["count"]
+        self.count = count if self.count is None else max(self.count, count)
+        for slug in wanted:
+            fingerprint, package_id, values = known[slug]
+            self.missing.discard(slug)
+            self.done(
+                PollResult(
+                    slug,
+                    PollStatus.UNCHANGED,
+                    None,
+                    None,
+                    package_id,
+                    duration,
+                    bytes.fromhex(fingerprint),
+                    field_kinds.from_json(values),
+                )
+            )
+        assert self.on_page is not None
+        self.on_page(digest, None)
+        return True
 
 
 async def _all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
@@ -420,6 +486,46 @@ async def _all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
     except BaseExceptionGroup as errors:
         raise errors.exceptions[0] from None
     return [task.result() for task in tasks]
+
+
+# The form of a page's recall (_Recall): raise it when reading a record changes, so that what
+# an earlier version read is read again.
+_RECALL_FORM = 1
+
+
+@dataclass
+class _Recall:
+    """What reading one list page gave, as :meth:`_Pager.recalled` reports it again: the
+    slug of each record, and of each package matched its fingerprint, id and the values an
+    ``unchanged`` result carries."""
+
+    fields: tuple[str, ...]
+    count: int
+    slugs: list[str | None] = field(default_factory=list)
+    known: dict[str, list[Any]] = field(default_factory=dict)
+
+    def add(self, result: PollResult, names: tuple[str, ...]) -> None:
+        if result.fingerprint is None:
+            return
+        if result.values is not None:
+            values = result.values
+        elif result.snapshot is not None:
+            values = {"slug": result.slug, **result.snapshot.values((*names, *BOOKKEEPING))}
+        else:
+            return
+        shown = {name: field_kinds.to_json(value) for name, value in values.items()}
+        self.known[result.slug] = [result.fingerprint.hex(), result.package_id, shown]
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(
+            {
+                "form": _RECALL_FORM,
+                "fields": list(self.fields),
+                "count": self.count,
+                "slugs": self.slugs,
+                "known": self.known,
+            }
+        )
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -84,6 +84,20 @@ class FetchError(SourceError):
         self.body = body
         self.reason = reason
         self.headers: Mapping[str, str] = headers or {}
+
+
+def decoded(fetched: Fetched, subject: str) -> Fetched:
+    """``fetched`` with its body decoded; :class:`FetchError` when it is no JSON."""
+    try:
+        data = orjson.loads(fetched.data)  # strict JSON: NaN, Infinity, huge ints are malformed
+    except orjson.JSONDecodeError as exc:
+        raise FetchError(
+            f"{subject}: malformed JSON: {str(exc)[:200]}",
+            status=200,
+            attempts=fetched.attempts,
+            duration=fetched.duration,
+        ) from None
+    return replace(fetched, data=data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +209,10 @@ class JsonClient:
         etag: str | None = None,
         json_body: Any = None,
         wait_on_429: bool = True,
+        decode: bool = True,
     ) -> Fetched:
-        """GET ``url`` (POST ``json_body`` when given) and decode its JSON body.
+        """GET ``url`` (POST ``json_body`` when given) and decode its JSON body
+        (``decode=False``: ``data`` is the body as received, for :func:`decoded`).
 
         ``subject`` starts every error message; ``attempts`` overrides ``retries`` (1: never
         retried, not even on 429). ``headers`` are sent besides the defaults; ``etag`` is
@@ -227,16 +243,8 @@ class JsonClient:
         body, status, answer_headers, final_url = answer
         if status == 304:
             return Fetched(None, duration, attempt, 304, answer_headers, final_url)
-        try:
-            data = orjson.loads(body)  # strict JSON: NaN, Infinity and huge ints are malformed
-        except orjson.JSONDecodeError as exc:
-            raise FetchError(
-                f"{subject}: malformed JSON: {str(exc)[:200]}",
-                status=200,
-                attempts=attempt,
-                duration=duration,
-            ) from None
-        return Fetched(data, duration, attempt, status, answer_headers, final_url)
+        fetched = Fetched(body, duration, attempt, status, answer_headers, final_url)
+        return decoded(fetched, subject) if decode else fetched
 
     async def _attempts(
         self, request: _Request, subject: str, limit: int, start: float
