@@ -796,6 +796,8 @@ class CycleRecorder:
         with its alert in progress: unknown keeps a state, where false would end it."""
         if plan.status not in ("ok", "unchanged") or plan.blocked or plan.watch.slug in self._erred:
             return None
+        if plan.quiet and not plan.parts:  # the same values, verdicts and record: the same key
+            return plan.watch.quiet
         held = []
         for rule, holds in plan.verdicts:
             if rule.id not in self._steady:

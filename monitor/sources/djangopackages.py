@@ -513,8 +513,8 @@ class _Recall:
             values = {"slug": result.slug, **result.snapshot.values((*names, *BOOKKEEPING))}
         else:
             return
-        shown = {name: field_kinds.to_json(value) for name, value in values.items()}
-        self.known[result.slug] = [result.fingerprint.hex(), result.package_id, shown]
+        # orjson writes datetimes as ISO 8601, which from_json reads back
+        self.known[result.slug] = [result.fingerprint.hex(), result.package_id, values]
 
     def dumps(self) -> bytes:
         return orjson.dumps(
