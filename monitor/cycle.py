@@ -574,7 +574,7 @@ class CycleRecorder:
             self._parts.update((w.id, stored.get(w.id, {})) for w in watches.values())
             earlier = None
         else:
-            self._load_parts(o.slug for o in outcomes)
+            self._load_parts(o.slug for o in outcomes if self._reads_parts(o, baseline))
         plans: dict[str, _Plan] = {}
         for outcome in outcomes:
             watch = watches.get(outcome.slug)
@@ -596,6 +596,7 @@ class CycleRecorder:
         held = None if baseline else self._held(watch)
         plan = self._quiet_plan(watch, outcome) if held is not None else None
         if plan is None:
+            self._load_parts([watch.slug])
             planner = _Planner(self, watch, outcome, self._parts.get(watch.id, {}))
             planner.djangopackages()
             for source in self.sources:
@@ -638,6 +639,22 @@ class CycleRecorder:
         held = quiet[_QUIET_HASH:].decode()
         return held.split("\n") if held else []
 
+    def _reads_parts(self, outcome: PollResult, baseline: bool) -> bool:
+        """Whether planning ``outcome`` reads its package's stored parts. Not when the
+        package can only be quiet: its record is the stored one, no other source is polled
+        and no volatile rule reads the record, so nothing stored is compared or read (a
+        quiet key holds only after a poll that did not fail, so the record's part has no
+        failures to clear). Parts not read are read when they are needed after all."""
+        if baseline or self.sources or self._dp_volatile:
+            return True
+        watch = (self._watches or {}).get(outcome.slug)
+        return (
+            watch is None
+            or outcome.status is not PollStatus.UNCHANGED
+            or outcome.fingerprint != watch.fingerprint
+            or self._held(watch) is None
+        )
+
     def _quiet_plan(self, watch: Watch, outcome: PollResult) -> _Plan | None:
         """The plan of a package whose record is the stored one and whose every other
         source answered "not modified" with nothing to write, made without comparing
@@ -649,13 +666,18 @@ class CycleRecorder:
             or is_pypi_watch(watch.slug)
         ):
             return None
-        stored = self._parts.get(watch.id, {})
-        primary = stored.get(_PRIMARY)
-        if primary is None or primary.failures:
-            return None
-        values = _stored_fields(primary, self._dp_volatile - (outcome.values or {}).keys())
-        values.update(outcome.values or {})
+        stored = self._parts.get(watch.id)
+        if stored is None and (self.sources or self._dp_volatile):
+            self._load_parts([watch.slug])
+            stored = self._parts.get(watch.id, {})
+        values = dict(outcome.values or {})
+        if stored is not None:  # else nothing of them is read (see _reads_parts)
+            primary = stored.get(_PRIMARY)
+            if primary is None or primary.failures:
+                return None
+            values = {**_stored_fields(primary, self._dp_volatile - values.keys()), **values}
         for source in self.sources:
+            assert stored is not None
             part, kept = outcome.parts.get(source), stored.get(source)
             if part is None:
                 if kept is not None and kept.data:
@@ -1072,6 +1094,7 @@ class CycleRecorder:
         """Every latest value of the package, for a message: what was polled, over what
         each source gave last (read once)."""
         if plan.shown is None:
+            self._load_parts([plan.watch.slug])
             shown: dict[str, Any] = {}
             for source, stored in self._parts.get(plan.watch.id, {}).items():
                 if source == _PRIMARY or source in self.sources:

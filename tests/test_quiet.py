@@ -151,7 +151,17 @@ def test_a_rule_reading_bookkeeping_fires_when_only_bookkeeping_moved(monitor: M
 def test_a_rule_that_holds_keeps_holding_on_an_unchanged_package_and_resolves(
     monitor: Monitor, evaluations: Counter[str]
 ) -> None:
-    _use_rules(monitor, "rules:\n  - {id: popular, when: repo_watchers > 10, repeat: 1d}\n")
+    _use_rules(
+        monitor,
+        """\
+        rules:
+          - id: popular
+            when: repo_watchers > 10
+            repeat: 1d
+            message: "{{ title }}: {{ repo_watchers }} stars, {{ repo_forks }} forks"
+        """,
+    )
+    record = monitor.upstream.records[OTP]
     monitor.run("watch", OTP)
     assert (OTP, "popular") in _firing(monitor)
     key = _quiet(monitor, OTP)
@@ -161,8 +171,12 @@ def test_a_rule_that_holds_keeps_holding_on_an_unchanged_package_and_resolves(
     assert (OTP, "popular") in _firing(monitor)
     # known to hold, not evaluated, and its reminder still goes out a day on
     transitions = monitor.count("transitions")
-    _check(monitor, days=1)
+    monitor.clock.advance(days=1)
+    reminded = monitor.run("check")
     assert monitor.count("transitions") == transitions + 1
+    # its message reads every value stored, though none was compared
+    expected = f"{record['title']}: {record['repo_watchers']} stars, {record['repo_forks']} forks"
+    assert expected in reminded.stdout + reminded.stderr, reminded.output
     assert evaluations["repo_watchers > 10"] == 0
     monitor.upstream.records[OTP]["repo_watchers"] = 3
     _check(monitor)
