@@ -312,6 +312,7 @@ class CycleRecorder:
         rules_key = orjson.dumps([_QUIET_FORM, steady, config.project_django, sorted(self.sources)])
         self._quiet_base = hashlib.blake2b(rules_key, digest_size=_QUIET_HASH)
         self._erred: set[str] = set()  # packages a rule went over its bounds on
+        self._helds: dict[int, tuple[Watch, list[str] | None]] = {}  # see _held
         self.now = now
         self.rng = rng
         self.new_id = new_id
@@ -509,6 +510,7 @@ class CycleRecorder:
         if view is not None:
             for plan in view.plans.values():
                 self._parts.pop(plan.watch.id, None)
+                self._helds.pop(plan.watch.id, None)
 
     def _write(
         self, outcomes: Sequence[PollResult], baseline: bool, *, last: bool, last_attempt: bool
@@ -630,14 +632,20 @@ class CycleRecorder:
 
     def _held(self, watch: Watch) -> list[str] | None:
         """The steady rules that hold on the watch's values, as its ``quiet`` column says
-        if its hash is the one of now; else None (evaluate every rule)."""
+        if its hash is the one of now; else None (evaluate every rule). Worked out once
+        per watch row read."""
+        known = self._helds.get(watch.id)
+        if known is not None and known[0] is watch:
+            return known[1]
         quiet = watch.quiet
-        if quiet is None or quiet[:_QUIET_HASH] != self.quiet_key(
+        held = None
+        if quiet is not None and quiet[:_QUIET_HASH] == self.quiet_key(
             watch.pinned, watch.title, watch.fingerprint
         ):
-            return None
-        held = quiet[_QUIET_HASH:].decode()
-        return held.split("\n") if held else []
+            text = quiet[_QUIET_HASH:].decode()
+            held = text.split("\n") if text else []
+        self._helds[watch.id] = (watch, held)
+        return held
 
     def _reads_parts(self, outcome: PollResult, baseline: bool) -> bool:
         """Whether planning ``outcome`` reads its package's stored parts. Not when the

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -487,9 +487,9 @@ def _schema_tools(conn: sqlite3.Connection) -> sqlite_utils.Database:
     return sqlite_utils.Database(conn)
 
 
-@dataclass(frozen=True, slots=True)
-class Watch:
-    """A watched package: what commands and a cycle read of it."""
+class Watch(NamedTuple):
+    """A watched package: what commands and a cycle read of it (a named tuple: a cycle
+    makes one for each package polled)."""
 
     id: int
     slug: str
