@@ -40,6 +40,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, TypeGuard, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -456,8 +457,12 @@ class _Pager:
                 return False  # a record read as changed, or not read: decode the page
         count = recall["count"]
         self.count = count if self.count is None else max(self.count, count)
+        dated = [*_DATETIMES.intersection(self.reading.fields), *BOOKKEEPING]
         for slug in wanted:
             fingerprint, package_id, values = known[slug]
+            for name in dated:  # as field_kinds.from_json reads them, for the few there are
+                if values.get(name) is not None:
+                    values[name] = datetime.fromisoformat(values[name])
             self.missing.discard(slug)
             self.done(
                 PollResult(
@@ -468,7 +473,7 @@ class _Pager:
                     package_id,
                     duration,
                     bytes.fromhex(fingerprint),
-                    field_kinds.from_json(values),
+                    values,
                 )
             )
         assert self.on_page is not None
@@ -488,6 +493,8 @@ async def _all(coros: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
     return [task.result() for task in tasks]
 
 
+_DATED = field_kinds.FieldKind.DATETIME
+_DATETIMES = frozenset(n for n, kind in field_kinds.DJANGOPACKAGES.items() if kind is _DATED)
 # The form of a page's recall (_Recall): raise it when reading a record changes, so that what
 # an earlier version read is read again.
 _RECALL_FORM = 1
