@@ -119,6 +119,11 @@ def test_a_schema_5_database_reads_the_same_after_the_migration(monitor: Monitor
     store = monitor.store()
     try:
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        # schema 9: no watch has a quiet key yet (its next poll evaluates every rule), and
+        # no list page is recalled
+        quiet = store.conn.execute("SELECT COUNT(*), COUNT(quiet) FROM watches").fetchone()
+        assert quiet[0] > 0 and quiet[1] == 0
+        assert store.conn.execute("SELECT COUNT(*) FROM list_pages").fetchone()[0] == 0
     finally:
         store.close()
     lines = monitor.run("mutes").stdout.splitlines()

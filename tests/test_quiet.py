@@ -85,36 +85,42 @@ def test_an_unchanged_package_is_not_evaluated_again_by_its_steady_rules(
     assert evaluations["repo_watchers > 100000"] == 1
 
 
-def test_an_edited_rule_is_evaluated_on_unchanged_packages(monitor: Monitor) -> None:
-    _use_rules(monitor, "rules:\n  - {id: popular, when: repo_watchers > 100000}\n")
-    monitor.run("watch", OTP)
-    _check(monitor)
-    assert (OTP, "popular") not in _firing(monitor)
-    _use_rules(monitor, "rules:\n  - {id: popular, when: repo_watchers > 10}\n")
-    _check(monitor)
-    assert (OTP, "popular") in _firing(monitor)
-
-
-def test_a_rule_scoped_to_more_packages_is_evaluated_on_them(monitor: Monitor) -> None:
-    _use_rules(monitor, "rules:\n  - {id: any, when: repo_watchers > 10, packages: [other]}\n")
-    monitor.run("watch", OTP)
-    _check(monitor)
-    _use_rules(monitor, "rules:\n  - {id: any, when: repo_watchers > 10, packages: [django-*]}\n")
-    _check(monitor)
-    assert (OTP, "any") in _firing(monitor)
-
-
-def test_a_new_project_django_version_is_evaluated_on_unchanged_packages(
-    monitor: Monitor,
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        pytest.param(
+            ("rules:\n  - {id: it, when: repo_watchers > 100000}\n", ""),
+            ("rules:\n  - {id: it, when: repo_watchers > 10}\n", ""),
+            id="an edited rule",
+        ),
+        pytest.param(
+            ("rules:\n  - {id: it, when: repo_watchers > 10, packages: [other]}\n", ""),
+            ("rules:\n  - {id: it, when: repo_watchers > 10, packages: [django-*]}\n", ""),
+            id="a rule scoped to more packages",
+        ),
+        pytest.param(
+            (
+                'rules:\n  - {id: it, when: project.django == "4.2"}\n',
+                '[project]\ndjango = "5.2"\n',
+            ),
+            (
+                'rules:\n  - {id: it, when: project.django == "4.2"}\n',
+                '[project]\ndjango = "4.2"\n',
+            ),
+            id="another Django version in the project",
+        ),
+    ],
+)
+def test_a_new_setting_is_evaluated_on_unchanged_packages(
+    monitor: Monitor, before: tuple[str, str], after: tuple[str, str]
 ) -> None:
-    rules = 'rules:\n  - {id: old-django, when: project.django == "4.2"}\n'
-    _use_rules(monitor, rules, '\n[project]\ndjango = "5.2"\n')
+    _use_rules(monitor, before[0], "\n" + before[1])
     monitor.run("watch", OTP)
     _check(monitor)
-    assert (OTP, "old-django") not in _firing(monitor)
-    _use_rules(monitor, rules, '\n[project]\ndjango = "4.2"\n')
+    assert (OTP, "it") not in _firing(monitor)
+    _use_rules(monitor, after[0], "\n" + after[1])
     _check(monitor)
-    assert (OTP, "old-django") in _firing(monitor)
+    assert (OTP, "it") in _firing(monitor)
 
 
 def test_a_new_pin_is_evaluated_on_an_unchanged_package(monitor: Monitor) -> None:
