@@ -1627,7 +1627,10 @@ async def poll_and_record(
     order = {slug: i for i, slug in enumerate(wanted)}
     arrived: asyncio.Queue[PollResult | None] = asyncio.Queue()
     taken = asyncio.Event()  # a result was taken from ``arrived``
-    pages_read: dict[bytes, bytes | None] = {}  # list pages: hash -> recall (None: known)
+    day = day_number(now)
+
+    def read_page(digest: bytes, recall: bytes | None) -> None:
+        store.keep_page(digest, recall, day=day)
 
     async def pace() -> None:
         """Ask for another list page only once fewer than a batch of results wait."""
@@ -1652,8 +1655,8 @@ async def poll_and_record(
                     on_result=told,
                     keep=False,
                     pace=pace,
-                    pages=store.pages(),
-                    on_page=pages_read.__setitem__,
+                    recall=store.page_recall,
+                    on_page=read_page,
                 )
             for slug in wanted:
                 if is_pypi_watch(slug):
@@ -1690,8 +1693,7 @@ async def poll_and_record(
     if primary.last_count is not None and str(primary.last_count) != known:
         with store.transaction():
             store.set_meta("djangopackages.count", str(primary.last_count))
-    if pages_read:
-        store.keep_pages(pages_read, day=day_number(now))
+    store.forget_pages(before=day - 1)
     return report
 
 

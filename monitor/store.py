@@ -459,7 +459,7 @@ def _migrate_9(db: sqlite_utils.Database) -> None:
     # (CycleRecorder.quiet_key). NULL (every row now) means: evaluate every rule.
     db.conn.execute("ALTER TABLE watches ADD COLUMN quiet BLOB")
     # And a djangopackages list page that comes back byte for byte is not decoded again:
-    # what reading it gave is kept by the hash of its body, for a day or two (Store.pages).
+    # what reading it gave is kept by the hash of its body, for a day or two (Store.page_recall).
     db.conn.execute(
         "CREATE TABLE list_pages (digest BLOB PRIMARY KEY, recall BLOB NOT NULL,"
         " day INTEGER NOT NULL)"
@@ -793,25 +793,31 @@ class Store:
             out[slug] = Watch(ident, slug, package_id, title, notify_lists[notify], *rest)
         return out
 
-    def pages(self) -> dict[bytes, bytes]:
-        """What reading each djangopackages list page read lately gave: the hash of its
-        body -> its recall (see DjangoPackagesSource.poll)."""
-        return dict(self.conn.execute("SELECT digest, recall FROM list_pages"))
+    def page_recall(self, digest: bytes) -> bytes | None:
+        """What reading the djangopackages list page whose body has this hash gave, if it
+        was read lately (see DjangoPackagesSource.poll)."""
+        row = self.conn.execute("SELECT recall FROM list_pages WHERE digest = ?", (digest,))
+        found = row.fetchone()
+        return zlib.decompress(found[0]) if found else None
 
-    def keep_pages(self, read: Mapping[bytes, bytes | None], *, day: int) -> None:
-        """Keep the recalls of the list pages a poll read (None: one kept already, read
-        again) as of ``day``; forget those not read since the day before it."""
+    def keep_page(self, digest: bytes, recall: bytes | None, *, day: int) -> None:
+        """Keep a list page's recall as read on ``day`` (deflated: a fifth of the room);
+        None: the one kept was used again that day."""
         with self.transaction():
-            self.conn.executemany(
-                "INSERT INTO list_pages (digest, recall, day) VALUES (?, ?, ?)"
-                " ON CONFLICT (digest) DO UPDATE SET day = excluded.day",
-                [(digest, recall, day) for digest, recall in read.items() if recall is not None],
-            )
-            self.conn.executemany(
-                "UPDATE list_pages SET day = ? WHERE digest = ?",
-                [(day, digest) for digest, recall in read.items() if recall is None],
-            )
-            self.conn.execute("DELETE FROM list_pages WHERE day < ?", (day - 1,))
+            if recall is None:
+                self.conn.execute("UPDATE list_pages SET day = ? WHERE digest = ?", (day, digest))
+            else:
+                self.conn.execute(
+                    "INSERT INTO list_pages (digest, recall, day) VALUES (?, ?, ?)"
+                    " ON CONFLICT (digest) DO UPDATE"
+                    " SET recall = excluded.recall, day = excluded.day",
+                    (digest, zlib.compress(recall, 1), day),
+                )
+
+    def forget_pages(self, *, before: int) -> None:
+        """Forget the recalls of list pages not read since the day ``before``."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM list_pages WHERE day < ?", (before,))
 
     def parts(self, watch_ids: Iterable[int]) -> dict[int, dict[str, StoredPart]]:
         """watch id -> source -> its stored part, for these watches."""

@@ -632,7 +632,7 @@ async def _poll_pages(
         known_count=600,
         fingerprints=known,
         fields=fields,
-        pages=pages,
+        recall=pages.get,
         on_page=read.__setitem__,
     )
     return results, read

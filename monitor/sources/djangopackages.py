@@ -166,7 +166,7 @@ class DjangoPackagesSource(JsonSource):
         on_result: Callable[[PollResult], None] | None = None,
         keep: bool = True,
         pace: Callable[[], Awaitable[None]] | None = None,
-        pages: Mapping[bytes, bytes] | None = None,
+        recall: Callable[[bytes], bytes | None] | None = None,
         on_page: Callable[[bytes, bytes | None], None] | None = None,
     ) -> list[PollResult]:
         """A result per distinct slug, in the order given; ``on_result`` is called as each
@@ -179,10 +179,10 @@ class DjangoPackagesSource(JsonSource):
         ``fingerprints`` maps a slug to the fingerprint of its last stored record: a record
         that still has it is not parsed but reported ``unchanged``, carrying ``fields``.
 
-        ``pages`` maps the hash of a list page's body to what reading it gave (its
-        ``recall``, made by an earlier poll): a page that comes back the same, every package
-        it holds still unchanged, is not decoded at all. ``on_page(hash, recall)`` is told
-        each page read (``recall`` None when it was one of ``pages``), for the next poll.
+        ``recall(hash)`` gives what reading a list page whose body has that hash gave to an
+        earlier poll (its recall), if it was kept: a page that comes back the same, every
+        package it holds still unchanged, is not decoded at all. ``on_page(hash, recall)``
+        is told each page read (``recall`` None when it was recalled), for the next poll.
         """
         reading = _Reading(fingerprints or {}, tuple(fields))
         wanted = list(dict.fromkeys(slugs))
@@ -206,7 +206,7 @@ class DjangoPackagesSource(JsonSource):
         tried: dict[str, int] = {}  # slug -> attempts a failed page spent on it
         if len(wanted) > 1:
             pager = _Pager(self, wanted, reading, done, pace)
-            pager.recalls, pager.on_page = pages or {}, on_page
+            pager.recall, pager.on_page = recall, on_page
             await pager.run(known_count)
             page_answered = pager.count is not None
             if pager.failed_attempts:
@@ -351,7 +351,7 @@ class _Pager:
         self.count: int | None = None  # the largest count a page reported
         self.failed_attempts = 0  # the most a page spent before failing on 5xx/timeouts
         self.read: set[int] = set()  # offsets requested
-        self.recalls: Mapping[bytes, bytes] = {}  # page hash -> its recall (see poll)
+        self.recall: Callable[[bytes], bytes | None] | None = None  # see poll
         self.on_page: Callable[[bytes, bytes | None], None] | None = None
 
     def pages(self, count: int) -> int:
@@ -437,10 +437,10 @@ class _Pager:
 
     def recalled(self, digest: bytes, duration: float) -> bool:
         """Report the packages of a page whose body is one read before (its hash is one of
-        :attr:`recalls`) as that reading found them, without decoding it, if every package
+        :attr:`recall` gives) as that reading found them, without decoding it, if every package
         of it still wanted was unchanged then and still has that record's fingerprint.
         False (decode the page) when not."""
-        stored = self.recalls.get(digest) if self.on_page is not None else None
+        stored = self.recall(digest) if self.recall and self.on_page else None
         if stored is None:
             return False
         recall = orjson.loads(stored)
