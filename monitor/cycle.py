@@ -34,6 +34,7 @@ import gc
 import hashlib
 import logging
 import random
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
@@ -1630,7 +1631,12 @@ async def poll_and_record(
     day = day_number(now)
 
     def read_page(digest: bytes, recall: bytes | None) -> None:
-        store.keep_page(digest, recall, day=day)
+        """Keep what reading a list page gave, for the next cycle. A recall not kept (the
+        database busy or full) only means that the page is decoded next time."""
+        try:
+            store.keep_page(digest, recall, day=day)
+        except sqlite3.Error as exc:
+            log.info("a list page's recall is not kept: %s", exc)
 
     async def pace() -> None:
         """Ask for another list page only once fewer than a batch of results wait."""

@@ -6,6 +6,7 @@ bookkeeping are evaluated on every poll."""
 
 from __future__ import annotations
 
+import sqlite3
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 
 from monitor import cycle
 from monitor.expr import Expression
+from monitor.store import Store
 from tests.conftest import FIVE, Monitor
 
 MFA = "django-mfa"
@@ -292,3 +294,18 @@ def test_a_list_page_read_again_is_recalled_and_forgotten_two_days_after(
     assert len(_pages(monitor)) == 2  # yesterday's is kept a day more
     _check(monitor, days=1)
     assert first not in _pages(monitor)
+
+
+def test_a_recall_that_cannot_be_kept_costs_the_cycle_nothing(
+    monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert monitor.run("watch", *FIVE).exit_code == 0
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Store, "keep_page", full)
+    monitor.clock.advance(hours=6)
+    report = monitor.json("check")
+    assert (report["checked"], report["unchanged"]) == (5, 5)
+    assert _pages(monitor) == {}
