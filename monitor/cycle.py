@@ -317,6 +317,7 @@ class CycleRecorder:
         self.now = now
         self.rng = rng
         self.new_id = new_id
+        self._constant = self._constant_verdicts(enabled)
         self.report = CycleReport()
         self._now_iso = iso(now)
         self._day = day_number(now)
@@ -619,6 +620,27 @@ class CycleRecorder:
                 plan.verdicts.append((rule, self._holds(rule, plan.values, None, watch.slug)))
         return plan
 
+    def _constant_verdicts(self, rules: Sequence[Any]) -> dict[str, bool | None]:
+        """rule id -> its verdict on every package, for the rules that read only fields of
+        sources not polled: none of those is ever known (SPEC §2.1), so such a rule comes
+        out the same on any package (unknown, unless it falls back with default()), and is
+        evaluated once, here, not once per package."""
+        polled = {_PRIMARY, "watch", "project", *self.sources}
+        out: dict[str, bool | None] = {}
+        for rule in rules:
+            reads = self._reads[rule.id]
+            if not reads or reads & polled or "" in reads:
+                continue
+            try:
+                out[rule.id] = bool(
+                    rule.when.evaluate({}, {} if rule.when.is_change else None, self.now)
+                )
+            except LimitExceeded:
+                continue  # evaluated on each package, and reported there
+            except UnknownValue:
+                out[rule.id] = None
+        return out
+
     def quiet_key(self, pinned: str | None, title: str | None, fingerprint: bytes | None) -> bytes:
         """The hash a watch's ``quiet`` column starts with once every steady condition rule
         was evaluated on its values: of the steady rules, the project's settings and the
@@ -901,6 +923,8 @@ class CycleRecorder:
     ) -> bool | None:
         """Whether the rule holds; None when unknown, or over its bounds: then the rule's
         error on this package, reported, and its state is kept like unknown data's."""
+        if rule.id in self._constant and (old is not None or not rule.when.is_change):
+            return self._constant[rule.id]
         try:
             return bool(rule.when.evaluate(values, old, self.now))
         except LimitExceeded as exc:

@@ -309,3 +309,24 @@ def test_a_recall_that_cannot_be_kept_costs_the_cycle_nothing(
     report = monitor.json("check")
     assert (report["checked"], report["unchanged"]) == (5, 5)
     assert _pages(monitor) == {}
+
+
+def test_a_rule_reading_only_sources_not_polled_is_evaluated_once_a_cycle(
+    monitor: Monitor, evaluations: Counter[str]
+) -> None:
+    # GitHub is off: its fields are never known, so the rule comes out the same on every
+    # package (here true, through default()), worked out once per cycle
+    _use_rules(monitor, "rules:\n  - id: unstarred\n    when: default(github.stars, 0) == 0\n")
+    assert monitor.run("watch", *FIVE).exit_code == 0
+    assert {slug for slug, rule in _firing(monitor) if rule == "unstarred"} == set(FIVE)
+    evaluations.clear()
+    for slug in FIVE:  # every package changed: each planned in full
+        monitor.upstream.records[slug]["repo_watchers"] += 1
+    _check(monitor)
+    assert evaluations["default(github.stars, 0) == 0"] == 1
+
+    # turned on, GitHub's answer decides, package by package
+    monitor.configure('[rules]\npaths = ["team.yaml"]\n', sources=("github",))
+    evaluations.clear()
+    _check(monitor)
+    assert evaluations["default(github.stars, 0) == 0"] >= len(FIVE)
