@@ -1723,7 +1723,10 @@ async def poll_and_record(
     if primary.last_count is not None and str(primary.last_count) != known:
         with store.transaction():
             store.set_meta("djangopackages.count", str(primary.last_count))
-    store.forget_pages(before=day - 1)
+    try:
+        store.forget_pages(before=day - 1)
+    except sqlite3.Error as exc:  # the cycle is recorded: old recalls go next time
+        log.info("list pages' old recalls are not forgotten: %s", exc)
     return report
 
 

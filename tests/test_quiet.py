@@ -296,7 +296,7 @@ def test_a_list_page_read_again_is_recalled_and_forgotten_two_days_after(
     assert first not in _pages(monitor)
 
 
-def test_a_recall_that_cannot_be_kept_costs_the_cycle_nothing(
+def test_recalls_that_cannot_be_kept_or_forgotten_cost_the_cycle_nothing(
     monitor: Monitor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert monitor.run("watch", *FIVE).exit_code == 0
@@ -305,6 +305,7 @@ def test_a_recall_that_cannot_be_kept_costs_the_cycle_nothing(
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(Store, "keep_page", full)
+    monkeypatch.setattr(Store, "forget_pages", full)
     monitor.clock.advance(hours=6)
     report = monitor.json("check")
     assert (report["checked"], report["unchanged"]) == (5, 5)
