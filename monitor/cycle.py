@@ -707,23 +707,22 @@ class CycleRecorder:
             if primary is None or primary.failures:
                 return None
             values = {**_stored_fields(primary, self._dp_volatile - values.keys()), **values}
-        for source in self.sources:
-            assert stored is not None
-            part, kept = outcome.parts.get(source), stored.get(source)
-            if part is None:
-                if kept is not None and kept.data:
+            for source in self.sources:
+                part, kept = outcome.parts.get(source), stored.get(source)
+                if part is None:
+                    if kept is not None and kept.data:
+                        return None
+                    continue
+                if (
+                    part.status is not PartStatus.UNCHANGED
+                    or kept is None
+                    or kept.failures
+                    or kept.deferred_until
+                    or (part.etag or kept.etag) != kept.etag
+                ):
                     return None
-                continue
-            if (
-                part.status is not PartStatus.UNCHANGED
-                or kept is None
-                or kept.failures
-                or kept.deferred_until
-                or (part.etag or kept.etag) != kept.etag
-            ):
-                return None
-            if source in self._volatile_sources:
-                values.update(_decoded(kept) or {})
+                if source in self._volatile_sources:
+                    values.update(_decoded(kept) or {})
         values["pinned"] = watch.pinned
         values["project.django"] = self.config.project_django
         return _Plan(
@@ -1548,9 +1547,9 @@ def _stored_fields(stored: StoredPart | None, names: Iterable[str]) -> dict[str,
     """Some fields of a stored djangopackages record, as rules see them: of an unchanged
     record, those its poll result does not carry (none to read: no decoding)."""
     wanted = set(names)
-    if not wanted or stored is None or not stored.data:
+    if not wanted:
         return {}
-    return {k: v for k, v in fields.from_json(orjson.loads(stored.data)).items() if k in wanted}
+    return {k: v for k, v in (_decoded(stored) or {}).items() if k in wanted}
 
 
 def _decoded(stored: StoredPart | None) -> dict[str, Any] | None:

@@ -430,18 +430,19 @@ class _Pager:
                 continue
             self.missing.discard(slug)
             if recall is not None:
-                recall.add(result, self.reading.fields)
+                recall.add(result)
             self.done(result)
         if recall is not None and self.on_page is not None:
             self.on_page(digest, recall.dumps())
 
     def recalled(self, digest: bytes, duration: float) -> bool:
-        """Report the packages of a page whose body is one read before (its hash is one of
-        :attr:`recall` gives) as that reading found them, without decoding it, if every package
+        """Report the packages of a page whose body is one read before (one :attr:`recall`
+        knows by its hash) as that reading found them, without decoding it, if every package
         of it still wanted was unchanged then and still has that record's fingerprint.
         False (decode the page) when not."""
-        stored = self.recall(digest) if self.recall and self.on_page else None
-        if stored is None:
+        on_page = self.on_page
+        stored = self.recall(digest) if self.recall and on_page else None
+        if stored is None or on_page is None:
             return False
         recall = orjson.loads(stored)
         if recall["form"] != _RECALL_FORM or recall["fields"] != list(self.reading.fields):
@@ -476,8 +477,7 @@ class _Pager:
                     values,
                 )
             )
-        assert self.on_page is not None
-        self.on_page(digest, None)
+        on_page(digest, None)
         return True
 
 
@@ -511,13 +511,14 @@ class _Recall:
     slugs: list[str | None] = field(default_factory=list)
     known: dict[str, list[Any]] = field(default_factory=dict)
 
-    def add(self, result: PollResult, names: tuple[str, ...]) -> None:
+    def add(self, result: PollResult) -> None:
         if result.fingerprint is None:
             return
         if result.values is not None:
             values = result.values
         elif result.snapshot is not None:
-            values = {"slug": result.slug, **result.snapshot.values((*names, *BOOKKEEPING))}
+            names = (*self.fields, *BOOKKEEPING)
+            values = {"slug": result.slug, **result.snapshot.values(names)}
         else:
             return
         # orjson writes datetimes as ISO 8601, which from_json reads back
