@@ -648,10 +648,10 @@ class Store:
         return [row[0] for row in rows]
 
     def watched_slugs(self) -> list[str]:
-        return [
-            row[0]
-            for row in self.conn.execute("SELECT slug FROM watches WHERE active = 1 ORDER BY slug")
-        ]
+        """Every watched name, sorted (here: SQLite would sort through the index on slug, a
+        lookup of the row per watch)."""
+        rows = self.conn.execute("SELECT slug FROM watches WHERE active = 1")
+        return sorted(row[0] for row in rows)
 
     def due_slugs(self, now: datetime) -> list[str]:
         """The watched packages whose next poll is due, most overdue first."""
@@ -767,14 +767,14 @@ class Store:
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples: a cycle reads every polled watch
         query = (
-            "SELECT w.slug, w.id, w.package_id, w.title, w.notify, w.interval, w.failures,"
+            "SELECT w.id, w.slug, w.package_id, w.title, w.notify, w.interval, w.failures,"
             " w.snapshot_id, p.fingerprint, w.pinned, w.quiet FROM watches w LEFT JOIN parts p"
             " ON p.watch_id = w.id AND p.source = 'djangopackages' WHERE w.active = 1"
         )
         if len(slugs) > _SCAN_ABOVE:  # one scan beats thousands of index lookups
             wanted = set(slugs)
             rows: Iterable[tuple[Any, ...]] = (
-                row for row in cursor.execute(query) if row[0] in wanted
+                row for row in cursor.execute(query) if row[1] in wanted
             )
         else:
             rows = (
@@ -784,13 +784,14 @@ class Store:
                     f"{query} AND w.slug IN ({','.join('?' * len(chunk))})", chunk
                 )
             )
-        notify_lists: dict[str, tuple[str, ...]] = {}
+        notify_lists: dict[str | None, tuple[str, ...]] = {}  # most watches share a few
         out: dict[str, Watch] = {}
-        for slug, ident, package_id, title, notify, *rest in rows:
-            notify = notify or "[]"
-            if notify not in notify_lists:
-                notify_lists[notify] = tuple(json.loads(notify))
-            out[slug] = Watch(ident, slug, package_id, title, notify_lists[notify], *rest)
+        make = Watch._make  # the columns are read in Watch's order
+        for row in rows:
+            notify = notify_lists.get(row[4])
+            if notify is None:
+                notify = notify_lists[row[4]] = tuple(json.loads(row[4] or "[]"))
+            out[row[1]] = make((*row[:4], notify, *row[5:]))
         return out
 
     def page_recall(self, digest: bytes) -> bytes | None:
@@ -852,12 +853,19 @@ class Store:
             values.update(values_after(values, json.loads(data)))
         return Snapshot.from_json_dict(values)
 
-    def rule_states(self, watch_ids: list[int]) -> list[dict[str, Any]]:
-        """The stored alert state of every rule for these watches."""
-        rows: list[dict[str, Any]] = []
+    def rule_states(self, watch_ids: list[int]) -> list[tuple[Any, ...]]:
+        """The stored alert state of every rule for these watches: (watch_id, rule, holds,
+        firing_since, last_notified_at, episode, alert_id) rows (a cycle reads them all)."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        rows: list[tuple[Any, ...]] = []
         for chunk in _chunks(watch_ids, 500):
             marks = ",".join("?" * len(chunk))
-            rows += self.query(f"SELECT * FROM rule_states WHERE watch_id IN ({marks})", chunk)
+            rows += cursor.execute(
+                "SELECT watch_id, rule, holds, firing_since, last_notified_at, episode, alert_id"
+                f" FROM rule_states WHERE watch_id IN ({marks})",
+                chunk,
+            )
         return rows
 
     def failed_checks(self, watch_id: int) -> list[dict[str, Any]]:
