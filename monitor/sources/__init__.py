@@ -36,9 +36,9 @@ class PollStatus(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen one's __init__ costs 1.7 µs, 10,000 a cycle
 class PollResult:
-    """One package's poll.
+    """One package's poll (treated as immutable: :func:`dataclasses.replace` makes another).
 
     - ``ok``: ``snapshot`` is the parsed record, ``fingerprint`` the record's
       (:func:`~monitor.snapshot.record_fingerprint`);

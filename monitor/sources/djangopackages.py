@@ -452,31 +452,24 @@ class _Pager:
             s for s in dict.fromkeys(recall["slugs"]) if s in self.missing and s not in self.invalid
         ]
         fingerprints = self.reading.fingerprints
+        unchanged = []
         for slug in wanted:
             entry = known.get(slug)
-            if entry is None or bytes.fromhex(entry[0]) != fingerprints.get(slug):
+            fingerprint = fingerprints.get(slug)
+            if entry is None or fingerprint is None or entry[0] != fingerprint.hex():
                 return False  # a record read as changed, or not read: decode the page
+            unchanged.append((slug, fingerprint, entry[1], entry[2]))
         count = recall["count"]
         self.count = count if self.count is None else max(self.count, count)
         dated = [*_DATETIMES.intersection(self.reading.fields), *BOOKKEEPING]
-        for slug in wanted:
-            fingerprint, package_id, values = known[slug]
+        status = PollStatus.UNCHANGED
+        for slug, fingerprint, package_id, values in unchanged:
             for name in dated:  # as field_kinds.from_json reads them, for the few there are
                 if values.get(name) is not None:
                     values[name] = datetime.fromisoformat(values[name])
             self.missing.discard(slug)
-            self.done(
-                PollResult(
-                    slug,
-                    PollStatus.UNCHANGED,
-                    None,
-                    None,
-                    package_id,
-                    duration,
-                    bytes.fromhex(fingerprint),
-                    values,
-                )
-            )
+            result = PollResult(slug, status, None, None, package_id, duration, fingerprint, values)
+            self.done(result)
         on_page(digest, None)
         return True
 
