@@ -466,6 +466,14 @@ def _migrate_9(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migrate_10(db: sqlite_utils.Database) -> None:
+    # Every cycle starts by reading each watch with its djangopackages record's fingerprint
+    # (Store.watches). Through the unique index on (watch_id, source) that reads a page of
+    # ``parts`` per watch, most of it the record's JSON: 10,000 pages at 10,000 packages,
+    # 35 ms from a cold cache. This index holds the fingerprints alone (half a megabyte).
+    db.conn.execute("CREATE INDEX idx_parts_fingerprint ON parts (watch_id, source, fingerprint)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1,
     _migrate_2,
@@ -476,6 +484,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_7,
     _migrate_8,
     _migrate_9,
+    _migrate_10,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -769,6 +778,7 @@ class Store:
         query = (
             "SELECT w.id, w.slug, w.package_id, w.title, w.notify, w.interval, w.failures,"
             " w.snapshot_id, p.fingerprint, w.pinned, w.quiet FROM watches w LEFT JOIN parts p"
+            " INDEXED BY idx_parts_fingerprint"  # the fingerprints alone (see _migrate_10)
             " ON p.watch_id = w.id AND p.source = 'djangopackages' WHERE w.active = 1"
         )
         if len(slugs) > _SCAN_ABOVE:  # one scan beats thousands of index lookups
