@@ -162,6 +162,7 @@ _ROWS_AT_ONCE = 500
 BATCH = 500
 _RACED = "changed by another process while polled, and the record seen is not stored"
 _PRIMARY = "djangopackages"
+_Verdicts = tuple[tuple[Any, bool | None], ...]  # (condition rule, holds)
 
 
 @dataclass(slots=True)
@@ -314,7 +315,8 @@ class CycleRecorder:
         rules_key = orjson.dumps([_QUIET_FORM, steady, config.project_django, sorted(self.sources)])
         self._quiet_base = hashlib.blake2b(rules_key, digest_size=_QUIET_HASH)
         self._erred: set[str] = set()  # packages a rule went over its bounds on
-        self._helds: dict[int, tuple[Watch, list[str] | None]] = {}  # see _held
+        self._helds: dict[int, tuple[Watch, _Verdicts | None]] = {}  # see _held
+        self._held_verdicts: dict[bytes, _Verdicts] = {}  # a quiet column's rule ids -> ...
         self.now = now
         self.rng = rng
         self.new_id = new_id
@@ -613,7 +615,7 @@ class CycleRecorder:
             plan.fired = self._fired_change_rules(watch.slug, plan)
         rules = self._condition_rules
         if plan.quiet and held is not None:
-            plan.verdicts += [(self._steady[rule_id], True) for rule_id in held]
+            plan.verdicts += held
             rules = self._volatile_rules
         # A rule reading a source that failed or was deferred keeps its state; the others are
         # evaluated as usual (SPEC §3.1).
@@ -655,10 +657,10 @@ class CycleRecorder:
         digest.update(fingerprint or b"")
         return digest.digest()
 
-    def _held(self, watch: Watch) -> list[str] | None:
-        """The steady rules that hold on the watch's values, as its ``quiet`` column says
-        if its hash is the one of now; else None (evaluate every rule). Worked out once
-        per watch row read."""
+    def _held(self, watch: Watch) -> _Verdicts | None:
+        """The verdicts of the steady rules that hold on the watch's values, as its
+        ``quiet`` column says if its hash is the one of now; else None (evaluate every
+        rule). Worked out once per watch row read."""
         known = self._helds.get(watch.id)
         if known is not None and known[0] is watch:
             return known[1]
@@ -667,8 +669,12 @@ class CycleRecorder:
         if quiet is not None and quiet[:_QUIET_HASH] == self.quiet_key(
             watch.pinned, watch.title, watch.fingerprint
         ):
-            text = quiet[_QUIET_HASH:].decode()
-            held = text.split("\n") if text else []
+            ids = quiet[_QUIET_HASH:]
+            held = self._held_verdicts.get(ids)
+            if held is None:  # most packages share a few sets of rules that hold
+                text = ids.decode()
+                held = tuple((self._steady[i], True) for i in text.split("\n")) if text else ()
+                self._held_verdicts[ids] = held
         self._helds[watch.id] = (watch, held)
         return held
 
@@ -693,10 +699,11 @@ class CycleRecorder:
         source answered "not modified" with nothing to write, made without comparing
         anything; None when there is more to it (then :class:`_Planner` works it out). Its
         values are the record's as polled and what the volatile rules read of the rest."""
+        fingerprint = outcome.fingerprint  # None: a ``pypi:`` watch's (without_record)
         if (
             outcome.status is not PollStatus.UNCHANGED
-            or outcome.fingerprint != watch.fingerprint
-            or is_pypi_watch(watch.slug)
+            or fingerprint is None
+            or fingerprint != watch.fingerprint
         ):
             return None
         stored = self._parts.get(watch.id)
