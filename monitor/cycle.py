@@ -1657,6 +1657,7 @@ async def poll_and_record(
     primary = sources.djangopackages
     wanted = list(dict.fromkeys(slugs))
     order = {slug: i for i, slug in enumerate(wanted)}
+    pypi = {slug: None for slug in wanted if is_pypi_watch(slug)}  # in order, no record
     # The results polled, not taken yet (a deque and two events, not an asyncio.Queue: a
     # cycle passes 10,000 results through, and a queue's put and get cost 2 µs each).
     arrived: deque[PollResult] = deque()
@@ -1664,10 +1665,24 @@ async def poll_and_record(
     taken = asyncio.Event()  # a result was taken from ``arrived``
     ended = False  # the poll is over: ``arrived`` gets nothing more
     day = day_number(now)
+    read_today: set[bytes] = set()  # list pages whose recall was used today already
+
+    def page_recall(digest: bytes) -> bytes | None:
+        found = store.page_recall(digest)
+        if found is None:
+            return None
+        recall, read_on = found
+        if read_on == day:
+            read_today.add(digest)
+        return recall
 
     def read_page(digest: bytes, recall: bytes | None) -> None:
-        """Keep what reading a list page gave, for the next cycle. A recall not kept (the
-        database busy or full) only means that the page is decoded next time."""
+        """Keep what reading a list page gave, for the next cycle: a new recall, or the day
+        an old one was used (not again on the same day: a transaction a page saved). A
+        recall not kept (the database busy or full) only means that the page is decoded
+        next time."""
+        if recall is None and digest in read_today:
+            return
         try:
             store.keep_page(digest, recall, day=day)
         except sqlite3.Error as exc:
@@ -1688,7 +1703,7 @@ async def poll_and_record(
     async def poll(fingerprints: dict[str, bytes]) -> None:
         nonlocal ended
         try:
-            listed = [slug for slug in wanted if not is_pypi_watch(slug)]
+            listed = [slug for slug in wanted if slug not in pypi]
             if listed:
                 await primary.poll(
                     listed,
@@ -1698,12 +1713,11 @@ async def poll_and_record(
                     on_result=told,
                     keep=False,
                     pace=pace,
-                    recall=store.page_recall,
+                    recall=page_recall,
                     on_page=read_page,
                 )
-            for slug in wanted:
-                if is_pypi_watch(slug):
-                    told(without_record(slug))
+            for slug in pypi:
+                told(without_record(slug))
         finally:
             ended = True
             came.set()

@@ -804,12 +804,12 @@ class Store:
             out[row[1]] = make((*row[:4], notify, *row[5:]))
         return out
 
-    def page_recall(self, digest: bytes) -> bytes | None:
+    def page_recall(self, digest: bytes) -> tuple[bytes, int] | None:
         """What reading the djangopackages list page whose body has this hash gave, if it
-        was read lately (see DjangoPackagesSource.poll)."""
-        row = self.conn.execute("SELECT recall FROM list_pages WHERE digest = ?", (digest,))
+        was read lately (see DjangoPackagesSource.poll), and the day it was last read on."""
+        row = self.conn.execute("SELECT recall, day FROM list_pages WHERE digest = ?", (digest,))
         found = row.fetchone()
-        return zlib.decompress(found[0]) if found else None
+        return (zlib.decompress(found[0]), found[1]) if found else None
 
     def keep_page(self, digest: bytes, recall: bytes | None, *, day: int) -> None:
         """Keep a list page's recall as read on ``day`` (deflated: a fifth of the room);

@@ -296,6 +296,28 @@ def test_a_list_page_read_again_is_recalled_and_forgotten_two_days_after(
     assert first not in _pages(monitor)
 
 
+def test_a_recall_used_again_the_same_day_writes_nothing(
+    monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert monitor.run("watch", *FIVE).exit_code == 0
+    _check(monitor)
+    (first, read_on) = next(iter(_pages(monitor).items()))
+    kept: list[bytes | None] = []
+    keep_page = Store.keep_page
+
+    def counted(store: Store, digest: bytes, recall: bytes | None, *, day: int) -> None:
+        kept.append(recall)
+        keep_page(store, digest, recall, day=day)
+
+    monkeypatch.setattr(Store, "keep_page", counted)
+    monitor.clock.advance(hours=1)
+    assert monitor.json("check")["unchanged"] == 5
+    assert kept == []  # recalled, and already marked as read today
+    _check(monitor, days=1)
+    assert kept == [None]  # recalled on a new day: its day moves on, nothing else
+    assert _pages(monitor) == {first: read_on + 1}
+
+
 def test_recalls_that_cannot_be_kept_or_forgotten_cost_the_cycle_nothing(
     monitor: Monitor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
