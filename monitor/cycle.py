@@ -66,7 +66,7 @@ from monitor.expr import LimitExceeded, UnknownValue
 from monitor.history import stored_change
 from monitor.names import is_pypi_watch, package_links, project_of
 from monitor.outbox import hold_group, open_group, release_groups
-from monitor.snapshot import BOOKKEEPING, Snapshot
+from monitor.snapshot import BOOKKEEPING, Snapshot, unix_seconds
 from monitor.sources import Due, PartState, PartStatus, PollResult, PollStatus
 from monitor.sources import title as source_title
 from monitor.store import (
@@ -734,6 +734,10 @@ class CycleRecorder:
                     values.update(_decoded(kept) or {})
         values["pinned"] = watch.pinned
         values["project.django"] = self.config.project_django
+        last_fetched, modified = outcome.stamps or (
+            unix_seconds(values.get("last_fetched")),
+            unix_seconds(values.get("modified")),
+        )
         return _Plan(
             watch,
             "unchanged",
@@ -750,8 +754,8 @@ class CycleRecorder:
             [],
             [],
             [],
-            _unix(values.get("last_fetched")),
-            _unix(values.get("modified")),
+            last_fetched,
+            modified,
             quiet=True,
         )
 
@@ -1370,8 +1374,8 @@ class _Planner:
             self._row(_PRIMARY, stored, fingerprint=fingerprint or stored.fingerprint, failures=0)
 
     def _bookkeeping(self, values: Mapping[str, Any]) -> None:
-        self.last_fetched = _unix(values.get("last_fetched"))
-        self.modified = _unix(values.get("modified"))
+        self.last_fetched = unix_seconds(values.get("last_fetched"))
+        self.modified = unix_seconds(values.get("modified"))
 
     # -- another source -------------------------------------------------------------------
 
@@ -1628,10 +1632,6 @@ def _copied(report: CycleReport) -> CycleReport:
         transitions=list(report.transitions),
         groups=list(report.groups),
     )
-
-
-def _unix(value: datetime | None) -> int | None:
-    return int(value.timestamp()) if value else None
 
 
 async def poll_and_record(

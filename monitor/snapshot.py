@@ -30,6 +30,12 @@ from monitor.errors import InvalidRecord
 # djangopackages' own bookkeeping: moves on every refresh, so it is not a change.
 BOOKKEEPING = ("last_fetched", "modified")
 
+
+def unix_seconds(value: datetime | None) -> int | None:
+    """A bookkeeping time as the watch row keeps it: whole Unix seconds."""
+    return int(value.timestamp()) if value else None
+
+
 _ID_IN_URL = re.compile(r"/(\d{1,16})/?(?:\?.*)?$")
 _URL_IDS: dict[str, int] = {}
 _URL_IDS_MAX = 10_000

@@ -55,7 +55,7 @@ def test_unchanged_check_adds_no_snapshot_but_records_the_check(monitor: Monitor
     monitor.run("watch", *FIVE)
     # djangopackages' own bookkeeping moves on every refresh: not a change.
     monitor.upstream.records["django-otp"]["last_fetched"] = "2026-11-21T10:00:00-05:00"
-    monitor.upstream.records["django-otp"]["modified"] = "2026-11-21T10:00:00-05:00"
+    monitor.upstream.records["django-otp"]["modified"] = "2026-11-21T11:30:00-05:00"
     before = monitor.count("snapshots")
     result = monitor.run("check")
     assert result.exit_code == 0, result.output
@@ -74,10 +74,13 @@ def test_unchanged_check_adds_no_snapshot_but_records_the_check(monitor: Monitor
         assert sorted(tuple(row) for row in polls) == [(slug, 2) for slug in sorted(FIVE)]
         days = store.conn.execute("SELECT ok, unchanged, failed, not_found FROM poll_days")
         assert [tuple(row) for row in days] == [(5, 5, 0, 0)]
-        fetched = store.conn.execute(
-            "SELECT last_fetched FROM watches WHERE slug = 'django-otp'"
-        ).fetchone()[0]
-        assert fetched == int(datetime(2026, 11, 21, 15, tzinfo=UTC).timestamp())
+        stamps = store.conn.execute(
+            "SELECT last_fetched, modified FROM watches WHERE slug = 'django-otp'"
+        ).fetchone()
+        assert tuple(stamps) == (
+            int(datetime(2026, 11, 21, 15, tzinfo=UTC).timestamp()),
+            int(datetime(2026, 11, 21, 16, 30, tzinfo=UTC).timestamp()),
+        )
     finally:
         store.close()
 

@@ -18,7 +18,7 @@ import pytest
 
 from monitor import USER_AGENT
 from monitor.errors import InvalidRecord, PackageNotFound, SourceError
-from monitor.snapshot import parse_record, record_fingerprint
+from monitor.snapshot import BOOKKEEPING, parse_record, record_fingerprint, unix_seconds
 from monitor.sources import PollResult, PollStatus
 from monitor.sources.djangopackages import DjangoPackagesSource, GridNotFound
 from monitor.sources.http import UNANSWERED_LIMIT, backoff_delay, retry_after_seconds
@@ -656,6 +656,10 @@ async def test_a_page_read_again_is_recalled_as_decoding_it_would_report_it(clon
     decoding, _ = await _poll_pages(source, slugs, stored, {})
     assert _plain(again) == _plain(decoding)
     assert {r.status for r in again} == {PollStatus.UNCHANGED}
+    for result in again:  # the bookkeeping as the watch row keeps it, worked out beforehand
+        assert result.values is not None
+        assert result.stamps == tuple(unix_seconds(result.values[n]) for n in BOOKKEEPING)
+        assert None not in result.stamps
     assert clones.package_requests == 0
 
 

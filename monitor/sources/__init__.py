@@ -59,6 +59,9 @@ class PollResult:
     duration: float
     fingerprint: bytes | None = None
     values: dict[str, Any] | None = None
+    # ``unchanged``: the bookkeeping in ``values`` as Unix seconds, as the watch row keeps them
+    # (worked out once per record: a list page recalled keeps them too). None otherwise.
+    stamps: tuple[int | None, ...] | None = None
     # The other sources' answers for this watch (source name -> Part), added by the cycle;
     # an enabled source missing here does not apply to the watch (SPEC §2.1).
     parts: Mapping[str, Part] = field(default_factory=dict)

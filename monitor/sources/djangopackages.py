@@ -54,6 +54,7 @@ from monitor.snapshot import (
     parse_record,
     record_fingerprint,
     record_values,
+    unix_seconds,
 )
 from monitor.sources import PollResult, PollStatus
 from monitor.sources.http import FetchError, JsonSource, decoded
@@ -458,17 +459,21 @@ class _Pager:
             fingerprint = fingerprints.get(slug)
             if entry is None or fingerprint is None or entry[0] != fingerprint.hex():
                 return False  # a record read as changed, or not read: decode the page
-            unchanged.append((slug, fingerprint, entry[1], entry[2]))
+            unchanged.append((slug, fingerprint, entry))
         count = recall["count"]
         self.count = count if self.count is None else max(self.count, count)
+        names = _carried(self.reading.fields)
         dated = [*_DATETIMES.intersection(self.reading.fields), *BOOKKEEPING]
         status = PollStatus.UNCHANGED
-        for slug, fingerprint, package_id, values in unchanged:
+        for slug, fingerprint, (_, package_id, row, stamps) in unchanged:
+            values = dict(zip(names, row, strict=True))
             for name in dated:  # as field_kinds.from_json reads them, for the few there are
-                if values.get(name) is not None:
+                if values[name] is not None:
                     values[name] = datetime.fromisoformat(values[name])
             self.missing.discard(slug)
-            result = PollResult(slug, status, None, None, package_id, duration, fingerprint, values)
+            result = PollResult(
+                slug, status, None, None, package_id, duration, fingerprint, values, tuple(stamps)
+            )
             self.done(result)
         on_page(digest, None)
         return True
@@ -490,7 +495,17 @@ _DATED = field_kinds.FieldKind.DATETIME
 _DATETIMES = frozenset(n for n, kind in field_kinds.DJANGOPACKAGES.items() if kind is _DATED)
 # The form of a page's recall (_Recall): raise it when reading a record changes, so that what
 # an earlier version read is read again.
-_RECALL_FORM = 1
+_RECALL_FORM = 2
+
+
+def _stamps(values: Mapping[str, Any]) -> tuple[int | None, ...]:
+    """:attr:`PollResult.stamps` of an ``unchanged`` result's values."""
+    return tuple(unix_seconds(values.get(name)) for name in BOOKKEEPING)
+
+
+def _carried(fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The values an ``unchanged`` result carries, when it is asked for ``fields``."""
+    return ("slug", *fields, *BOOKKEEPING)
 
 
 @dataclass
@@ -505,17 +520,21 @@ class _Recall:
     known: dict[str, list[Any]] = field(default_factory=dict)
 
     def add(self, result: PollResult) -> None:
+        """Keep a package's fingerprint, id, the values an ``unchanged`` result carries (in
+        :func:`_carried` order: the names are not repeated for each package) and its
+        bookkeeping as Unix seconds (:attr:`PollResult.stamps`)."""
         if result.fingerprint is None:
             return
         if result.values is not None:
             values = result.values
         elif result.snapshot is not None:
-            names = (*self.fields, *BOOKKEEPING)
-            values = {"slug": result.slug, **result.snapshot.values(names)}
+            values = {"slug": result.slug, **result.snapshot.values(_carried(self.fields)[1:])}
         else:
             return
         # orjson writes datetimes as ISO 8601, which from_json reads back
-        self.known[result.slug] = [result.fingerprint.hex(), result.package_id, values]
+        row = [values.get(name) for name in _carried(self.fields)]
+        stamps = result.stamps or _stamps(values)
+        self.known[result.slug] = [result.fingerprint.hex(), result.package_id, row, stamps]
 
     def dumps(self) -> bytes:
         return orjson.dumps(
@@ -548,8 +567,9 @@ class _Reading:
         package_id = _package_id(record)
         if slug is not None and fingerprint == self.fingerprints.get(slug):
             values = record_values(record, (*self.fields, *BOOKKEEPING), package=package)
+            status = PollStatus.UNCHANGED
             return PollResult(
-                slug, PollStatus.UNCHANGED, None, None, package_id, duration, fingerprint, values
+                slug, status, None, None, package_id, duration, fingerprint, values, _stamps(values)
             )
         snapshot = parse_record(record, package=package)
         return PollResult(
