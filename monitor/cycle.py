@@ -341,6 +341,9 @@ class CycleRecorder:
         self._watches: dict[str, Watch] | None = None
         self._parts: dict[int, dict[str, StoredPart]] = {}
         self._read_at = 0
+        # Every stored rule state as of prepare(), read by the first batch of a cycle of more
+        # than one: one read, not one per batch (a batch's are dropped once it is written).
+        self._states: dict[int, dict[str, _Stored]] | None = None
         self._view: _View | None = None
         self._may_defer = True  # may a missing message roll the write back (see _summary)
         self._channel_notices: dict[str, list[tuple[int, Notice]]] = {}
@@ -362,6 +365,7 @@ class CycleRecorder:
         self._read_at = self.store.data_version()
         self._watches = self.store.watches(list(slugs))
         self._parts = {}
+        self._states = None
         return {slug: w.fingerprint for slug, w in self._watches.items() if w.fingerprint}
 
     def _load_parts(self, slugs: Iterable[str]) -> None:
@@ -521,9 +525,11 @@ class CycleRecorder:
         view = self._view
         self._view = None
         if view is not None:
+            states = self._states or {}
             for plan in view.plans.values():
                 self._parts.pop(plan.watch.id, None)
                 self._helds.pop(plan.watch.id, None)
+                states.pop(plan.watch.id, None)
 
     def _write(
         self, outcomes: Sequence[PollResult], baseline: bool, *, last: bool, last_attempt: bool
@@ -584,7 +590,8 @@ class CycleRecorder:
         if earlier is not None and earlier.version == version:
             return
         watches = self._watches
-        if watches is None or version != self._read_at:
+        prepared = watches is not None and version == self._read_at
+        if watches is None or not prepared:
             # another process wrote since prepare(): read this batch's rows again, and make
             # every plan again (each later batch reads its own the same way)
             watches = self.store.watches([o.slug for o in outcomes])
@@ -603,7 +610,13 @@ class CycleRecorder:
                 plan = self._plan(watch, outcome, baseline)
                 yield
             plans[outcome.slug] = plan
-        states = self._load_states([plan.watch.id for plan in plans.values()])
+        ids = [plan.watch.id for plan in plans.values()]
+        if prepared and len(watches) > BATCH:  # as of prepare(): read once for the batches
+            if self._states is None:
+                self._states = self._load_states(None)
+            states = {i: self._states[i] for i in ids if i in self._states}
+        else:
+            states = self._load_states(ids)
         self._view = _View(version, plans, states)
 
     def _plan(self, watch: Watch, outcome: PollResult, baseline: bool) -> _Plan:
@@ -1294,7 +1307,8 @@ class CycleRecorder:
         if close:
             release_groups(self.store, list(self._groups.values()), now=self.now)
 
-    def _load_states(self, watch_ids: list[int]) -> dict[int, dict[str, _Stored]]:
+    def _load_states(self, watch_ids: list[int] | None) -> dict[int, dict[str, _Stored]]:
+        """watch id -> rule id -> its stored state, for these watches (None: every one)."""
         out: dict[int, dict[str, _Stored]] = {}
         for watch_id, rule, holds, since, notified, episode, alert_id in self.store.rule_states(
             watch_ids

@@ -863,18 +863,19 @@ class Store:
             values.update(values_after(values, json.loads(data)))
         return Snapshot.from_json_dict(values)
 
-    def rule_states(self, watch_ids: list[int]) -> list[tuple[Any, ...]]:
-        """The stored alert state of every rule for these watches: (watch_id, rule, holds,
-        firing_since, last_notified_at, episode, alert_id) rows (a cycle reads them all)."""
+    def rule_states(self, watch_ids: list[int] | None) -> list[tuple[Any, ...]]:
+        """The stored alert state of every rule for these watches (None: for every watch):
+        (watch_id, rule, holds, firing_since, last_notified_at, episode, alert_id) rows."""
         cursor = self.conn.cursor()
         cursor.row_factory = None
+        columns = "watch_id, rule, holds, firing_since, last_notified_at, episode, alert_id"
+        if watch_ids is None:
+            return cursor.execute(f"SELECT {columns} FROM rule_states").fetchall()
         rows: list[tuple[Any, ...]] = []
         for chunk in _chunks(watch_ids, 500):
             marks = ",".join("?" * len(chunk))
             rows += cursor.execute(
-                "SELECT watch_id, rule, holds, firing_since, last_notified_at, episode, alert_id"
-                f" FROM rule_states WHERE watch_id IN ({marks})",
-                chunk,
+                f"SELECT {columns} FROM rule_states WHERE watch_id IN ({marks})", chunk
             )
         return rows
 

@@ -353,3 +353,50 @@ def test_a_rule_reading_only_sources_not_polled_is_evaluated_once_a_cycle(
     evaluations.clear()
     _check(monitor)
     assert evaluations["default(github.stars, 0) == 0"] >= len(FIVE)
+
+
+def test_a_cycle_of_batches_reads_rule_states_once_and_again_after_another_commit(
+    monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _use_rules(monitor, "rules:\n  - {id: many-forks, when: repo_forks > 1000, for: 2}\n")
+    assert monitor.run("watch", *FIVE).exit_code == 0
+    last = sorted(FIVE)[-1]  # in the third batch of two
+    monkeypatch.setattr(cycle, "BATCH", 2)
+    reads: list[list[int] | None] = []
+    rule_states = Store.rule_states
+
+    def counted(store: Store, watch_ids: list[int] | None) -> list[tuple[Any, ...]]:
+        reads.append(watch_ids)
+        return rule_states(store, watch_ids)
+
+    monkeypatch.setattr(Store, "rule_states", counted)
+    monitor.clock.advance(hours=6)
+    assert monitor.json("check")["checked"] == 5
+    assert reads == [None]  # every state at once, for the three batches
+
+    # Once the first batch is written, another process's check sees many-forks hold on
+    # the last package once: this cycle reads that batch's states again, and it fires.
+    forget = cycle.CycleRecorder._forget
+    held_once = (
+        "INSERT INTO rule_states (rule, watch_id, holds) SELECT 'many-forks', id, 1"
+        " FROM watches WHERE slug = ?"
+    )
+
+    def commit_once(recorder: cycle.CycleRecorder) -> None:
+        forget(recorder)
+        if len(reads) == 2:
+            conn = sqlite3.connect(monitor.tmp_path / "monitor.db", isolation_level=None)
+            try:
+                conn.execute(held_once, (last,))
+            finally:
+                conn.close()
+
+    monkeypatch.setattr(cycle.CycleRecorder, "_forget", commit_once)
+    monitor.upstream.records[last]["repo_forks"] = 5000
+    monitor.clock.advance(hours=6)
+    report = monitor.json("check")
+    assert [(t["package"], t["rule"]) for t in report["transitions"]] == [(last, "many-forks")]
+    assert reads[1] is None and reads[2:] and all(ids for ids in reads[2:])
+    assert {alert for alert in _firing(monitor) if alert[1] == "many-forks"} == {
+        (last, "many-forks")
+    }

@@ -463,14 +463,14 @@ class _Pager:
         count = recall["count"]
         self.count = count if self.count is None else max(self.count, count)
         names = _carried(self.reading.fields)
-        dated = [*_DATETIMES.intersection(self.reading.fields), *BOOKKEEPING]
+        dated = [i for i, name in enumerate(names) if name in _DATETIMES or name in BOOKKEEPING]
         status = PollStatus.UNCHANGED
+        self.missing.difference_update(wanted)
         for slug, fingerprint, (_, package_id, row, stamps) in unchanged:
+            for i in dated:  # as field_kinds.from_json reads them, for the few there are
+                if row[i] is not None:
+                    row[i] = datetime.fromisoformat(row[i])
             values = dict(zip(names, row, strict=True))
-            for name in dated:  # as field_kinds.from_json reads them, for the few there are
-                if values[name] is not None:
-                    values[name] = datetime.fromisoformat(values[name])
-            self.missing.discard(slug)
             result = PollResult(
                 slug, status, None, None, package_id, duration, fingerprint, values, tuple(stamps)
             )
