@@ -6,7 +6,6 @@ slack-sdk, jinja2 and sqlite-utils are imported inside the commands that use the
 
 from __future__ import annotations
 
-import random
 import sys
 from collections.abc import (
     AsyncIterator,
@@ -19,7 +18,6 @@ from collections.abc import (
 )
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -29,7 +27,9 @@ from monitor.durations import parse_duration
 from monitor.errors import MonitorError, NotWatchedError, PackageNotFound, UsageError
 from monitor.text import json_safe, one_line, printable
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (pathlib and random are a seventh of ``monitor --help``: not imported)
+    from pathlib import Path
+
     from monitor.app import App
     from monitor.config import Config
     from monitor.cycle import CycleReport
@@ -53,18 +53,27 @@ class Runtime:
         config_path: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[Any]] | None = None,  # None: asyncio.sleep
-        rng: Callable[[], float] = random.random,
+        rng: Callable[[], float] | None = None,  # None: random.random
         env: dict[str, str] | None = None,
         read_only: bool = False,  # a command that only reads: a missing database is not made
     ):
         self.config_path = config_path
         self.clock = clock
         self.sleep = sleep
-        self.rng = rng
+        self._rng = rng
         self.env = env
         self.read_only = read_only
         self._config: Config | None = None
         self._rules: list[Any] | None = None
+
+    @property
+    def rng(self) -> Callable[[], float]:
+        """The injected random source, else ``random.random`` (imported only now)."""
+        if self._rng is None:
+            import random
+
+            self._rng = random.random
+        return self._rng
 
     def pause(self) -> Callable[[float], Awaitable[Any]]:
         """The sleep to use: the injected one, else asyncio's (imported only now: start-up
@@ -394,6 +403,8 @@ def watch(
     runtime.rules()
     given = list(notify) or None  # None: not given, so each watch keeps its own
     if requirements:
+        from pathlib import Path
+
         _watch_file(runtime, Path(requirements), prune, as_json, given, interval, pretty=pretty)
         return
     app = runtime.app(console=sys.stdout)
