@@ -455,7 +455,7 @@ def _migrate_8(db: sqlite_utils.Database) -> None:
 def _migrate_9(db: sqlite_utils.Database) -> None:
     # A package whose values did not change is not evaluated again by the rules whose
     # verdict they decide alone (issue 14): ``quiet`` holds the key of the rule set, pin and
-    # record under which every such rule last came out false, with no state stored
+    # record under which every such rule was last evaluated, and the ids of those that held
     # (CycleRecorder.quiet_key). NULL (every row now) means: evaluate every rule.
     db.conn.execute("ALTER TABLE watches ADD COLUMN quiet BLOB")
     # And a djangopackages list page that comes back byte for byte is not decoded again:
