@@ -853,12 +853,8 @@ class CycleRecorder:
         package_id = outcome.package_id or watch.package_id
         next_due = self._next_due(watch.interval)
         quiet = self._quiet_after(plan, states)
-        if (
-            status == "unchanged"
-            and plan.error is None
-            and not new_snapshot_id
-            and (quiet is watch.quiet)
-        ):
+        unchanged = status == "unchanged" and plan.error is None and not new_snapshot_id
+        if unchanged and quiet is watch.quiet:
             # The common case: the same row but for the poll's own columns (the row is the
             # plan's, see _replan: the same history row and quiet key), in a shorter UPDATE.
             self._unchanged_updates.append(
