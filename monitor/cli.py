@@ -583,11 +583,12 @@ def check(ctx: click.Context, slugs: tuple[str, ...], as_json: bool, pretty: boo
     runtime = _runtime(ctx)
     as_json = as_json or pretty
     runtime.rules()
-    count = len(set(slugs)) or runtime.store().watch_count()
+    shown = not as_json and sys.stderr.isatty()  # a progress bar: how many it counts to
+    count = (len(set(slugs)) or runtime.store().watch_count()) if shown else 0
     app = runtime.app(console=sys.stderr if as_json else sys.stdout)
 
     async def check_now() -> Any:
-        with _progress("checking", count, shown=not as_json) as step:
+        with _progress("checking", count, shown=shown) as step:
             return await app.check(slugs, on_result=(lambda _r: step()) if step else None)
 
     outcome = _run(check_now())

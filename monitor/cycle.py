@@ -806,7 +806,10 @@ class CycleRecorder:
         for plan in view.plans.values():
             if not plan.fired and not templated_conditions:
                 continue  # the common case: nothing of this package runs a user's template
-            for rule in self._unrendered(plan, view.states.get(plan.watch.id, {})):
+            states = view.states.get(plan.watch.id, {})
+            if not (plan.fired or states or any(holds for _, holds in plan.verdicts)):
+                continue  # no rule holds nor held: no alert of it changes
+            for rule in self._unrendered(plan, states):
                 message = self._ahead.pop((plan.watch.slug, rule.id), None)
                 if message is None:
                     message = rule.render_message(self._context(rule, plan))

@@ -219,3 +219,23 @@ def test_watch_renders_its_baseline_alerts_before_taking_the_write_lock(
     [alert] = monitor.json("alerts")
     assert alert["rule"] == "popular"
     assert alert["summary"].startswith("django-otp has ") and alert["summary"].endswith(" stars")
+
+
+def test_an_alert_that_resolves_renders_its_message_outside_the_lock(
+    monitor: Monitor, renders: list[str]
+) -> None:
+    """The rule no longer holds, its alert resolves: the message of that transition is
+    rendered before the write, from the state the package had (it holds nothing now)."""
+    monitor.upstream.records["django-otp"]["repo_forks"] = 1001
+    for _ in range(2):  # `for: 2`
+        monitor.clock.advance(hours=7)
+        monitor.json("check")
+    monitor.upstream.records["django-otp"]["repo_forks"] = 1000  # no change rule fires
+    renders.clear()
+    monitor.clock.advance(hours=7)
+    report = monitor.json("check")
+
+    [resolved] = report["transitions"]
+    assert (resolved["rule"], resolved["status"]) == ("many-forks", "resolved")
+    assert resolved["summary"] == "django-otp has 1000 forks"
+    assert renders == ["free"]  # once, before the write: no rollback
