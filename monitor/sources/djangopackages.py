@@ -33,7 +33,6 @@ the bookkeeping are validated); any other record is parsed into a snapshot.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import re
@@ -45,6 +44,7 @@ from typing import Any, TypeGuard, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
+import xxhash
 
 from monitor import fields as field_kinds
 from monitor.errors import InvalidRecord, PackageNotFound, SourceError
@@ -400,7 +400,7 @@ class _Pager:
                 subject=subject,
                 decode=False,
             )
-            digest = hashlib.sha256(fetched.data).digest()[:16]  # sha256: CPU-accelerated
+            digest = xxhash.xxh3_128_digest(fetched.data)  # 30 GB/s; sha256 is 1.5 here
             if self.recalled(digest, fetched.duration):
                 return
             fetched = decoded(fetched, subject)
