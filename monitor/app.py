@@ -538,7 +538,7 @@ class App:
         from monitor.cycle import poll_and_record
 
         self.rules()
-        watched = self.to_check(names)
+        watched = self.to_check(names) if names else None  # None: every one (poll_and_record)
         async with self.sources() as sources:
             report = await poll_and_record(
                 self.store,

@@ -353,9 +353,10 @@ class CycleRecorder:
 
     # -- entry point --------------------------------------------------------------------
 
-    def prepare(self, slugs: Sequence[str]) -> dict[str, bytes]:
-        """Read the watches about to be polled; return the fingerprints of their last
-        stored djangopackages records, for that source to recognise unchanged ones. Their
+    def prepare(self, slugs: Sequence[str] | None) -> dict[str, bytes]:
+        """Read the watches about to be polled (None: every watched package, then
+        :meth:`watched` names them); return the fingerprints of their last stored
+        djangopackages records, for that source to recognise unchanged ones. Their
         sources' stored parts (a whole record each) are read a batch at a time, when the
         batch's results are in (:meth:`_load_parts`).
 
@@ -363,10 +364,14 @@ class CycleRecorder:
         this connection must not change these watches in between (one cycle at a time).
         """
         self._read_at = self.store.data_version()
-        self._watches = self.store.watches(list(slugs))
+        self._watches = self.store.watches(None if slugs is None else list(slugs))
         self._parts = {}
         self._states = None
         return {slug: w.fingerprint for slug, w in self._watches.items() if w.fingerprint}
+
+    def watched(self) -> list[str]:
+        """The names of the watches :meth:`prepare` read, sorted."""
+        return sorted(self._watches or ())
 
     def _load_parts(self, slugs: Iterable[str]) -> None:
         """Read the stored parts of these watches, those not read yet."""
@@ -1688,14 +1693,14 @@ async def poll_and_record(
     config: Config,
     rules: Sequence[Any],
     sources: Any,
-    slugs: Sequence[str],
+    slugs: Sequence[str] | None,
     *,
     now: datetime,
     rng: Callable[[], float] = random.random,
     on_result: Callable[[Any], None] | None = None,
 ) -> CycleReport:
-    """Poll the watched packages ``slugs`` through ``sources`` (:class:`Sources`) and
-    record the cycle (see the module docstring).
+    """Poll the watched packages ``slugs`` (None: every watched package, by name) through
+    ``sources`` (:class:`Sources`) and record the cycle (see the module docstring).
 
     djangopackages' results are recorded as they come, :data:`BATCH` at a time (each batch
     polled from the other sources first), while its other list pages are still being
@@ -1704,9 +1709,6 @@ async def poll_and_record(
     known = store.get_meta("djangopackages.count")
     recorder = CycleRecorder(store, config, rules, now=now, rng=rng)
     primary = sources.djangopackages
-    wanted = list(dict.fromkeys(slugs))
-    order = {slug: i for i, slug in enumerate(wanted)}
-    pypi = {slug: None for slug in wanted if is_pypi_watch(slug)}  # in order, no record
     # The results polled, not taken yet (a deque and two events, not an asyncio.Queue: a
     # cycle passes 10,000 results through, and a queue's put and get cost 2 µs each).
     arrived: deque[PollResult] = deque()
@@ -1777,7 +1779,15 @@ async def poll_and_record(
         await recorder.record_async(batch, close=close)
 
     with _collector_paused():
-        polling = asyncio.create_task(poll(recorder.prepare(wanted)))
+        if slugs is None:  # the watch rows name them: read once, not twice
+            fingerprints = recorder.prepare(None)
+            wanted = recorder.watched()
+        else:
+            wanted = list(dict.fromkeys(slugs))
+            fingerprints = recorder.prepare(wanted)
+        order = {slug: i for i, slug in enumerate(wanted)}
+        pypi = {slug: None for slug in wanted if is_pypi_watch(slug)}  # in order, no record
+        polling = asyncio.create_task(poll(fingerprints))
         try:
             batch: list[PollResult] = []
             while arrived or not ended:

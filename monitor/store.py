@@ -771,8 +771,8 @@ class Store:
 
     # -- snapshots and checks -----------------------------------------------------------
 
-    def watches(self, slugs: list[str]) -> dict[str, Watch]:
-        """slug -> :class:`Watch`, for the watched ones among ``slugs``."""
+    def watches(self, slugs: list[str] | None) -> dict[str, Watch]:
+        """slug -> :class:`Watch`, for the watched ones among ``slugs`` (None: every one)."""
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples: a cycle reads every polled watch
         query = (
@@ -781,11 +781,11 @@ class Store:
             " INDEXED BY idx_parts_fingerprint"  # the fingerprints alone (see _migrate_10)
             " ON p.watch_id = w.id AND p.source = 'djangopackages' WHERE w.active = 1"
         )
-        if len(slugs) > _SCAN_ABOVE:  # one scan beats thousands of index lookups
+        if slugs is None:
+            rows: Iterable[tuple[Any, ...]] = cursor.execute(query)
+        elif len(slugs) > _SCAN_ABOVE:  # one scan beats thousands of index lookups
             wanted = set(slugs)
-            rows: Iterable[tuple[Any, ...]] = (
-                row for row in cursor.execute(query) if row[1] in wanted
-            )
+            rows = (row for row in cursor.execute(query) if row[1] in wanted)
         else:
             rows = (
                 row

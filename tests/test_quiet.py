@@ -400,3 +400,29 @@ def test_a_cycle_of_batches_reads_rule_states_once_and_again_after_another_commi
     assert {alert for alert in _firing(monitor) if alert[1] == "many-forks"} == {
         (last, "many-forks")
     }
+
+
+def test_a_check_of_every_package_reads_the_watch_rows_once(
+    monitor: Monitor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert monitor.run("watch", *FIVE).exit_code == 0
+    reads: list[str] = []
+    watches, watched_slugs = Store.watches, Store.watched_slugs
+
+    def read_watches(store: Store, slugs: list[str] | None) -> Any:
+        reads.append("every watch" if slugs is None else f"{len(slugs)} watches")
+        return watches(store, slugs)
+
+    def read_slugs(store: Store) -> list[str]:
+        reads.append("names")
+        return watched_slugs(store)
+
+    monkeypatch.setattr(Store, "watches", read_watches)
+    monkeypatch.setattr(Store, "watched_slugs", read_slugs)
+    monitor.clock.advance(hours=6)
+    report = monitor.json("check")
+    assert (report["checked"], reads) == (5, ["every watch"])  # the rows name them
+
+    reads.clear()
+    report = monitor.json("check", *sorted(FIVE)[:2])  # named: checked against the names
+    assert (report["checked"], reads) == (2, ["names", "2 watches"])
