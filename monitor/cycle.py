@@ -717,24 +717,14 @@ class CycleRecorder:
         if baseline or self.sources or self._dp_volatile:
             return True
         watch = (self._watches or {}).get(outcome.slug)
-        return (
-            watch is None
-            or outcome.status is not PollStatus.UNCHANGED
-            or outcome.fingerprint != watch.fingerprint
-            or self._held(watch) is None
-        )
+        return watch is None or not _same_record(watch, outcome) or self._held(watch) is None
 
     def _quiet_plan(self, watch: Watch, outcome: PollResult) -> _Plan | None:
         """The plan of a package whose record is the stored one and whose every other
         source answered "not modified" with nothing to write, made without comparing
         anything; None when there is more to it (then :class:`_Planner` works it out). Its
         values are the record's as polled and what the volatile rules read of the rest."""
-        fingerprint = outcome.fingerprint  # None: a ``pypi:`` watch's (without_record)
-        if (
-            outcome.status is not PollStatus.UNCHANGED
-            or fingerprint is None
-            or fingerprint != watch.fingerprint
-        ):
+        if not _same_record(watch, outcome):
             return None
         stored = self._parts.get(watch.id)
         if stored is None and (self.sources or self._dp_volatile):
@@ -1643,6 +1633,17 @@ def _volatile(rule: Any) -> bool:
     """Whether a condition rule's verdict can change while a package's values do not: it
     reads the clock, or djangopackages' bookkeeping."""
     return bool(rule.when.reads_clock or rule.when.fields.intersection(BOOKKEEPING))
+
+
+def _same_record(watch: Watch, outcome: PollResult) -> bool:
+    """Whether the poll found the djangopackages record the watch has stored (a ``pypi:``
+    watch has none: its result has no fingerprint, see without_record)."""
+    fingerprint = outcome.fingerprint
+    return (
+        outcome.status is PollStatus.UNCHANGED
+        and fingerprint is not None
+        and fingerprint == watch.fingerprint
+    )
 
 
 def _astir(stored: _Stored) -> bool:

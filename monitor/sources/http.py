@@ -86,20 +86,6 @@ class FetchError(SourceError):
         self.headers: Mapping[str, str] = headers or {}
 
 
-def decoded(fetched: Fetched, subject: str) -> Fetched:
-    """``fetched`` with its body decoded; :class:`FetchError` when it is no JSON."""
-    try:
-        data = orjson.loads(fetched.data)  # strict JSON: NaN, Infinity, huge ints are malformed
-    except orjson.JSONDecodeError as exc:
-        raise FetchError(
-            f"{subject}: malformed JSON: {str(exc)[:200]}",
-            status=200,
-            attempts=fetched.attempts,
-            duration=fetched.duration,
-        ) from None
-    return replace(fetched, data=data)
-
-
 @dataclass(frozen=True, slots=True)
 class Fetched:
     """A decoded answer. ``status`` 304 (asked for with ``etag``) has ``data`` None: the
@@ -112,6 +98,20 @@ class Fetched:
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
     url: str = ""
+
+
+def decoded(fetched: Fetched, subject: str) -> Fetched:
+    """``fetched`` with its body decoded; :class:`FetchError` when it is no JSON."""
+    try:
+        data = orjson.loads(fetched.data)  # strict JSON: NaN, Infinity, huge ints are malformed
+    except orjson.JSONDecodeError as exc:
+        raise FetchError(
+            f"{subject}: malformed JSON: {str(exc)[:200]}",
+            status=200,
+            attempts=fetched.attempts,
+            duration=fetched.duration,
+        ) from None
+    return replace(fetched, data=data)
 
 
 def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
